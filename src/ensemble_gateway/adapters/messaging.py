@@ -1,0 +1,36 @@
+"""SNS and SQS adapters: notification publishing and the webhook delivery queue."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .aws import LazyClient
+
+SQS_MAX_DELAY_SECONDS = 900
+
+
+class SnsPublisher(LazyClient):
+    service_name = "sns"
+
+    def publish(self, topic_arn: str, message: Mapping[str, Any]) -> None:
+        self.client.publish(TopicArn=topic_arn, Message=json.dumps(message))
+
+
+class SqsWebhookQueue(LazyClient):
+    """The durable retry queue: a delay longer than SQS allows is served in hops (``not_before``)."""
+
+    service_name = "sqs"
+
+    def __init__(self, queue_url: str, dead_letter_url: str, client: Any = None) -> None:
+        super().__init__(client)
+        self.queue_url = queue_url
+        self.dead_letter_url = dead_letter_url
+
+    def enqueue(self, job: Mapping[str, Any], delay_seconds: int) -> None:
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(job, default=str),
+                                 DelaySeconds=max(0, min(delay_seconds, SQS_MAX_DELAY_SECONDS)))
+
+    def dead_letter(self, job: Mapping[str, Any]) -> None:
+        self.client.send_message(QueueUrl=self.dead_letter_url, MessageBody=json.dumps(job, default=str))

@@ -1,0 +1,79 @@
+"""S3 adapter: presigned POST uploads, presigned downloads, reads and writes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from ..domain.models import utcnow
+from ..domain.ports import PresignedUpload
+from .aws import LazyClient, client
+
+
+def split_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` → (bucket, key)."""
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an s3:// URI: {uri}")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+class S3ObjectStore(LazyClient):
+    """Objects of the gateway's bucket, encrypted with the bucket's KMS key."""
+
+    service_name = "s3"
+
+    def __init__(self, bucket: str, kms_key_id: str | None = None, client: Any = None) -> None:
+        super().__init__(client)
+        self.bucket = bucket
+        self.kms_key_id = kms_key_id
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from botocore.config import Config
+
+            # SigV4 explicitly: some boto3 versions presign with SigV2 by default.
+            self._client = client("s3", config=Config(signature_version="s3v4",
+                                                      s3={"addressing_style": "path"}))
+        return self._client
+
+    def _sse(self) -> dict[str, str]:
+        if self.kms_key_id:
+            return {"x-amz-server-side-encryption": "aws:kms",
+                    "x-amz-server-side-encryption-aws-kms-key-id": self.kms_key_id}
+        return {}
+
+    def presign_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> PresignedUpload:
+        fields: dict[str, str] = {"Content-Type": content_type, **self._sse()}
+        conditions: list[Any] = [
+            ["content-length-range", 1, max_bytes],
+            {"Content-Type": content_type},
+            *({name: value} for name, value in self._sse().items()),
+        ]
+        expires_at = utcnow() + timedelta(seconds=expires_in)
+        post = self.client.generate_presigned_post(Bucket=self.bucket, Key=key, Fields=fields,
+                                                   Conditions=conditions, ExpiresIn=expires_in)
+        return PresignedUpload(url=post["url"], fields=dict(post["fields"]), expires_at=expires_at,
+                               max_bytes=max_bytes)
+
+    def presign_download(self, uri: str, expires_in: int) -> str:
+        bucket, key = split_uri(uri)
+        return str(self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in))
+
+    def read(self, uri: str) -> bytes:
+        bucket, key = split_uri(uri)
+        return bytes(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def write(self, key: str, body: bytes, content_type: str) -> str:
+        extra: dict[str, str] = {}
+        if self.kms_key_id:
+            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra)
+        return f"s3://{self.bucket}/{key}"
+
+    def content_type(self, uri: str) -> str | None:
+        bucket, key = split_uri(uri)
+        head = self.client.head_object(Bucket=bucket, Key=key)
+        return head.get("ContentType")

@@ -1,0 +1,67 @@
+"""Composition root: builds the domain's use cases with their AWS adapters, once per process.
+
+Nothing here runs at import time; the first handler invocation pays for it (cold start) and later
+invocations reuse the objects.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .adapters.dynamodb import DynamoClientDirectory, DynamoPredictionStore, DynamoServiceCatalog
+from .adapters.messaging import SnsPublisher, SqsWebhookQueue
+from .adapters.s3 import S3ObjectStore
+from .adapters.sagemaker import SageMakerModelRuntime
+from .adapters.stepfunctions import StepFunctionsEngine
+from .adapters.webhook_http import HttpWebhookSender, resolve_all
+from .domain.delivery import WebhookDelivery
+from .domain.lifecycle import Gateway, GatewayConfig
+from .settings import Settings, get_settings
+
+
+def build_gateway(settings: Settings, logger: object = None) -> Gateway:
+    """Wire the use cases to AWS. Clients are created on first use, never here."""
+    return Gateway(
+        config=GatewayConfig(
+            region=settings.region,
+            success_topic_arn=settings.success_topic_arn,
+            error_topic_arn=settings.error_topic_arn,
+            upload_expiry_seconds=settings.upload_expiry_seconds,
+            result_url_expiry_seconds=settings.result_url_expiry_seconds,
+            retention_days=settings.retention_days,
+            default_max_bytes=settings.max_upload_bytes,
+            allow_loopback_http_webhooks=settings.allow_loopback_webhooks,
+        ),
+        predictions=DynamoPredictionStore(settings.predictions_table),
+        catalog=DynamoServiceCatalog(settings.services_table),
+        objects=S3ObjectStore(settings.bucket, settings.kms_key_id),
+        models=SageMakerModelRuntime(),
+        workflows=StepFunctionsEngine(),
+        publisher=SnsPublisher(),
+        webhooks=SqsWebhookQueue(settings.webhook_queue_url, settings.webhook_dlq_url),
+        resolve=resolve_all,
+        logger=logger,
+    )
+
+
+@functools.cache
+def gateway() -> Gateway:
+    from .observability import logger
+
+    return build_gateway(get_settings(), logger)
+
+
+@functools.cache
+def client_directory() -> DynamoClientDirectory:
+    return DynamoClientDirectory(get_settings().clients_table)
+
+
+@functools.cache
+def webhook_delivery() -> WebhookDelivery:
+    return WebhookDelivery(gateway=gateway(), clients=client_directory(), sender=HttpWebhookSender())
+
+
+def reset() -> None:
+    """Forget the cached settings and adapters (tests and the local runtime change the environment)."""
+    for cached in (gateway, client_directory, webhook_delivery, get_settings):
+        cached.cache_clear()

@@ -1,0 +1,1 @@
+"""The domain: prediction lifecycle, service catalog and mapping DSL. No boto3 here."""

@@ -1,0 +1,106 @@
+"""Durable webhook delivery: one attempt per queue message, retried on the Standard Webhooks schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from .errors import InvalidRequestError, WebhookTransportError
+from .lifecycle import Gateway, jitter, prediction_delivered_events
+from .models import CallbackKind, utcnow
+from .ports import ClientDirectory
+from .webhooks import CheckedWebhookTarget, check_webhook_url, event_body, retry_delay, signed_headers
+
+
+@dataclass(frozen=True)
+class WebhookResponse:
+    status: int
+    retry_after_seconds: int | None = None
+
+
+class WebhookSender(Protocol):
+    def post(self, target: CheckedWebhookTarget, headers: Mapping[str, str], body: str) -> WebhookResponse:
+        """POST to the checked address (never re-resolving the host); raise WebhookTransportError."""
+
+
+@dataclass
+class WebhookDelivery:
+    """Deliver one webhook job; schedule the next attempt or dead-letter it."""
+
+    gateway: Gateway
+    clients: ClientDirectory
+    sender: WebhookSender
+    clock: Callable[[], datetime] = field(default=utcnow)
+    random: Callable[[], float] = field(default=jitter)
+
+    def deliver(self, job: Mapping[str, Any]) -> str:
+        """Run one attempt of ``job``; return what happened (for logs and tests)."""
+        prediction_id = str(job["prediction_id"])
+        event_type = str(job["event_type"])
+        attempt = int(job.get("attempt", 0)) + 1
+        not_before = job.get("not_before")
+        now = self.clock()
+        if not_before and datetime.fromisoformat(str(not_before)) > now:
+            # SQS delays at most 15 minutes: longer waits are served in hops.
+            remaining = int((datetime.fromisoformat(str(not_before)) - now).total_seconds()) + 1
+            self.gateway.webhooks.enqueue(dict(job), delay_seconds=remaining)
+            return "waiting"
+        prediction = self.gateway.predictions.get(prediction_id)
+        if prediction is None or prediction.callback.kind is not CallbackKind.WEBHOOK:
+            return "dropped"
+        if event_type in prediction_delivered_events(prediction):
+            return "already-delivered"
+        client = self.clients.get(prediction.owner)
+        if client is None or not client.webhook_secrets:
+            self._record(prediction_id, event_type, attempt, error="client has no webhook secret")
+            self.gateway.webhooks.dead_letter({**job, "reason": "client has no webhook secret"})
+            return "dead-lettered"
+        url = prediction.callback.target or ""
+        try:
+            target = check_webhook_url(url, self.gateway.resolve,
+                                       allow_loopback_http=self.gateway.config.allow_loopback_http_webhooks)
+        except InvalidRequestError as refused:
+            # Checked again at delivery: DNS may now point somewhere it must not.
+            self._record(prediction_id, event_type, attempt, error=refused.message)
+            self.gateway.webhooks.dead_letter({**job, "reason": refused.message})
+            return "refused"
+        document = self.gateway.document(prediction).model_dump(mode="json")
+        body = event_body(event_type, now.isoformat().replace("+00:00", "Z"), document)
+        # The same id on every retry lets receivers deduplicate, as the spec asks.
+        msg_id = f"msg_{prediction_id}_{prediction.status.value.lower()}"
+        headers = signed_headers(client.webhook_secrets, msg_id, int(now.timestamp()), body)
+        status: int | None = None
+        retry_after: int | None = None
+        error: str | None = None
+        try:
+            response = self.sender.post(target, headers, body)
+            status, retry_after = response.status, response.retry_after_seconds
+        except WebhookTransportError as failure:
+            error = str(failure) or failure.__class__.__name__
+        delivered = status is not None and 200 <= status < 300
+        self._record(prediction_id, event_type, attempt, status=status, error=error, delivered=delivered)
+        if delivered:
+            return "delivered"
+        if status == 410:
+            # Gone: the receiver asks us to stop; the result stays pollable.
+            return "gone"
+        delay = retry_delay(attempt, self.random())
+        if delay is None:
+            self.gateway.webhooks.dead_letter({**job, "attempt": attempt,
+                                               "reason": f"gave up after {attempt} attempts"})
+            return "dead-lettered"
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, 86400))
+        due = now + timedelta(seconds=delay)
+        self.gateway.webhooks.enqueue({**job, "attempt": attempt, "not_before": due.isoformat()},
+                                      delay_seconds=delay)
+        return "retry-scheduled"
+
+    def _record(self, prediction_id: str, event_type: str, attempt: int, *, status: int | None = None,
+                error: str | None = None, delivered: bool = False) -> None:
+        self.gateway.predictions.append_webhook_attempt(prediction_id, {
+            "event_type": event_type, "attempt": attempt, "at": self.clock().isoformat(),
+            "status_code": status, "error": error, "delivered": delivered,
+        })

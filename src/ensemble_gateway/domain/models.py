@@ -1,0 +1,224 @@
+"""Entities of the domain: predictions, services, clients.
+
+They are pydantic models so that the same classes validate catalog files, serialise to DynamoDB
+items and render the public API documents.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PREDICTION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SERVICE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware, truncated to milliseconds."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=(now.microsecond // 1000) * 1000)
+
+
+def new_prediction_id() -> str:
+    """Return a new prediction ID.
+
+    URL-safe and 26 characters long: it doubles as the SageMaker ``InferenceId`` (at most 64
+    characters) and as a Step Functions execution name (at most 80).
+    """
+    # A time prefix keeps IDs roughly sortable; the random part makes them unguessable.
+    stamp = utcnow().strftime("%Y%m%d%H%M%S")
+    return f"p{stamp}{secrets.token_hex(6)}"
+
+
+class PredictionStatus(StrEnum):
+    """The lifecycle of a prediction. Terminal statuses never change."""
+
+    PENDING_UPLOAD = "PENDING_UPLOAD"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    EXPIRED = "EXPIRED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset(
+    {PredictionStatus.COMPLETED, PredictionStatus.FAILED, PredictionStatus.EXPIRED}
+)
+
+
+class CallbackKind(StrEnum):
+    """How the gateway tells someone that a prediction finished."""
+
+    NONE = "none"
+    WEBHOOK = "webhook"
+    TASK_TOKEN = "task_token"
+
+
+class Callback(BaseModel):
+    """A webhook URL for a top-level prediction, or a Step Functions task token for a step."""
+
+    kind: CallbackKind = CallbackKind.NONE
+    target: str | None = None
+
+
+class PredictionError(BaseModel):
+    """Why a prediction failed or expired, in words a user can act on."""
+
+    code: str
+    message: str
+    step: str | None = None
+
+
+class ModelInfo(BaseModel):
+    """What actually produced (or was asked to produce) the output."""
+
+    endpoint: str | None = None
+    version: str | None = None
+
+
+class Prediction(BaseModel):
+    """One prediction: a top-level request, or one step of an ensemble (a *child*)."""
+
+    model_config = ConfigDict(use_enum_values=False)
+
+    prediction_id: str
+    service: str
+    owner: str
+    status: PredictionStatus = PredictionStatus.PENDING_UPLOAD
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    content_type: str = "application/json"
+    metadata: dict[str, str] = Field(default_factory=dict)
+    callback: Callback = Field(default_factory=Callback)
+    parent_id: str | None = None
+    step: str | None = None
+    input_uri: str | None = None
+    output_uri: str | None = None
+    output_content_type: str | None = None
+    failure_uri: str | None = None
+    model: ModelInfo = Field(default_factory=ModelInfo)
+    error: PredictionError | None = None
+    upload_expires_at: datetime | None = None
+    deadline_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    dispatched_at: datetime | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
+    # Epoch seconds; DynamoDB TTL deletes the record some time after it (lazily: filter on it).
+    expires_at: int | None = None
+
+    @property
+    def is_step(self) -> bool:
+        return self.parent_id is not None
+
+
+class ModelTarget(BaseModel):
+    """Where a model service runs: a SageMaker endpoint, invoked asynchronously or in real time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint_name: str
+    invocation: Literal["async", "realtime"] = "async"
+    # SageMaker async's InvocationTimeoutSeconds (default 900, at most 3600); real-time is 60 s.
+    invocation_timeout_seconds: int = Field(default=900, ge=1, le=3600)
+
+
+class FanOut(BaseModel):
+    """Run one child per active catalog model registered for ``task`` (a Map state)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: str
+
+
+class EnsembleStep(BaseModel):
+    """One step of an ensemble: which service it calls and how its input is built."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service: str | None = None
+    fan_out: FanOut | None = None
+    mapping: Any = "$.input"
+    optional: bool = False
+    default: Any = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> EnsembleStep:
+        if (self.service is None) == (self.fan_out is None):
+            raise ValueError("a step names exactly one of 'service' or 'fan_out'")
+        return self
+
+
+class EnsembleSpec(BaseModel):
+    """The DAG: an ASL definition file plus, per callback step, its target and input mapping."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    definition: str
+    steps: dict[str, EnsembleStep]
+    state_machine_arn: str | None = None
+    timeout_seconds: int | None = Field(default=None, ge=1)
+
+
+class Service(BaseModel):
+    """An entry of the service catalog: one model or an ensemble."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    kind: Literal["model", "ensemble"]
+    description: str = ""
+    version: str = "1"
+    active: bool = True
+    content_types: list[str] = Field(default_factory=lambda: ["application/json"], min_length=1)
+    max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    # Catalog tasks this model serves; ensembles fan out over the active models of a task.
+    tasks: list[str] = Field(default_factory=list)
+    model: ModelTarget | None = None
+    ensemble: EnsembleSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        if not SERVICE_NAME_PATTERN.match(value):
+            raise ValueError("must be lowercase letters, digits and '-', starting with a letter or digit")
+        return value
+
+    @model_validator(mode="after")
+    def _kind_matches_target(self) -> Service:
+        if self.kind == "model" and self.model is None:
+            raise ValueError("a 'model' service needs a 'model' section")
+        if self.kind == "ensemble" and self.ensemble is None:
+            raise ValueError("an 'ensemble' service needs an 'ensemble' section")
+        return self
+
+    def timeout_seconds(self) -> int:
+        """How long one prediction of this service may take once running."""
+        if self.model is not None:
+            if self.model.invocation == "realtime":
+                return 60
+            return self.model.invocation_timeout_seconds
+        assert self.ensemble is not None
+        return self.ensemble.timeout_seconds or 3600
+
+
+class Client(BaseModel):
+    """An API client: who owns predictions and with what secret their webhooks are signed."""
+
+    client_id: str
+    name: str
+    api_key_hash: str | None = None
+    principal_arn: str | None = None
+    # The newest first. During a rotation two are valid and webhooks carry both signatures.
+    webhook_secrets: list[str] = Field(default_factory=list)
+    created_at: datetime = Field(default_factory=utcnow)

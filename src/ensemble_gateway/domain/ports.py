@@ -1,0 +1,121 @@
+"""The ports the domain needs from the outside world. Adapters implement them with boto3."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from .models import Client, Prediction, PredictionStatus, Service
+
+
+@dataclass(frozen=True)
+class PresignedUpload:
+    """A presigned S3 POST: the client sends ``fields`` plus its file to ``url``."""
+
+    url: str
+    fields: dict[str, str]
+    expires_at: datetime
+    max_bytes: int
+
+
+@dataclass(frozen=True)
+class RealtimeResponse:
+    """The answer of a real-time endpoint."""
+
+    body: bytes
+    content_type: str
+    invoked_variant: str | None = None
+
+
+class PredictionStore(Protocol):
+    def create(self, prediction: Prediction) -> bool:
+        """Store a new record; False if the ID exists already."""
+
+    def get(self, prediction_id: str) -> Prediction | None: ...
+
+    def find_by_idempotency_key(self, owner: str, key: str) -> Prediction | None: ...
+
+    def transition(
+        self,
+        prediction_id: str,
+        from_statuses: Iterable[PredictionStatus],
+        to_status: PredictionStatus,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Prediction | None:
+        """Move the record conditionally; the new record, or None if its status was not allowed."""
+
+    def claim_dispatch(self, prediction_id: str, now: datetime, lease_seconds: int) -> Prediction | None:
+        """Take the right to dispatch a RUNNING, not yet dispatched record (None: someone has it)."""
+
+    def update(self, prediction_id: str, changes: Mapping[str, Any]) -> None: ...
+
+    def append_webhook_attempt(self, prediction_id: str, attempt: Mapping[str, Any]) -> None: ...
+
+    def mark_webhook_delivered(self, prediction_id: str, event_type: str) -> bool:
+        """Record a delivered webhook; False if it had been delivered already."""
+
+    def children(self, parent_id: str) -> list[Prediction]: ...
+
+    def overdue(self, status: PredictionStatus, now: datetime, limit: int) -> list[Prediction]:
+        """Records in ``status`` whose ``deadline_at`` has passed."""
+
+
+class ServiceCatalog(Protocol):
+    def get(self, name: str) -> Service | None: ...
+
+    def list(self, active_only: bool = True) -> list[Service]: ...
+
+    def put(self, service: Service) -> None: ...
+
+
+class ClientDirectory(Protocol):
+    def get(self, client_id: str) -> Client | None: ...
+
+    def by_api_key_hash(self, api_key_hash: str) -> Client | None: ...
+
+    def by_principal(self, principal_arn: str) -> Client | None: ...
+
+    def put(self, client: Client) -> None: ...
+
+
+class ObjectStore(Protocol):
+    def presign_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> PresignedUpload: ...
+
+    def presign_download(self, uri: str, expires_in: int) -> str: ...
+
+    def read(self, uri: str) -> bytes: ...
+
+    def write(self, key: str, body: bytes, content_type: str) -> str:
+        """Store ``body`` under ``key``; return its ``s3://`` URI."""
+
+    def content_type(self, uri: str) -> str | None: ...
+
+
+class ModelRuntime(Protocol):
+    def invoke_async(self, endpoint: str, input_uri: str, content_type: str, inference_id: str,
+                     timeout_seconds: int) -> str:
+        """Queue an async inference; return the output location SageMaker will write."""
+
+    def invoke_realtime(self, endpoint: str, body: bytes, content_type: str,
+                        inference_id: str) -> RealtimeResponse: ...
+
+
+class WorkflowEngine(Protocol):
+    def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> str: ...
+
+    def succeed_task(self, token: str, output: Mapping[str, Any]) -> bool:
+        """Resume a waiting task; False if the token is no longer valid (late or duplicate)."""
+
+    def fail_task(self, token: str, error: str, cause: str) -> bool: ...
+
+
+class NotificationPublisher(Protocol):
+    def publish(self, topic_arn: str, message: Mapping[str, Any]) -> None: ...
+
+
+class WebhookQueue(Protocol):
+    def enqueue(self, job: Mapping[str, Any], delay_seconds: int) -> None: ...
+
+    def dead_letter(self, job: Mapping[str, Any]) -> None: ...

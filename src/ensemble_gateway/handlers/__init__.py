@@ -1,0 +1,1 @@
+"""Lambda entry points: thin, one call into the domain each."""

@@ -1,0 +1,97 @@
+"""Shared pieces of the two API handlers: the resolver, authentication and error mapping."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from ..adapters.dynamodb import hash_api_key
+from ..bootstrap import client_directory
+from ..domain.api import ErrorDocument
+from ..domain.errors import GatewayError, UnauthenticatedError
+from ..domain.models import Client
+from ..observability import logger
+from ..settings import get_settings
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
+                    body=ErrorDocument(code=code, message=message).model_dump_json())
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = [str(part) for part in error.get("loc", ()) if part != "body"]
+    field = ".".join(location)
+    kind = error.get("type", "")
+    if kind == "extra_forbidden":
+        return f"unknown field '{field}'"
+    if kind == "json_invalid":
+        return "the request body is not valid JSON"
+    if kind == "missing":
+        return f"field '{field}' is required"
+    message = str(error.get("msg", "is invalid"))
+    return f"field '{field}': {message}" if field else message
+
+
+def make_resolver() -> APIGatewayRestResolver:
+    """A REST API resolver with validation, OpenAPI, and our error documents."""
+    app = APIGatewayRestResolver(enable_validation=True)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(error: RequestValidationError) -> Response:
+        details = error.errors()
+        if any(d.get("type") == "json_invalid" for d in details):
+            return error_response(400, "InvalidRequest", "the request body is not valid JSON")
+        message = "; ".join(_describe(d) for d in details) or "invalid request"
+        return error_response(400, "InvalidRequest", message)
+
+    @app.exception_handler(GatewayError)
+    def _gateway_error(error: GatewayError) -> Response:
+        if error.http_status >= 500:
+            logger.exception("request failed")
+        return error_response(error.http_status, error.code, error.message)
+
+    @app.not_found
+    def _route_not_found(_: Exception) -> Response:
+        return error_response(404, "NotFound", "no such route")
+
+    return app
+
+
+def authenticate(app: APIGatewayRestResolver) -> Client:
+    """The client behind the request: its IAM principal on AWS, its API key in local mode.
+
+    Raises
+    ------
+    UnauthenticatedError
+        No credentials, or credentials of no registered client.
+    """
+    event = app.current_event
+    if get_settings().auth_mode == "iam":
+        identity = event.request_context.identity
+        principal = identity.user_arn or identity.caller
+        if not principal:
+            raise UnauthenticatedError("the request is not signed (IAM authentication is required)")
+        client = client_directory().by_principal(principal)
+        if client is None:
+            raise UnauthenticatedError(f"principal '{principal}' is not a registered client")
+        return client
+    header = event.headers.get("Authorization") or event.headers.get("authorization") or ""
+    scheme, _, api_key = header.partition(" ")
+    if scheme.lower() != "bearer" or not api_key:
+        raise UnauthenticatedError("send 'Authorization: Bearer <api_key>'")
+    client = client_directory().by_api_key_hash(hash_api_key(api_key.strip()))
+    if client is None:
+        raise UnauthenticatedError("unknown API key")
+    return client
+
+
+def header(app: APIGatewayRestResolver, name: str) -> str | None:
+    headers = app.current_event.headers or {}
+    lowered = name.lower()
+    for key, value in headers.items():
+        if key.lower() == lowered:
+            return value
+    return None

@@ -1,0 +1,58 @@
+"""The one settings model, read from the environment and validated at cold start."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+
+class SettingsError(RuntimeError):
+    """The function's environment is incomplete or invalid."""
+
+
+class Settings(BaseModel):
+    """Everything a handler may be configured with. Names match the template's Environment."""
+
+    region: str = Field(alias="AWS_REGION", default="us-east-1")
+    predictions_table: str = Field(alias="PREDICTIONS_TABLE")
+    services_table: str = Field(alias="SERVICES_TABLE")
+    clients_table: str = Field(alias="CLIENTS_TABLE")
+    bucket: str = Field(alias="BUCKET")
+    kms_key_id: str | None = Field(alias="KMS_KEY_ID", default=None)
+    success_topic_arn: str = Field(alias="SUCCESS_TOPIC_ARN")
+    error_topic_arn: str = Field(alias="ERROR_TOPIC_ARN")
+    webhook_queue_url: str = Field(alias="WEBHOOK_QUEUE_URL")
+    webhook_dlq_url: str = Field(alias="WEBHOOK_DLQ_URL")
+    upload_expiry_seconds: int = Field(alias="UPLOAD_URL_EXPIRY_SECONDS", default=900, ge=60, le=604800)
+    result_url_expiry_seconds: int = Field(alias="RESULT_URL_EXPIRY_SECONDS", default=3600, ge=60,
+                                           le=604800)
+    max_upload_bytes: int = Field(alias="MAX_UPLOAD_BYTES", default=10 * 1024 * 1024, ge=1)
+    retention_days: int = Field(alias="RETENTION_DAYS", default=30, ge=1)
+    auth_mode: Literal["iam", "api_key"] = Field(alias="AUTH_MODE", default="iam")
+    allow_loopback_webhooks: bool = Field(alias="ALLOW_LOOPBACK_WEBHOOKS", default=False)
+    stage: str = Field(alias="STAGE", default="dev")
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Build the settings; a missing or bad variable raises SettingsError naming it."""
+        values = {k: v for k, v in environ.items() if k in _ALIASES and v != ""}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as error:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+            )
+            raise SettingsError(f"invalid configuration: {problems}") from None
+
+
+_ALIASES = {field.alias for field in Settings.model_fields.values()}
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The settings of this process (read once)."""
+    return Settings.from_environ(os.environ)
