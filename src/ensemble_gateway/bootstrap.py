@@ -16,6 +16,7 @@ from .adapters.stepfunctions import StepFunctionsEngine
 from .adapters.webhook_http import HttpWebhookSender, resolve_all
 from .domain.delivery import WebhookDelivery
 from .domain.lifecycle import Gateway, GatewayConfig
+from .domain.steps import EnsembleSteps
 from .settings import Settings, get_settings
 
 
@@ -61,7 +62,12 @@ def webhook_delivery() -> WebhookDelivery:
     return WebhookDelivery(gateway=gateway(), clients=client_directory(), sender=HttpWebhookSender())
 
 
+@functools.cache
+def ensemble_steps() -> EnsembleSteps:
+    return EnsembleSteps(gateway())
+
+
 def reset() -> None:
     """Forget the cached settings and adapters (tests and the local runtime change the environment)."""
-    for cached in (gateway, client_directory, webhook_delivery, get_settings):
+    for cached in (gateway, client_directory, webhook_delivery, ensemble_steps, get_settings):
         cached.cache_clear()

@@ -28,8 +28,7 @@ class Settings(BaseModel):
     webhook_queue_url: str = Field(alias="WEBHOOK_QUEUE_URL")
     webhook_dlq_url: str = Field(alias="WEBHOOK_DLQ_URL")
     upload_expiry_seconds: int = Field(alias="UPLOAD_URL_EXPIRY_SECONDS", default=900, ge=60, le=604800)
-    result_url_expiry_seconds: int = Field(alias="RESULT_URL_EXPIRY_SECONDS", default=3600, ge=60,
-                                           le=604800)
+    result_url_expiry_seconds: int = Field(alias="RESULT_URL_EXPIRY_SECONDS", default=3600, ge=60, le=604800)
     max_upload_bytes: int = Field(alias="MAX_UPLOAD_BYTES", default=10 * 1024 * 1024, ge=1)
     retention_days: int = Field(alias="RETENTION_DAYS", default=30, ge=1)
     auth_mode: Literal["iam", "api_key"] = Field(alias="AUTH_MODE", default="iam")
@@ -43,9 +42,7 @@ class Settings(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as error:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
-            )
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
             raise SettingsError(f"invalid configuration: {problems}") from None
 
 

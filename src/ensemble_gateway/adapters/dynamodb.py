@@ -65,8 +65,9 @@ class DynamoTable(LazyClient):
         return self._serializer.serialize(_to_item(value))
 
     def get_item(self, key: Mapping[str, Any], consistent: bool = True) -> dict[str, Any] | None:
-        response = self.client.get_item(TableName=self.table_name, Key=self.serialize(key),
-                                        ConsistentRead=consistent)
+        response = self.client.get_item(
+            TableName=self.table_name, Key=self.serialize(key), ConsistentRead=consistent
+        )
         item = response.get("Item")
         return self.deserialize(item) if item else None
 
@@ -93,7 +94,8 @@ class DynamoPredictionStore:
     def children(self, parent_id: str) -> list[Prediction]:
         items: list[Prediction] = []
         kwargs: dict[str, Any] = {
-            "TableName": self.table.table_name, "IndexName": "by-parent",
+            "TableName": self.table.table_name,
+            "IndexName": "by-parent",
             "KeyConditionExpression": "parent_id = :p",
             "ExpressionAttributeValues": {":p": {"S": parent_id}},
         }
@@ -110,7 +112,8 @@ class DynamoPredictionStore:
 
     def overdue(self, status: PredictionStatus, now: datetime, limit: int) -> list[Prediction]:
         response = self.table.client.query(
-            TableName=self.table.table_name, IndexName="by-status-deadline",
+            TableName=self.table.table_name,
+            IndexName="by-status-deadline",
             KeyConditionExpression="#s = :s AND deadline_at < :now",
             ExpressionAttributeNames={"#s": "status"},
             ExpressionAttributeValues={":s": {"S": status.value}, ":now": {"S": now.isoformat()}},
@@ -126,20 +129,32 @@ class DynamoPredictionStore:
     # -- writing --------------------------------------------------------------------------
     def create(self, prediction: Prediction) -> bool:
         item = {"record_type": "prediction", **prediction.model_dump(mode="json")}
-        put = {"TableName": self.table.table_name, "Item": self.table.serialize(item),
-               "ConditionExpression": "attribute_not_exists(prediction_id)"}
+        put = {
+            "TableName": self.table.table_name,
+            "Item": self.table.serialize(item),
+            "ConditionExpression": "attribute_not_exists(prediction_id)",
+        }
         client = self.table.client
         try:
             if prediction.idempotency_key:
-                marker = {"prediction_id": _idempotency_item_id(prediction.owner,
-                                                                prediction.idempotency_key),
-                          "record_type": "idempotency", "target": prediction.prediction_id,
-                          "expires_at": int((utcnow() + timedelta(hours=24)).timestamp())}
-                client.transact_write_items(TransactItems=[
-                    {"Put": put},
-                    {"Put": {"TableName": self.table.table_name, "Item": self.table.serialize(marker),
-                             "ConditionExpression": "attribute_not_exists(prediction_id)"}},
-                ])
+                marker = {
+                    "prediction_id": _idempotency_item_id(prediction.owner, prediction.idempotency_key),
+                    "record_type": "idempotency",
+                    "target": prediction.prediction_id,
+                    "expires_at": int((utcnow() + timedelta(hours=24)).timestamp()),
+                }
+                client.transact_write_items(
+                    TransactItems=[
+                        {"Put": put},
+                        {
+                            "Put": {
+                                "TableName": self.table.table_name,
+                                "Item": self.table.serialize(marker),
+                                "ConditionExpression": "attribute_not_exists(prediction_id)",
+                            }
+                        },
+                    ]
+                )
             else:
                 client.put_item(**put)
         except Exception as error:
@@ -148,8 +163,13 @@ class DynamoPredictionStore:
             raise
         return True
 
-    def _update(self, prediction_id: str, changes: Mapping[str, Any], condition: str | None = None,
-                condition_values: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    def _update(
+        self,
+        prediction_id: str,
+        changes: Mapping[str, Any],
+        condition: str | None = None,
+        condition_values: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any] | None:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets = []
@@ -166,7 +186,8 @@ class DynamoPredictionStore:
         kwargs: dict[str, Any] = {
             "TableName": self.table.table_name,
             "Key": self.table.serialize({"prediction_id": prediction_id}),
-            "UpdateExpression": expression, "ExpressionAttributeNames": names,
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
             "ReturnValues": "ALL_NEW",
         }
         base_condition = "attribute_exists(prediction_id)"
@@ -185,13 +206,18 @@ class DynamoPredictionStore:
             raise
         return self.table.deserialize(response["Attributes"])
 
-    def transition(self, prediction_id: str, from_statuses: Iterable[PredictionStatus],
-                   to_status: PredictionStatus, changes: Mapping[str, Any] | None = None
-                   ) -> Prediction | None:
+    def transition(
+        self,
+        prediction_id: str,
+        from_statuses: Iterable[PredictionStatus],
+        to_status: PredictionStatus,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Prediction | None:
         allowed = list(from_statuses)
         placeholders = ", ".join(f":from{i}" for i in range(len(allowed)))
         item = self._update(
-            prediction_id, {**(changes or {}), "status": to_status.value},
+            prediction_id,
+            {**(changes or {}), "status": to_status.value},
             condition=f"#status IN ({placeholders})",
             condition_values={f":from{i}": status.value for i, status in enumerate(allowed)},
         )
@@ -199,9 +225,10 @@ class DynamoPredictionStore:
 
     def claim_dispatch(self, prediction_id: str, now: datetime, lease_seconds: int) -> Prediction | None:
         item = self._update(
-            prediction_id, {"dispatch_lease_until": now + timedelta(seconds=lease_seconds)},
+            prediction_id,
+            {"dispatch_lease_until": now + timedelta(seconds=lease_seconds)},
             condition="#status = :running AND attribute_not_exists(dispatched_at) AND "
-                      "(attribute_not_exists(dispatch_lease_until) OR dispatch_lease_until < :now)",
+            "(attribute_not_exists(dispatch_lease_until) OR dispatch_lease_until < :now)",
             condition_values={":running": PredictionStatus.RUNNING.value, ":now": now},
         )
         return _prediction(item) if item else None
@@ -218,8 +245,11 @@ class DynamoPredictionStore:
         )
 
     def mark_webhook_delivered(self, prediction_id: str, event_type: str) -> bool:
-        item = self._update(prediction_id, {f"delivered_{event_type.replace('.', '_')}": utcnow()},
-                            condition=f"attribute_not_exists(delivered_{event_type.replace('.', '_')})")
+        item = self._update(
+            prediction_id,
+            {f"delivered_{event_type.replace('.', '_')}": utcnow()},
+            condition=f"attribute_not_exists(delivered_{event_type.replace('.', '_')})",
+        )
         return item is not None
 
 
@@ -256,10 +286,17 @@ class DynamoServiceCatalog:
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def put(self, service: Service) -> None:
-        self.table.client.put_item(TableName=self.table.table_name, Item=self.table.serialize({
-            "name": service.name, "kind": service.kind, "active": service.active,
-            "document": service.model_dump_json(exclude_none=True),
-        }))
+        self.table.client.put_item(
+            TableName=self.table.table_name,
+            Item=self.table.serialize(
+                {
+                    "name": service.name,
+                    "kind": service.kind,
+                    "active": service.active,
+                    "document": service.model_dump_json(exclude_none=True),
+                }
+            ),
+        )
 
 
 class DynamoClientDirectory:

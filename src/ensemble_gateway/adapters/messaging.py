@@ -29,8 +29,11 @@ class SqsWebhookQueue(LazyClient):
         self.dead_letter_url = dead_letter_url
 
     def enqueue(self, job: Mapping[str, Any], delay_seconds: int) -> None:
-        self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(job, default=str),
-                                 DelaySeconds=max(0, min(delay_seconds, SQS_MAX_DELAY_SECONDS)))
+        self.client.send_message(
+            QueueUrl=self.queue_url,
+            MessageBody=json.dumps(job, default=str),
+            DelaySeconds=max(0, min(delay_seconds, SQS_MAX_DELAY_SECONDS)),
+        )
 
     def dead_letter(self, job: Mapping[str, Any]) -> None:
         self.client.send_message(QueueUrl=self.dead_letter_url, MessageBody=json.dumps(job, default=str))

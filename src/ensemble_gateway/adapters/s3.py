@@ -34,14 +34,17 @@ class S3ObjectStore(LazyClient):
             from botocore.config import Config
 
             # SigV4 explicitly: some boto3 versions presign with SigV2 by default.
-            self._client = client("s3", config=Config(signature_version="s3v4",
-                                                      s3={"addressing_style": "path"}))
+            self._client = client(
+                "s3", config=Config(signature_version="s3v4", s3={"addressing_style": "path"})
+            )
         return self._client
 
     def _sse(self) -> dict[str, str]:
         if self.kms_key_id:
-            return {"x-amz-server-side-encryption": "aws:kms",
-                    "x-amz-server-side-encryption-aws-kms-key-id": self.kms_key_id}
+            return {
+                "x-amz-server-side-encryption": "aws:kms",
+                "x-amz-server-side-encryption-aws-kms-key-id": self.kms_key_id,
+            }
         return {}
 
     def presign_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> PresignedUpload:
@@ -52,15 +55,20 @@ class S3ObjectStore(LazyClient):
             *({name: value} for name, value in self._sse().items()),
         ]
         expires_at = utcnow() + timedelta(seconds=expires_in)
-        post = self.client.generate_presigned_post(Bucket=self.bucket, Key=key, Fields=fields,
-                                                   Conditions=conditions, ExpiresIn=expires_in)
-        return PresignedUpload(url=post["url"], fields=dict(post["fields"]), expires_at=expires_at,
-                               max_bytes=max_bytes)
+        post = self.client.generate_presigned_post(
+            Bucket=self.bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
+        )
+        return PresignedUpload(
+            url=post["url"], fields=dict(post["fields"]), expires_at=expires_at, max_bytes=max_bytes
+        )
 
     def presign_download(self, uri: str, expires_in: int) -> str:
         bucket, key = split_uri(uri)
-        return str(self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in))
+        return str(
+            self.client.generate_presigned_url(
+                "get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=expires_in
+            )
+        )
 
     def read(self, uri: str) -> bytes:
         bucket, key = split_uri(uri)

@@ -12,12 +12,16 @@ from .aws import LazyClient, error_code
 class SageMakerModelRuntime(LazyClient):
     service_name = "sagemaker-runtime"
 
-    def invoke_async(self, endpoint: str, input_uri: str, content_type: str, inference_id: str,
-                     timeout_seconds: int) -> str:
+    def invoke_async(
+        self, endpoint: str, input_uri: str, content_type: str, inference_id: str, timeout_seconds: int
+    ) -> str:
         try:
             response = self.client.invoke_endpoint_async(
-                EndpointName=endpoint, InputLocation=input_uri, ContentType=content_type,
-                InferenceId=inference_id, InvocationTimeoutSeconds=timeout_seconds,
+                EndpointName=endpoint,
+                InputLocation=input_uri,
+                ContentType=content_type,
+                InferenceId=inference_id,
+                InvocationTimeoutSeconds=timeout_seconds,
             )
         except Exception as error:
             if error_code(error) in ("ValidationError", "ValidationException"):
@@ -26,18 +30,24 @@ class SageMakerModelRuntime(LazyClient):
             raise
         return str(response.get("OutputLocation", ""))
 
-    def invoke_realtime(self, endpoint: str, body: bytes, content_type: str,
-                        inference_id: str) -> RealtimeResponse:
+    def invoke_realtime(
+        self, endpoint: str, body: bytes, content_type: str, inference_id: str
+    ) -> RealtimeResponse:
         try:
             response = self.client.invoke_endpoint(
-                EndpointName=endpoint, Body=body, ContentType=content_type, InferenceId=inference_id,
+                EndpointName=endpoint,
+                Body=body,
+                ContentType=content_type,
+                InferenceId=inference_id,
             )
         except Exception as error:
             code = error_code(error)
             if code in ("ModelError", "ModelNotReadyException"):
                 raise ModelInvocationError(f"{code}: {_message(error)}") from error
             if code in ("ValidationError", "ValidationException"):
-                raise DispatchError(f"endpoint '{endpoint}' refused the request: {_message(error)}") from error
+                raise DispatchError(
+                    f"endpoint '{endpoint}' refused the request: {_message(error)}"
+                ) from error
             raise
         return RealtimeResponse(
             body=response["Body"].read(),

@@ -18,8 +18,9 @@ class StepFunctionsEngine(LazyClient):
 
     def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> str:
         try:
-            response = self.client.start_execution(stateMachineArn=state_machine_arn, name=name,
-                                                   input=json.dumps(payload))
+            response = self.client.start_execution(
+                stateMachineArn=state_machine_arn, name=name, input=json.dumps(payload)
+            )
         except Exception as error:
             if error_code(error) == "ExecutionAlreadyExists":
                 # Same name = same prediction: the execution was started by an earlier delivery.
@@ -44,3 +45,30 @@ class StepFunctionsEngine(LazyClient):
                 return False
             raise
         return True
+
+
+class StepFunctionsMachines(LazyClient):
+    """Creates and updates the ensembles' Standard state machines."""
+
+    service_name = "stepfunctions"
+
+    def create_or_update(self, name: str, definition: str, role_arn: str) -> str:
+        try:
+            response = self.client.create_state_machine(
+                name=name, definition=definition, roleArn=role_arn, type="STANDARD"
+            )
+            return str(response["stateMachineArn"])
+        except Exception as error:
+            if error_code(error) != "StateMachineAlreadyExists":
+                raise
+        arn = self._arn_of(name)
+        self.client.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role_arn)
+        return arn
+
+    def _arn_of(self, name: str) -> str:
+        paginator = self.client.get_paginator("list_state_machines")
+        for page in paginator.paginate():
+            for machine in page["stateMachines"]:
+                if machine["name"] == name:
+                    return str(machine["stateMachineArn"])
+        raise LookupError(f"state machine {name} exists but was not listed")

@@ -62,9 +62,10 @@ class HttpWebhookSender:
                 # Read a bounded amount: a receiver must not make us buffer gigabytes.
                 response.read(MAX_RESPONSE_BYTES)
                 retry_after = response.getheader("Retry-After")
-                return WebhookResponse(status=response.status,
-                                       retry_after_seconds=int(retry_after) if retry_after and
-                                       retry_after.isdigit() else None)
+                return WebhookResponse(
+                    status=response.status,
+                    retry_after_seconds=int(retry_after) if retry_after and retry_after.isdigit() else None,
+                )
             except (OSError, http.client.HTTPException) as error:
                 last_error = error
             finally:

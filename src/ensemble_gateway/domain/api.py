@@ -107,9 +107,14 @@ class ServiceDocument(BaseModel):
 
     @classmethod
     def of(cls, service: Service) -> ServiceDocument:
-        return cls(name=service.name, kind=service.kind, description=service.description,
-                   content_types=service.content_types, max_bytes=service.max_bytes,
-                   version=service.version)
+        return cls(
+            name=service.name,
+            kind=service.kind,
+            description=service.description,
+            content_types=service.content_types,
+            max_bytes=service.max_bytes,
+            version=service.version,
+        )
 
 
 class ServiceListDocument(BaseModel):
@@ -125,7 +130,12 @@ class ErrorDocument(BaseModel):
 
 def step_document(child: Prediction) -> StepDocument:
     return StepDocument(
-        name=child.step or "", service=child.service, prediction_id=child.prediction_id,
-        status=child.status, started_at=child.started_at, finished_at=child.finished_at,
-        model=child.model, error=child.error,
+        name=child.step or "",
+        service=child.service,
+        prediction_id=child.prediction_id,
+        status=child.status,
+        started_at=child.started_at,
+        finished_at=child.finished_at,
+        model=child.model,
+        error=child.error,
     )

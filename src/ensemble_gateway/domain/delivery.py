@@ -59,8 +59,11 @@ class WebhookDelivery:
             return "dead-lettered"
         url = prediction.callback.target or ""
         try:
-            target = check_webhook_url(url, self.gateway.resolve,
-                                       allow_loopback_http=self.gateway.config.allow_loopback_http_webhooks)
+            target = check_webhook_url(
+                url,
+                self.gateway.resolve,
+                allow_loopback_http=self.gateway.config.allow_loopback_http_webhooks,
+            )
         except InvalidRequestError as refused:
             # Checked again at delivery: DNS may now point somewhere it must not.
             self._record(prediction_id, event_type, attempt, error=refused.message)
@@ -88,19 +91,36 @@ class WebhookDelivery:
             return "gone"
         delay = retry_delay(attempt, self.random())
         if delay is None:
-            self.gateway.webhooks.dead_letter({**job, "attempt": attempt,
-                                               "reason": f"gave up after {attempt} attempts"})
+            self.gateway.webhooks.dead_letter(
+                {**job, "attempt": attempt, "reason": f"gave up after {attempt} attempts"}
+            )
             return "dead-lettered"
         if retry_after is not None:
             delay = max(delay, min(retry_after, 86400))
         due = now + timedelta(seconds=delay)
-        self.gateway.webhooks.enqueue({**job, "attempt": attempt, "not_before": due.isoformat()},
-                                      delay_seconds=delay)
+        self.gateway.webhooks.enqueue(
+            {**job, "attempt": attempt, "not_before": due.isoformat()}, delay_seconds=delay
+        )
         return "retry-scheduled"
 
-    def _record(self, prediction_id: str, event_type: str, attempt: int, *, status: int | None = None,
-                error: str | None = None, delivered: bool = False) -> None:
-        self.gateway.predictions.append_webhook_attempt(prediction_id, {
-            "event_type": event_type, "attempt": attempt, "at": self.clock().isoformat(),
-            "status_code": status, "error": error, "delivered": delivered,
-        })
+    def _record(
+        self,
+        prediction_id: str,
+        event_type: str,
+        attempt: int,
+        *,
+        status: int | None = None,
+        error: str | None = None,
+        delivered: bool = False,
+    ) -> None:
+        self.gateway.predictions.append_webhook_attempt(
+            prediction_id,
+            {
+                "event_type": event_type,
+                "attempt": attempt,
+                "at": self.clock().isoformat(),
+                "status_code": status,
+                "error": error,
+                "delivered": delivered,
+            },
+        )

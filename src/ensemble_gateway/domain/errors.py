@@ -62,14 +62,17 @@ class MappingError(GatewayError):
     http_status = 400
     code = "MappingError"
 
-    def __init__(self, message: str, *, step: str | None = None, key: str | None = None,
-                 path: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, step: str | None = None, key: str | None = None, path: str | None = None
+    ) -> None:
         where = ", ".join(
-            part for part in (
+            part
+            for part in (
                 f"step '{step}'" if step else "",
                 f"key '{key}'" if key else "",
                 f"path '{path}'" if path else "",
-            ) if part
+            )
+            if part
         )
         super().__init__(f"{where}: {message}" if where else message)
         self.step = step

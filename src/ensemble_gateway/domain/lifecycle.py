@@ -86,7 +86,7 @@ def prediction_id_from_key(key: str) -> str | None:
     """The prediction an uploaded (or step input) object belongs to; None for foreign keys."""
     for prefix in ("inputs/", "steps/"):
         if key.startswith(prefix):
-            candidate = key[len(prefix):]
+            candidate = key[len(prefix) :]
             if candidate and "/" not in candidate:
                 return candidate
     return None
@@ -134,9 +134,14 @@ class Gateway:
     # ----------------------------------------------------------------------------------------
     # new-prediction
     # ----------------------------------------------------------------------------------------
-    def submit(self, client: Client, request: NewPredictionRequest, *,
-               idempotency_key: str | None = None, raw_body: Mapping[str, Any] | None = None
-               ) -> NewPredictionResponse:
+    def submit(
+        self,
+        client: Client,
+        request: NewPredictionRequest,
+        *,
+        idempotency_key: str | None = None,
+        raw_body: Mapping[str, Any] | None = None,
+    ) -> NewPredictionResponse:
         """Accept a prediction request and return where to upload its input.
 
         Raises
@@ -165,56 +170,84 @@ class Gateway:
             )
         callback = Callback()
         if request.notification and request.notification.webhook:
-            target = check_webhook_url(request.notification.webhook.url, self.resolve,
-                                       allow_loopback_http=self.config.allow_loopback_http_webhooks)
+            target = check_webhook_url(
+                request.notification.webhook.url,
+                self.resolve,
+                allow_loopback_http=self.config.allow_loopback_http_webhooks,
+            )
             callback = Callback(kind=CallbackKind.WEBHOOK, target=target.url)
 
         now = self.clock()
         prediction_id = new_prediction_id()
         max_bytes = min(service.max_bytes, self.config.default_max_bytes)
-        upload = self.objects.presign_upload(input_key(prediction_id), content_type, max_bytes,
-                                             self.config.upload_expiry_seconds)
+        upload = self.objects.presign_upload(
+            input_key(prediction_id), content_type, max_bytes, self.config.upload_expiry_seconds
+        )
         prediction = Prediction(
-            prediction_id=prediction_id, service=service.name, owner=client.client_id,
-            status=PENDING, created_at=now, updated_at=now, content_type=content_type,
-            metadata=request.metadata, callback=callback,
+            prediction_id=prediction_id,
+            service=service.name,
+            owner=client.client_id,
+            status=PENDING,
+            created_at=now,
+            updated_at=now,
+            content_type=content_type,
+            metadata=request.metadata,
+            callback=callback,
             model=self._model_info(service),
             upload_expires_at=upload.expires_at,
             # Past this the sweeper expires it: the URL is dead, no upload can come any more.
             deadline_at=upload.expires_at + timedelta(seconds=30),
-            idempotency_key=idempotency_key, request_hash=fingerprint,
+            idempotency_key=idempotency_key,
+            request_hash=fingerprint,
             expires_at=int((now + timedelta(days=self.config.retention_days)).timestamp()),
         )
         if not self.predictions.create(prediction):
             # Lost a race with a concurrent request carrying the same idempotency key.
-            existing = (self.predictions.find_by_idempotency_key(client.client_id, idempotency_key)
-                        if idempotency_key else None)
+            existing = (
+                self.predictions.find_by_idempotency_key(client.client_id, idempotency_key)
+                if idempotency_key
+                else None
+            )
             if existing is None:
                 raise ConflictError("the prediction could not be recorded; retry the request")
             return self._replay(existing, fingerprint)
         self._log("prediction accepted", prediction_id=prediction_id, service=service.name)
         return NewPredictionResponse(
-            prediction_id=prediction_id, service=service.name, status=PENDING, created_at=now,
+            prediction_id=prediction_id,
+            service=service.name,
+            status=PENDING,
+            created_at=now,
             metadata=request.metadata,
-            upload=UploadDocument(url=upload.url, fields=upload.fields, expires_at=upload.expires_at,
-                                  max_bytes=upload.max_bytes),
+            upload=UploadDocument(
+                url=upload.url, fields=upload.fields, expires_at=upload.expires_at, max_bytes=upload.max_bytes
+            ),
         )
 
     def _replay(self, existing: Prediction, fingerprint: str) -> NewPredictionResponse:
         if existing.request_hash != fingerprint:
             raise ConflictError("Idempotency-Key was already used with a different request body")
         service = self.catalog.get(existing.service)
-        max_bytes = min(service.max_bytes if service else self.config.default_max_bytes,
-                        self.config.default_max_bytes)
-        upload = self.objects.presign_upload(input_key(existing.prediction_id), existing.content_type,
-                                             max_bytes, self.config.upload_expiry_seconds)
+        max_bytes = min(
+            service.max_bytes if service else self.config.default_max_bytes, self.config.default_max_bytes
+        )
+        upload = self.objects.presign_upload(
+            input_key(existing.prediction_id),
+            existing.content_type,
+            max_bytes,
+            self.config.upload_expiry_seconds,
+        )
         return NewPredictionResponse(
-            prediction_id=existing.prediction_id, service=existing.service, status=existing.status,
-            created_at=existing.created_at, metadata=existing.metadata,
-            upload=UploadDocument(url=upload.url, fields=upload.fields,
-                                  expires_at=min(upload.expires_at,
-                                                 existing.upload_expires_at or upload.expires_at),
-                                  max_bytes=upload.max_bytes),
+            prediction_id=existing.prediction_id,
+            service=existing.service,
+            status=existing.status,
+            created_at=existing.created_at,
+            metadata=existing.metadata,
+            upload=UploadDocument(
+                url=upload.url,
+                fields=upload.fields,
+                expires_at=min(upload.expires_at, existing.upload_expires_at or upload.expires_at),
+                max_bytes=upload.max_bytes,
+            ),
         )
 
     def _active_service(self, name: str) -> Service:
@@ -253,11 +286,16 @@ class Gateway:
             service = self.catalog.get(prediction.service)
             timeout = service.timeout_seconds() if service else 900
             now = self.clock()
-            moved = self.predictions.transition(prediction_id, [PENDING], RUNNING, {
-                "input_uri": f"s3://{bucket}/{key}",
-                "started_at": now,
-                "deadline_at": now + timedelta(seconds=timeout + DEADLINE_MARGIN_SECONDS),
-            })
+            moved = self.predictions.transition(
+                prediction_id,
+                [PENDING],
+                RUNNING,
+                {
+                    "input_uri": f"s3://{bucket}/{key}",
+                    "started_at": now,
+                    "deadline_at": now + timedelta(seconds=timeout + DEADLINE_MARGIN_SECONDS),
+                },
+            )
             if moved is None:
                 self._log("upload raced with another transition", prediction_id=prediction_id)
         self.dispatch(prediction_id)
@@ -266,8 +304,9 @@ class Gateway:
         """Send a RUNNING prediction to its model or workflow, unless someone already has."""
         claimed = self.predictions.claim_dispatch(prediction_id, self.clock(), lease_seconds=300)
         if claimed is None:
-            self._log("dispatch skipped: already dispatched, claimed or not running",
-                      prediction_id=prediction_id)
+            self._log(
+                "dispatch skipped: already dispatched, claimed or not running", prediction_id=prediction_id
+            )
             return
         service = self.catalog.get(claimed.service)
         try:
@@ -279,8 +318,9 @@ class Gateway:
         except DispatchError as error:
             self._log("dispatch failed", prediction_id=prediction_id, reason=error.message)
             self.predictions.update(prediction_id, {"dispatched_at": self.clock()})
-            self.finish(prediction_id, succeeded=False, error=PredictionError(
-                code=error.code, message=error.message))
+            self.finish(
+                prediction_id, succeeded=False, error=PredictionError(code=error.code, message=error.message)
+            )
             return
         self.predictions.update(prediction_id, {"dispatched_at": self.clock()})
 
@@ -288,19 +328,29 @@ class Gateway:
         assert prediction.input_uri is not None
         if service.model is not None:
             if service.model.invocation == "async":
-                self.models.invoke_async(service.model.endpoint_name, prediction.input_uri,
-                                         prediction.content_type, prediction.prediction_id,
-                                         service.model.invocation_timeout_seconds)
-                self._log("sent to async endpoint", prediction_id=prediction.prediction_id,
-                          endpoint=service.model.endpoint_name)
+                self.models.invoke_async(
+                    service.model.endpoint_name,
+                    prediction.input_uri,
+                    prediction.content_type,
+                    prediction.prediction_id,
+                    service.model.invocation_timeout_seconds,
+                )
+                self._log(
+                    "sent to async endpoint",
+                    prediction_id=prediction.prediction_id,
+                    endpoint=service.model.endpoint_name,
+                )
             else:
                 self._invoke_realtime(prediction, service)
             return
         assert service.ensemble is not None
         if not service.ensemble.state_machine_arn:
             raise DispatchError(f"ensemble '{service.name}' has no state machine; register it again")
-        self.workflows.start(service.ensemble.state_machine_arn, prediction.prediction_id,
-                             self.execution_input(prediction, service))
+        self.workflows.start(
+            service.ensemble.state_machine_arn,
+            prediction.prediction_id,
+            self.execution_input(prediction, service),
+        )
         self._log("started ensemble", prediction_id=prediction.prediction_id, service=service.name)
 
     def execution_input(self, prediction: Prediction, service: Service) -> dict[str, Any]:
@@ -309,8 +359,11 @@ class Gateway:
         fanout: dict[str, list[dict[str, str]]] = {}
         for step_name, step in service.ensemble.steps.items():
             if step.fan_out is not None:
-                members = [s for s in self.catalog.list(active_only=True)
-                           if step.fan_out.task in s.tasks and s.kind == "model"]
+                members = [
+                    s
+                    for s in self.catalog.list(active_only=True)
+                    if step.fan_out.task in s.tasks and s.kind == "model"
+                ]
                 fanout[step_name] = [{"service": s.name} for s in sorted(members, key=lambda s: s.name)]
         return {
             "prediction_id": prediction.prediction_id,
@@ -327,30 +380,47 @@ class Gateway:
         body = self.objects.read(prediction.input_uri)
         received = self.clock()
         endpoint = service.model.endpoint_name
-        common = dict(region=self.config.region, inference_id=prediction.prediction_id,
-                      endpoint_name=endpoint, input_location=prediction.input_uri,
-                      input_content_type=prediction.content_type, received_at=received)
+        common = dict(
+            region=self.config.region,
+            inference_id=prediction.prediction_id,
+            endpoint_name=endpoint,
+            input_location=prediction.input_uri,
+            input_content_type=prediction.content_type,
+            received_at=received,
+        )
         try:
-            response = self.models.invoke_realtime(endpoint, body, prediction.content_type,
-                                                   prediction.prediction_id)
+            response = self.models.invoke_realtime(
+                endpoint, body, prediction.content_type, prediction.prediction_id
+            )
         except DispatchError:
             raise
         except ModelInvocationError as error:
-            failure_uri = self.objects.write(failure_key(prediction.prediction_id),
-                                             error.message.encode(), "text/plain")
-            message = inference_result_message(**common, finished_at=self.clock(),
-                                               failure_reason=error.message,
-                                               failure_location=failure_uri)
+            failure_uri = self.objects.write(
+                failure_key(prediction.prediction_id), error.message.encode(), "text/plain"
+            )
+            message = inference_result_message(
+                **common, finished_at=self.clock(), failure_reason=error.message, failure_location=failure_uri
+            )
             self.publisher.publish(self.config.error_topic_arn, message)
             return
-        output_uri = self.objects.write(output_key(prediction.prediction_id), response.body,
-                                        response.content_type)
+        output_uri = self.objects.write(
+            output_key(prediction.prediction_id), response.body, response.content_type
+        )
         if response.invoked_variant:
-            self.predictions.update(prediction.prediction_id, {"model": ModelInfo(
-                endpoint=endpoint, version=f"{service.version}/{response.invoked_variant}")})
-        message = inference_result_message(**common, finished_at=self.clock(),
-                                           output_location=output_uri,
-                                           output_content_type=response.content_type)
+            self.predictions.update(
+                prediction.prediction_id,
+                {
+                    "model": ModelInfo(
+                        endpoint=endpoint, version=f"{service.version}/{response.invoked_variant}"
+                    )
+                },
+            )
+        message = inference_result_message(
+            **common,
+            finished_at=self.clock(),
+            output_location=output_uri,
+            output_content_type=response.content_type,
+        )
         self.publisher.publish(self.config.success_topic_arn, message)
 
     # ----------------------------------------------------------------------------------------
@@ -359,18 +429,30 @@ class Gateway:
     def inference_finished(self, result: InferenceResult) -> None:
         """Handle one SageMaker (or gateway) ``InferenceResult`` notification."""
         if result.succeeded:
-            self.finish(result.inference_id, succeeded=True,
-                        output_uri=result.response_parameters.output_location,
-                        output_content_type=result.response_parameters.content_type)
+            self.finish(
+                result.inference_id,
+                succeeded=True,
+                output_uri=result.response_parameters.output_location,
+                output_content_type=result.response_parameters.content_type,
+            )
         else:
-            self.finish(result.inference_id, succeeded=False,
-                        failure_uri=result.failure_location,
-                        error=PredictionError(code="ModelError",
-                                              message=result.failure_reason or "the model failed"))
+            self.finish(
+                result.inference_id,
+                succeeded=False,
+                failure_uri=result.failure_location,
+                error=PredictionError(code="ModelError", message=result.failure_reason or "the model failed"),
+            )
 
-    def finish(self, prediction_id: str, *, succeeded: bool, output_uri: str | None = None,
-               output_content_type: str | None = None, failure_uri: str | None = None,
-               error: PredictionError | None = None) -> Prediction | None:
+    def finish(
+        self,
+        prediction_id: str,
+        *,
+        succeeded: bool,
+        output_uri: str | None = None,
+        output_content_type: str | None = None,
+        failure_uri: str | None = None,
+        error: PredictionError | None = None,
+    ) -> Prediction | None:
         """Move a RUNNING prediction to COMPLETED or FAILED once, then drive its callback.
 
         A duplicate finds the record terminal and only re-drives the callback, which is itself
@@ -382,8 +464,9 @@ class Gateway:
             changes.update(output_uri=output_uri, output_content_type=output_content_type)
         else:
             changes.update(error=error, failure_uri=failure_uri)
-        moved = self.predictions.transition(prediction_id, [RUNNING],
-                                            COMPLETED if succeeded else FAILED, changes)
+        moved = self.predictions.transition(
+            prediction_id, [RUNNING], COMPLETED if succeeded else FAILED, changes
+        )
         if moved is None:
             current = self.predictions.get(prediction_id)
             if current is None:
@@ -391,11 +474,17 @@ class Gateway:
                 return None
             if not current.status.is_terminal:
                 # PENDING_UPLOAD: a notification cannot precede the upload; refuse to guess.
-                self._log("notification for a prediction that is not running",
-                          prediction_id=prediction_id, status=current.status)
+                self._log(
+                    "notification for a prediction that is not running",
+                    prediction_id=prediction_id,
+                    status=current.status,
+                )
                 return current
-            self._log("duplicate or late notification: re-driving callback only",
-                      prediction_id=prediction_id, status=current.status)
+            self._log(
+                "duplicate or late notification: re-driving callback only",
+                prediction_id=prediction_id,
+                status=current.status,
+            )
             self.drive_callback(current)
             return current
         self._log("prediction finished", prediction_id=prediction_id, status=moved.status)
@@ -405,21 +494,33 @@ class Gateway:
     def expire_or_timeout(self, prediction: Prediction) -> Prediction | None:
         """Called by the sweeper for a record past its deadline."""
         if prediction.status is PENDING:
-            moved = self.predictions.transition(prediction.prediction_id, [PENDING], EXPIRED, {
-                "finished_at": self.clock(),
-                "error": PredictionError(code="UploadExpired",
-                                         message="no input was uploaded before the upload URL expired"),
-            })
+            moved = self.predictions.transition(
+                prediction.prediction_id,
+                [PENDING],
+                EXPIRED,
+                {
+                    "finished_at": self.clock(),
+                    "error": PredictionError(
+                        code="UploadExpired", message="no input was uploaded before the upload URL expired"
+                    ),
+                },
+            )
         elif prediction.status is RUNNING:
             service = self.catalog.get(prediction.service)
             limit = service.timeout_seconds() if service else 0
-            moved = self.predictions.transition(prediction.prediction_id, [RUNNING], FAILED, {
-                "finished_at": self.clock(),
-                "error": PredictionError(
-                    code="Timeout",
-                    message=f"no result within {limit} s (the service's invocation timeout) "
-                            f"plus {DEADLINE_MARGIN_SECONDS} s; the model never answered"),
-            })
+            moved = self.predictions.transition(
+                prediction.prediction_id,
+                [RUNNING],
+                FAILED,
+                {
+                    "finished_at": self.clock(),
+                    "error": PredictionError(
+                        code="Timeout",
+                        message=f"no result within {limit} s (the service's invocation timeout) "
+                        f"plus {DEADLINE_MARGIN_SECONDS} s; the model never answered",
+                    ),
+                },
+            )
         else:
             return None
         if moved is not None:
@@ -445,18 +546,42 @@ class Gateway:
             event_type = f"prediction.{prediction.status.value.lower()}"
             if event_type in prediction_delivered_events(prediction):
                 return
-            self.webhooks.enqueue({"prediction_id": prediction.prediction_id, "event_type": event_type,
-                                   "attempt": 0}, delay_seconds=0)
+            self.webhooks.enqueue(
+                {"prediction_id": prediction.prediction_id, "event_type": event_type, "attempt": 0},
+                delay_seconds=0,
+            )
 
     def _answer_task(self, prediction: Prediction, token: str) -> None:
         if prediction.status is COMPLETED:
             self.workflows.succeed_task(token, self.step_result(prediction))
             return
+        if self._is_optional_step(prediction):
+            # The ensemble goes on without it; later mappings see the step's declared default.
+            self.workflows.succeed_task(token, {**self.step_result(prediction), "skipped": True})
+            return
         error = prediction.error or PredictionError(code="StepFailed", message="the step failed")
-        self.workflows.fail_task(token, "StepFailed", json.dumps({
-            "step": prediction.step, "prediction_id": prediction.prediction_id,
-            "code": error.code, "message": error.message,
-        }))
+        self.workflows.fail_task(
+            token,
+            "StepFailed",
+            json.dumps(
+                {
+                    "step": prediction.step,
+                    "prediction_id": prediction.prediction_id,
+                    "code": error.code,
+                    "message": error.message,
+                }
+            ),
+        )
+
+    def _is_optional_step(self, prediction: Prediction) -> bool:
+        if prediction.parent_id is None or prediction.step is None:
+            return False
+        parent = self.predictions.get(prediction.parent_id)
+        service = self.catalog.get(parent.service) if parent else None
+        if service is None or service.ensemble is None:
+            return False
+        step = service.ensemble.steps.get(prediction.step)
+        return bool(step and step.optional)
 
     def step_result(self, prediction: Prediction) -> dict[str, Any]:
         """What a finished step passes on in the Step Functions state: a reference, small output."""
@@ -469,7 +594,7 @@ class Gateway:
         if prediction.output_uri and (prediction.output_content_type or "").startswith("application/json"):
             try:
                 raw = self.objects.read(prediction.output_uri)
-            except Exception:  # noqa: BLE001 - a reference is enough; inlining is a convenience
+            except Exception:
                 raw = b""
             if 0 < len(raw) <= INLINE_OUTPUT_LIMIT:
                 try:
@@ -494,14 +619,22 @@ class Gateway:
         steps = None
         service = self.catalog.get(prediction.service)
         if service is not None and service.kind == "ensemble":
-            children = sorted(self.predictions.children(prediction.prediction_id),
-                              key=lambda child: (child.created_at, child.step or ""))
+            children = sorted(
+                self.predictions.children(prediction.prediction_id),
+                key=lambda child: (child.created_at, child.step or ""),
+            )
             steps = [step_document(child) for child in children]
         return PredictionDocument(
-            prediction_id=prediction.prediction_id, service=prediction.service,
-            status=prediction.status, created_at=prediction.created_at,
-            updated_at=prediction.updated_at, metadata=prediction.metadata, model=prediction.model,
-            result=result, error=prediction.error, steps=steps,
+            prediction_id=prediction.prediction_id,
+            service=prediction.service,
+            status=prediction.status,
+            created_at=prediction.created_at,
+            updated_at=prediction.updated_at,
+            metadata=prediction.metadata,
+            model=prediction.model,
+            result=result,
+            error=prediction.error,
+            steps=steps,
         )
 
     def get_owned(self, client: Client, prediction_id: str) -> Prediction:
@@ -519,8 +652,9 @@ class Gateway:
 
 
 def prediction_delivered_events(prediction: Prediction) -> set[str]:
-    return {attempt.get("event_type", "") for attempt in prediction.webhook_attempts
-            if attempt.get("delivered")}
+    return {
+        attempt.get("event_type", "") for attempt in prediction.webhook_attempts if attempt.get("delivered")
+    }
 
 
 def _valid_id(prediction_id: str) -> bool:

@@ -49,9 +49,7 @@ class PredictionStatus(StrEnum):
         return self in TERMINAL_STATUSES
 
 
-TERMINAL_STATUSES = frozenset(
-    {PredictionStatus.COMPLETED, PredictionStatus.FAILED, PredictionStatus.EXPIRED}
-)
+TERMINAL_STATUSES = frozenset({PredictionStatus.COMPLETED, PredictionStatus.FAILED, PredictionStatus.EXPIRED})
 
 
 class CallbackKind(StrEnum):

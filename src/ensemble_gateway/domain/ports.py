@@ -81,7 +81,9 @@ class ClientDirectory(Protocol):
 
 
 class ObjectStore(Protocol):
-    def presign_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> PresignedUpload: ...
+    def presign_upload(
+        self, key: str, content_type: str, max_bytes: int, expires_in: int
+    ) -> PresignedUpload: ...
 
     def presign_download(self, uri: str, expires_in: int) -> str: ...
 
@@ -94,12 +96,14 @@ class ObjectStore(Protocol):
 
 
 class ModelRuntime(Protocol):
-    def invoke_async(self, endpoint: str, input_uri: str, content_type: str, inference_id: str,
-                     timeout_seconds: int) -> str:
+    def invoke_async(
+        self, endpoint: str, input_uri: str, content_type: str, inference_id: str, timeout_seconds: int
+    ) -> str:
         """Queue an async inference; return the output location SageMaker will write."""
 
-    def invoke_realtime(self, endpoint: str, body: bytes, content_type: str,
-                        inference_id: str) -> RealtimeResponse: ...
+    def invoke_realtime(
+        self, endpoint: str, body: bytes, content_type: str, inference_id: str
+    ) -> RealtimeResponse: ...
 
 
 class WorkflowEngine(Protocol):

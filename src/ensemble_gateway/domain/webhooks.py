@@ -45,8 +45,9 @@ def signed_headers(secrets_: Sequence[str], msg_id: str, timestamp: int, body: s
 
 
 def event_body(event_type: str, timestamp_iso: str, data: dict[str, Any]) -> str:
-    return json.dumps({"type": event_type, "timestamp": timestamp_iso, "data": data},
-                      separators=(",", ":"), default=str)
+    return json.dumps(
+        {"type": event_type, "timestamp": timestamp_iso, "data": data}, separators=(",", ":"), default=str
+    )
 
 
 def retry_delay(attempt: int, jitter: float) -> int | None:

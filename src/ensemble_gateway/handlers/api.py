@@ -17,8 +17,11 @@ from ..settings import get_settings
 
 
 def error_response(status: int, code: str, message: str) -> Response:
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                    body=ErrorDocument(code=code, message=message).model_dump_json())
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=ErrorDocument(code=code, message=message).model_dump_json(),
+    )
 
 
 def _describe(error: dict[str, Any]) -> str:

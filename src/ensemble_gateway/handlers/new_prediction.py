@@ -17,17 +17,27 @@ from .api import authenticate, header, make_resolver
 app = make_resolver()
 
 
-@app.post("/predictions", summary="Submit a prediction request", responses={
-    202: {"description": "Accepted: upload the input to the presigned POST",
-          "content": {"application/json": {"schema": NewPredictionResponse.model_json_schema()}}}})
-def submit(request: Annotated[NewPredictionRequest, Body()]) -> Response:
+@app.post(
+    "/predictions",
+    summary="Submit a prediction request",
+    responses={
+        202: {
+            "description": "Accepted: upload the input to the presigned POST",
+            "content": {"application/json": {"schema": NewPredictionResponse.model_json_schema()}},
+        }
+    },
+)
+def submit(request: Annotated[NewPredictionRequest, Body()]) -> Response[NewPredictionResponse]:
     client = authenticate(app)
     raw: Any = app.current_event.json_body
-    accepted = gateway().submit(client, request, idempotency_key=header(app, "Idempotency-Key"),
-                                raw_body=raw if isinstance(raw, dict) else None)
+    accepted = gateway().submit(
+        client,
+        request,
+        idempotency_key=header(app, "Idempotency-Key"),
+        raw_body=raw if isinstance(raw, dict) else None,
+    )
     metrics.add_metric(name="PredictionsAccepted", unit="Count", value=1)
-    return Response(status_code=202, content_type=content_types.APPLICATION_JSON,
-                    body=accepted.model_dump_json())
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=accepted)
 
 
 @app.get("/services", summary="List the active services")

@@ -1,0 +1,93 @@
+"""Operator actions shared by the CLI and the local runtime: clients and the service catalog."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from .adapters.dynamodb import DynamoClientDirectory, DynamoServiceCatalog, hash_api_key
+from .adapters.stepfunctions import StepFunctionsMachines
+from .domain.errors import CatalogValidationError
+from .domain.models import Client, Service
+from .domain.registration import Registrar
+from .domain.webhooks import new_webhook_secret
+
+
+def create_client(
+    directory: DynamoClientDirectory, name: str, principal_arn: str | None = None
+) -> tuple[Client, str]:
+    """Register a client; return it and its API key (shown once: only its hash is stored)."""
+    api_key = "egk_" + secrets.token_urlsafe(32)
+    client = Client(
+        client_id="c_" + secrets.token_hex(8),
+        name=name,
+        api_key_hash=hash_api_key(api_key),
+        principal_arn=principal_arn,
+        webhook_secrets=[new_webhook_secret()],
+    )
+    directory.put(client)
+    return client, api_key
+
+
+def rotate_webhook_secret(directory: DynamoClientDirectory, client_id: str) -> Client:
+    """Add a new secret; the previous one stays valid (webhooks carry both signatures) until retired."""
+    client = directory.get(client_id)
+    if client is None:
+        raise LookupError(f"client '{client_id}' does not exist")
+    rotated = client.model_copy(
+        update={"webhook_secrets": [new_webhook_secret(), *client.webhook_secrets[:1]]}
+    )
+    directory.put(rotated)
+    return rotated
+
+
+def load_services(path: Path) -> list[Service]:
+    """Read a catalog file: one service or a list of them, JSON.
+
+    Raises
+    ------
+    CatalogValidationError
+        The file is unreadable or a service is malformed (naming the service and field).
+    """
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise CatalogValidationError(f"{path}: {error}") from None
+    entries = document if isinstance(document, list) else [document]
+    services = []
+    for index, entry in enumerate(entries):
+        try:
+            services.append(Service.model_validate(entry))
+        except ValidationError as error:
+            name = entry.get("name", f"#{index}") if isinstance(entry, dict) else f"#{index}"
+            problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
+            raise CatalogValidationError(f"{path}: service '{name}': {problems}") from None
+    return services
+
+
+def build_registrar(
+    *,
+    services_table: str,
+    function_arn: str,
+    role_arn: str,
+    name_prefix: str,
+    root: Path,
+    client_factory: Any = None,
+) -> Registrar:
+    """A registrar writing to ``services_table`` and creating state machines named ``{prefix}-{service}``."""
+
+    def read_definition(relative: str) -> str:
+        return (root / relative).read_text(encoding="utf-8")
+
+    return Registrar(
+        catalog=DynamoServiceCatalog(services_table, client_factory("dynamodb") if client_factory else None),
+        machines=StepFunctionsMachines(client_factory("stepfunctions") if client_factory else None),
+        read_definition=read_definition,
+        substitutions={"GetTransformCallFunctionArn": function_arn},
+        name_prefix=name_prefix,
+        role_arn=role_arn,
+    )

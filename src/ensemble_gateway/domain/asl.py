@@ -1,0 +1,174 @@
+"""Reading an ensemble's Amazon States Language definition: its callback steps and their order.
+
+The gateway needs three facts from the ASL, all computed here without AWS:
+which Task states are gateway steps (``lambda:invoke.waitForTaskToken`` with a ``step`` in the
+payload), which steps can have run before each step (the DAG; branches of one Parallel are not
+upstream of each other), and that the definition is well formed (every ``Next`` exists, no step
+can run after itself).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import CatalogValidationError
+
+CALLBACK_RESOURCE_SUFFIX = "lambda:invoke.waitForTaskToken"
+STATE_TYPES = {"Task", "Parallel", "Map", "Choice", "Pass", "Wait", "Succeed", "Fail"}
+
+
+@dataclass
+class StepState:
+    """A callback Task state that runs one gateway step."""
+
+    state_name: str
+    step: str
+    in_map: bool
+
+
+@dataclass
+class AslAnalysis:
+    steps: dict[str, StepState] = field(default_factory=dict)
+    upstream: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _payload(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    parameters = state.get("Parameters") or state.get("Arguments") or {}
+    payload = parameters.get("Payload") or {}
+    return payload if isinstance(payload, Mapping) else {}
+
+
+def is_callback_task(state: Mapping[str, Any]) -> bool:
+    return state.get("Type") == "Task" and str(state.get("Resource", "")).endswith(CALLBACK_RESOURCE_SUFFIX)
+
+
+def _machine_states(machine: Mapping[str, Any], where: str) -> tuple[str, Mapping[str, Any]]:
+    states = machine.get("States")
+    start = machine.get("StartAt")
+    if not isinstance(states, Mapping) or not states:
+        raise CatalogValidationError(f"{where}: 'States' must be a non-empty object")
+    if start not in states:
+        raise CatalogValidationError(f"{where}: StartAt '{start}' is not a state")
+    for name, state in states.items():
+        if not isinstance(state, Mapping) or state.get("Type") not in STATE_TYPES:
+            raise CatalogValidationError(f"{where}: state '{name}' has no valid Type")
+        targets = [
+            state.get("Next"),
+            state.get("Default"),
+            *[c.get("Next") for c in state.get("Choices", [])],
+            *[c.get("Next") for c in state.get("Catch", [])],
+        ]
+        for target in targets:
+            if target is not None and target not in states:
+                raise CatalogValidationError(f"{where}: state '{name}' goes to unknown state '{target}'")
+        terminal = state["Type"] in ("Succeed", "Fail", "Choice") or state.get("End") is True
+        if not terminal and "Next" not in state:
+            raise CatalogValidationError(f"{where}: state '{name}' has neither Next nor End")
+    return str(start), states
+
+
+def analyse(definition: Mapping[str, Any]) -> AslAnalysis:
+    """Find the gateway steps of a state machine and what can run before each.
+
+    Raises
+    ------
+    CatalogValidationError
+        The definition is malformed, a step appears twice, or a step can run after itself.
+    """
+    analysis = AslAnalysis()
+
+    def walk(machine: Mapping[str, Any], done_before: frozenset[str], in_map: bool, where: str) -> set[str]:
+        start, states = _machine_states(machine, where)
+        finished: set[str] = set()
+        seen: set[tuple[str, frozenset[str]]] = set()
+        stack: list[tuple[str, frozenset[str]]] = [(start, done_before)]
+        while stack:
+            name, before = stack.pop()
+            if (name, before) in seen:
+                continue
+            seen.add((name, before))
+            state = states[name]
+            after = before
+            if is_callback_task(state):
+                step = _payload(state).get("step")
+                if not isinstance(step, str) or not step:
+                    raise CatalogValidationError(
+                        f"{where}: callback state '{name}' must pass a 'step' name in its Payload"
+                    )
+                if step in before:
+                    raise CatalogValidationError(f"step '{step}' can run after itself (a cycle)")
+                known = analysis.steps.get(step)
+                if known is not None and known.state_name != name:
+                    raise CatalogValidationError(
+                        f"step '{step}' is used by two states: '{known.state_name}' and '{name}'"
+                    )
+                analysis.steps[step] = StepState(name, step, in_map)
+                analysis.upstream.setdefault(step, set()).update(before)
+                after = before | {step}
+            elif state["Type"] == "Parallel":
+                completed: set[str] = set()
+                for index, branch in enumerate(state.get("Branches", [])):
+                    completed |= walk(branch, before, in_map, f"{where}/{name}[{index}]")
+                after = before | completed
+            elif state["Type"] == "Map":
+                processor = state.get("ItemProcessor") or state.get("Iterator")
+                if not isinstance(processor, Mapping):
+                    raise CatalogValidationError(f"{where}: Map state '{name}' has no ItemProcessor")
+                after = before | walk(processor, before, True, f"{where}/{name}")
+            finished |= set(after)
+            targets = [
+                state.get("Next"),
+                state.get("Default"),
+                *[c.get("Next") for c in state.get("Choices", [])],
+            ]
+            for target in targets:
+                if target is not None:
+                    stack.append((target, after))
+            for catcher in state.get("Catch", []):
+                stack.append((catcher["Next"], before))
+        return finished
+
+    walk(definition, frozenset(), False, "definition")
+    return analysis
+
+
+def prepare_definition(definition: Mapping[str, Any], timeouts: Callable[[str], int]) -> dict[str, Any]:
+    """A copy of the definition with ``TimeoutSeconds`` on every callback task that lacks one.
+
+    A lost notification must end the step FAILED, never waiting forever: each callback task waits at
+    most its target's own timeout (from the catalog) plus a margin.
+    """
+    prepared = copy.deepcopy(dict(definition))
+
+    def visit(machine: dict[str, Any]) -> None:
+        for state in machine.get("States", {}).values():
+            if (
+                is_callback_task(state)
+                and "TimeoutSeconds" not in state
+                and "TimeoutSecondsPath" not in state
+            ):
+                state["TimeoutSeconds"] = timeouts(str(_payload(state).get("step")))
+            for branch in state.get("Branches", []):
+                visit(branch)
+            processor = state.get("ItemProcessor") or state.get("Iterator")
+            if isinstance(processor, dict):
+                visit(processor)
+
+    visit(prepared)
+    return prepared
+
+
+def substitute(text: str, values: Mapping[str, str]) -> str:
+    """Fill ``${Name}`` placeholders as ``DefinitionSubstitutions`` does; unknown ones are errors."""
+    import re
+
+    def replace(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise CatalogValidationError(f"definition uses ${{{name}}}, which has no substitution")
+        return values[name]
+
+    return re.sub(r"\$\{([A-Za-z0-9_]+)\}", replace, text)

@@ -1,0 +1,177 @@
+"""Registering services in the catalog, ensembles validated before anything is written.
+
+``apply`` validates every service of a batch first (services of one batch may reference each
+other), then creates or updates the ensembles' state machines, then writes the catalog entries:
+a bad ensemble is rejected with an error naming the step and path, and nothing is half-registered.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .asl import analyse, prepare_definition, substitute
+from .errors import CatalogValidationError, MappingError
+from .mapping import validate_mapping
+from .models import Service
+
+# A callback task waits for its target's own timeout plus this margin for queueing and notifying.
+STEP_TIMEOUT_MARGIN_SECONDS = 60
+
+
+class StateMachineRegistry(Protocol):
+    def create_or_update(self, name: str, definition: str, role_arn: str) -> str:
+        """Create or update a Standard state machine; return its ARN."""
+
+
+@dataclass
+class Registrar:
+    """Validates and registers services.
+
+    Parameters
+    ----------
+    catalog
+        The service catalog.
+    machines
+        Creates the ensembles' Standard state machines.
+    read_definition
+        Returns the text of an ASL file named in a catalog entry.
+    substitutions
+        ``DefinitionSubstitutions`` for every ensemble (``GetTransformCallFunctionArn``...).
+    name_prefix
+        State machines are named ``{name_prefix}-{service}`` (the stack name, for IAM scoping).
+    role_arn
+        The role the state machines run as.
+    """
+
+    catalog: Any
+    machines: StateMachineRegistry
+    read_definition: Callable[[str], str]
+    substitutions: Mapping[str, str]
+    name_prefix: str
+    role_arn: str
+
+    def apply(self, services: list[Service]) -> list[Service]:
+        batch = {service.name: service for service in services}
+        if len(batch) != len(services):
+            raise CatalogValidationError("the same service name appears twice in one batch")
+
+        def lookup(name: str) -> Service | None:
+            return batch.get(name) or self.catalog.get(name)
+
+        def members(task: str) -> list[Service]:
+            known = {s.name: s for s in self.catalog.list(active_only=True)}
+            known.update({s.name: s for s in services if s.active})
+            return [s for s in known.values() if task in s.tasks and s.kind == "model"]
+
+        prepared: list[tuple[Service, str | None]] = []
+        for service in services:
+            definition = self.validate(service, lookup, members) if service.kind == "ensemble" else None
+            prepared.append((service, definition))
+        self._check_nesting(batch, lookup)
+        registered = []
+        for service, definition in prepared:
+            if definition is not None and service.ensemble is not None:
+                arn = self.machines.create_or_update(
+                    f"{self.name_prefix}-{service.name}"[:80], definition, self.role_arn
+                )
+                service = service.model_copy(
+                    update={"ensemble": service.ensemble.model_copy(update={"state_machine_arn": arn})}
+                )
+            registered.append(service)
+        for service in registered:
+            self.catalog.put(service)
+        return registered
+
+    def validate(
+        self,
+        service: Service,
+        lookup: Callable[[str], Service | None],
+        members: Callable[[str], list[Service]],
+    ) -> str:
+        """Check an ensemble; return its state machine definition ready to deploy.
+
+        Raises
+        ------
+        CatalogValidationError
+            Naming the service, the step and, for mappings, the key and path.
+        """
+        spec = service.ensemble
+        assert spec is not None
+        where = f"ensemble '{service.name}'"
+        try:
+            text = substitute(self.read_definition(spec.definition), self.substitutions)
+            definition = json.loads(text)
+        except OSError as error:
+            raise CatalogValidationError(f"{where}: cannot read {spec.definition}: {error}") from None
+        except json.JSONDecodeError as error:
+            raise CatalogValidationError(f"{where}: {spec.definition} is not valid JSON: {error}") from None
+        except CatalogValidationError as error:
+            raise CatalogValidationError(f"{where}: {error.message}") from None
+        try:
+            analysis = analyse(definition)
+        except CatalogValidationError as error:
+            raise CatalogValidationError(f"{where}: {error.message}") from None
+        missing = set(analysis.steps) - set(spec.steps)
+        if missing:
+            raise CatalogValidationError(
+                f"{where}: the state machine runs step(s) {sorted(missing)} "
+                "that the catalog entry does not define"
+            )
+        unused = set(spec.steps) - set(analysis.steps)
+        if unused:
+            raise CatalogValidationError(
+                f"{where}: step(s) {sorted(unused)} are defined but no state runs them"
+            )
+        timeouts: dict[str, int] = {}
+        for name, step in spec.steps.items():
+            if step.service is not None:
+                target = lookup(step.service)
+                if target is None:
+                    raise CatalogValidationError(
+                        f"{where}: step '{name}' targets unknown service '{step.service}'"
+                    )
+                if target.name == service.name:
+                    raise CatalogValidationError(f"{where}: step '{name}' calls the ensemble itself")
+                timeouts[name] = target.timeout_seconds() + STEP_TIMEOUT_MARGIN_SECONDS
+            else:
+                assert step.fan_out is not None
+                if not analysis.steps[name].in_map:
+                    raise CatalogValidationError(
+                        f"{where}: fan-out step '{name}' must run inside a Map state"
+                    )
+                found = members(step.fan_out.task)
+                longest = max((m.timeout_seconds() for m in found), default=900)
+                timeouts[name] = longest + STEP_TIMEOUT_MARGIN_SECONDS
+            try:
+                validate_mapping(step.mapping, step=name, available_steps=set(analysis.upstream[name]))
+            except MappingError as error:
+                raise CatalogValidationError(f"{where}: {error.message}") from None
+        prepared = prepare_definition(definition, lambda step: timeouts[step])
+        return json.dumps(prepared)
+
+    @staticmethod
+    def _check_nesting(batch: Mapping[str, Service], lookup: Callable[[str], Service | None]) -> None:
+        """An ensemble may contain ensembles, but never (indirectly) itself."""
+
+        def targets(service: Service) -> list[str]:
+            if service.ensemble is None:
+                return []
+            return [s.service for s in service.ensemble.steps.values() if s.service]
+
+        for root in batch.values():
+            path = [root.name]
+            stack = [(name, [root.name]) for name in targets(root)]
+            while stack:
+                name, path = stack.pop()
+                if name == root.name:
+                    raise CatalogValidationError(
+                        f"ensemble '{root.name}' contains itself: {' → '.join([*path, name])}"
+                    )
+                if name in path:
+                    continue
+                nested = lookup(name)
+                if nested is not None:
+                    stack.extend((child, [*path, name]) for child in targets(nested))

@@ -1,0 +1,32 @@
+"""get-transform-call: invoked by an ensemble's state machine for each step and at its end.
+
+Payloads (``action``):
+- ``call``: ``step``, ``ensemble_prediction_id``, ``task_token`` and, in a fan-out, ``service``;
+  runs as a ``lambda:invoke.waitForTaskToken`` task: the step's notification answers the token.
+- ``complete``: ``ensemble_prediction_id``, ``output_step``; the ensemble succeeded.
+- ``fail``: ``ensemble_prediction_id``, ``error``; a step failed or timed out.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from ..bootstrap import ensemble_steps
+from ..observability import logger, tracer
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    action = event.get("action")
+    parent_id = str(event["ensemble_prediction_id"])
+    steps = ensemble_steps()
+    if action == "call":
+        return steps.call(parent_id, str(event["step"]), str(event["task_token"]), event.get("service"))
+    if action == "complete":
+        return steps.complete(parent_id, event.get("output_step"))
+    if action == "fail":
+        return steps.fail(parent_id, event.get("error"))
+    raise ValueError(f"unknown action {action!r}: expected call, complete or fail")

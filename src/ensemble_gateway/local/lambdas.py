@@ -1,0 +1,127 @@
+"""Running the template's functions in-process, as Lambda would, and the Lambda Invoke API."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .deployer import ACCOUNT_ID, FunctionSpec
+
+
+@dataclass
+class FakeLambdaContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    invoked_function_arn: str
+    aws_request_id: str
+    deadline: float
+    function_version: str = "$LATEST"
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+class FunctionRegistry:
+    """Resolves each function's ``Handler`` to its Python callable and invokes it.
+
+    Invocations of one function are serialised with a lock when ``serialise`` is set, which is how
+    handlers with module-level batch processors stay correct when several pollers call them.
+    """
+
+    def __init__(
+        self,
+        functions: dict[str, FunctionSpec],
+        region: str,
+        on_invoke: Callable[[str, float, BaseException | None], None] | None = None,
+    ) -> None:
+        self.functions = functions
+        self.region = region
+        self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
+        self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in functions}
+        self._on_invoke = on_invoke
+
+    def find(self, name_or_arn: str) -> FunctionSpec | None:
+        name = name_or_arn.split(":function:", 1)[-1].split(":", 1)[0]
+        for spec in self.functions.values():
+            if name in (spec.function_name, spec.logical_id):
+                return spec
+        return None
+
+    def handler(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
+        if spec.logical_id not in self._handlers:
+            module_name, _, attribute = spec.handler.rpartition(".")
+            module = importlib.import_module(module_name)
+            self._handlers[spec.logical_id] = getattr(module, attribute)
+        return self._handlers[spec.logical_id]
+
+    def invoke(self, spec: FunctionSpec, event: Any) -> Any:
+        context = FakeLambdaContext(
+            function_name=spec.function_name,
+            memory_limit_in_mb=512,
+            invoked_function_arn=f"arn:aws:lambda:{self.region}:{ACCOUNT_ID}:function:{spec.function_name}",
+            aws_request_id=str(uuid.uuid4()),
+            deadline=time.monotonic() + spec.timeout,
+        )
+        started = time.monotonic()
+        error: BaseException | None = None
+        try:
+            with self._locks[spec.logical_id]:
+                return self.handler(spec)(event, context)
+        except BaseException as failure:
+            error = failure
+            raise
+        finally:
+            if self._on_invoke is not None:
+                self._on_invoke(spec.function_name, time.monotonic() - started, error)
+
+
+class LambdaInvokeMiddleware:
+    """Answers ``POST /2015-03-31/functions/{name}/invocations`` by calling our Python handlers.
+
+    This is how moto's Step Functions engine really invokes get-transform-call.
+    """
+
+    PREFIX = "/2015-03-31/functions/"
+
+    def __init__(self, app: Any, registry: FunctionRegistry) -> None:
+        self.app = app
+        self.registry = registry
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if (
+            environ.get("REQUEST_METHOD") == "POST"
+            and path.startswith(self.PREFIX)
+            and path.endswith("/invocations")
+        ):
+            from urllib.parse import unquote
+
+            name = unquote(path[len(self.PREFIX) : -len("/invocations")])
+            spec = self.registry.find(name)
+            if spec is not None:
+                return self._invoke(spec, environ, start_response)
+        return self.app(environ, start_response)
+
+    def _invoke(self, spec: FunctionSpec, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        event = json.loads(raw) if raw else {}
+        headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
+        try:
+            result = self.registry.invoke(spec, event)
+            body = json.dumps(result, default=str).encode()
+        except Exception as error:
+            body = json.dumps({"errorMessage": str(error), "errorType": type(error).__name__}).encode()
+            headers.append(("X-Amz-Function-Error", "Unhandled"))
+        start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
+        return [body]

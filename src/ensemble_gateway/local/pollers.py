@@ -1,0 +1,186 @@
+"""Pollers playing Lambda's event source mappings: SQS batches, SNS deliveries, schedules."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from .deployer import ACCOUNT_ID, FunctionSpec
+from .lambdas import FunctionRegistry
+
+
+class SqsPoller(threading.Thread):
+    """Receives batches from a queue and invokes a function with Lambda's SQS event.
+
+    With ``ReportBatchItemFailures`` only the reported messages stay on the queue; without it an
+    exception keeps the whole batch. Messages left on the queue come back after their visibility
+    timeout, and the queue's redrive policy moves poison messages to its dead-letter queue.
+    """
+
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        queue_arn: str,
+        spec: FunctionSpec,
+        registry: FunctionRegistry,
+        batch_size: int = 10,
+        report_failures: bool = True,
+        to_event: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+        one_record_per_event: bool = False,
+    ) -> None:
+        super().__init__(name=f"poller-{spec.function_name}-{queue_url.rsplit('/', 1)[-1]}", daemon=True)
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self.spec = spec
+        self.registry = registry
+        self.batch_size = batch_size
+        self.report_failures = report_failures
+        self.to_event = to_event
+        self.one_record_per_event = one_record_per_event
+        self.stopping = threading.Event()
+        self.busy = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                response = self.sqs.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=self.batch_size,
+                    WaitTimeSeconds=1,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                )
+            except Exception:
+                if self.stopping.wait(0.5):
+                    return
+                continue
+            messages = response.get("Messages", [])
+            if not messages:
+                continue
+            self.busy.set()
+            try:
+                batches = [[m] for m in messages] if self.one_record_per_event else [messages]
+                for batch in batches:
+                    self._invoke(batch)
+            finally:
+                self.busy.clear()
+
+    def _records(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {
+                "messageId": m["MessageId"],
+                "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"],
+                "attributes": m.get("Attributes", {}),
+                "messageAttributes": m.get("MessageAttributes", {}),
+                "md5OfBody": m.get("MD5OfBody", ""),
+                "eventSource": "aws:sqs",
+                "eventSourceARN": self.queue_arn,
+                "awsRegion": self.registry.region,
+            }
+            for m in messages
+        ]
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> None:
+        records = self._records(messages)
+        event = {"Records": self.to_event(records) if self.to_event else records}
+        failed: set[str] = set()
+        try:
+            result = self.registry.invoke(self.spec, event)
+            if self.report_failures and isinstance(result, dict):
+                failed = {item["itemIdentifier"] for item in result.get("batchItemFailures", [])}
+        except Exception:
+            failed = {m["MessageId"] for m in messages}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        if done:
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)
+                ],
+            )
+
+
+def sns_event_records(subscription_arn: str) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+    """Turn SQS records carrying SNS envelopes into the records SNS gives Lambda."""
+
+    def convert(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        converted = []
+        for record in records:
+            envelope = json.loads(record["body"])
+            converted.append(
+                {
+                    "EventSource": "aws:sns",
+                    "EventVersion": "1.0",
+                    "EventSubscriptionArn": subscription_arn,
+                    "Sns": {
+                        "Type": envelope.get("Type", "Notification"),
+                        "MessageId": envelope.get("MessageId", str(uuid.uuid4())),
+                        "TopicArn": envelope.get("TopicArn", ""),
+                        "Subject": envelope.get("Subject"),
+                        "Message": envelope.get("Message", ""),
+                        "Timestamp": envelope.get("Timestamp", ""),
+                        "SignatureVersion": "1",
+                        "Signature": "local",
+                        "SigningCertUrl": "",
+                        "UnsubscribeUrl": "",
+                        "MessageAttributes": envelope.get("MessageAttributes", {}),
+                    },
+                }
+            )
+        return converted
+
+    return convert
+
+
+_RATE = re.compile(r"rate\((\d+)\s+(minute|minutes|hour|hours|day|days)\)")
+
+
+def schedule_interval(expression: str) -> float:
+    match = _RATE.fullmatch(expression.strip())
+    if not match:
+        raise ValueError(f"the local runtime supports rate(...) schedules only, got {expression}")
+    amount, unit = int(match.group(1)), match.group(2)
+    return amount * {"minute": 60, "hour": 3600, "day": 86400}[unit.rstrip("s")]
+
+
+class ScheduleRunner(threading.Thread):
+    """Invokes a function on a fixed interval with EventBridge's scheduled event."""
+
+    def __init__(
+        self, spec: FunctionSpec, registry: FunctionRegistry, interval: float, rule_name: str
+    ) -> None:
+        super().__init__(name=f"schedule-{spec.function_name}", daemon=True)
+        self.spec = spec
+        self.registry = registry
+        self.interval = interval
+        self.rule_name = rule_name
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(self.interval):
+            self.fire()
+
+    def fire(self) -> Any:
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": ACCOUNT_ID,
+            "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.registry.region,
+            "resources": [f"arn:aws:events:{self.registry.region}:{ACCOUNT_ID}:rule/{self.rule_name}"],
+            "detail": {},
+        }
+        try:
+            return self.registry.invoke(self.spec, event)
+        except Exception:
+            return None

@@ -1,0 +1,571 @@
+"""The SAM template: it lints, it transforms, and its wiring matches the code and AWS's rules.
+
+The template is the single source of wiring for AWS and for the local deployer, so these tests
+check behaviour that both rely on: handlers that import, routes of the public contract, event
+sources with partial batch failures, queues that cannot redeliver under a running batch, and
+policies that stay least-privilege.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+
+# SAM would default a function to 3 s; the template's Globals override it.
+SAM_DEFAULT_TIMEOUT = 3
+# Actions that have no resource-level permissions: "*" is the only valid Resource for them.
+ACTIONS_WITHOUT_RESOURCES = {
+    "states:SendTaskSuccess",
+    "states:SendTaskFailure",
+    "states:SendTaskHeartbeat",
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "xray:GetSamplingRules",
+    "xray:GetSamplingTargets",
+}
+# The S3 layout of the design (section 4): every object the functions touch is under one of these.
+S3_PREFIXES = ("inputs/", "steps/", "outputs/", "failures/")
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+def load_template() -> dict[str, Any]:
+    """The template as CloudFormation sees it (short-form tags like !Ref in long form)."""
+    from cfnlint.decode import decode
+
+    template, problems = decode(str(TEMPLATE))
+    assert not problems, [str(p) for p in problems]
+    assert template is not None
+    return template
+
+
+class FakeManagedPolicyLoader:
+    """Stands in for SAM's loader, which would call IAM to list AWS managed policies.
+
+    The template names no managed policy by bare name (only inline statements), so an empty
+    map is all the translator may ask for.
+    """
+
+    def load(self) -> dict[str, str]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]
+
+
+@pytest.fixture(scope="module")
+def transformed(template: dict[str, Any]) -> dict[str, Any]:
+    """The template after the SAM transform, as CloudFormation would deploy it."""
+    from samtranslator.translator.transform import transform
+
+    fragment = copy.deepcopy(template)
+    # `sam package` replaces the local CodeUri with an S3 URI; the translator requires one.
+    fragment["Globals"]["Function"]["CodeUri"] = "s3://packaged-artifacts/ensemble-gateway/src.zip"
+    previous = os.environ.get("AWS_DEFAULT_REGION")
+    os.environ["AWS_DEFAULT_REGION"] = "us-east-1"  # the translator resolves AWS::Region/Partition
+    try:
+        return transform(fragment, {}, FakeManagedPolicyLoader())
+    finally:
+        if previous is None:
+            os.environ.pop("AWS_DEFAULT_REGION", None)
+        else:
+            os.environ["AWS_DEFAULT_REGION"] = previous
+
+
+def of_type(resources: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: r for name, r in resources.items() if r["Type"] == kind}
+
+
+def functions(resources: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return of_type(resources, "AWS::Serverless::Function")
+
+
+def function_setting(template: dict[str, Any], function: dict[str, Any], name: str, default: Any) -> Any:
+    """A function property, falling back to Globals.Function, then to SAM's default."""
+    if name in function["Properties"]:
+        return function["Properties"][name]
+    return template.get("Globals", {}).get("Function", {}).get(name, default)
+
+
+def ref_name(value: Any) -> str | None:
+    """The logical ID named by {"Ref": X} or {"Fn::GetAtt": [X, ...]}."""
+    if isinstance(value, dict):
+        if "Ref" in value:
+            return str(value["Ref"])
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            return str(target[0] if isinstance(target, list) else target.split(".")[0])
+    return None
+
+
+def statements(function: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for policy in function["Properties"].get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            found.extend(policy["Statement"])
+    return found
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def queue_consumers(template: dict[str, Any]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Queue logical ID → the functions with an SQS event on it."""
+    consumers: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for name, function in functions(template["Resources"]).items():
+        for event in function["Properties"].get("Events", {}).values():
+            if event["Type"] == "SQS":
+                queue = ref_name(event["Properties"]["Queue"])
+                assert queue is not None
+                consumers.setdefault(queue, []).append((name, function))
+    return consumers
+
+
+def handler_cases() -> list[Any]:
+    return [
+        pytest.param(name, f["Properties"]["Handler"], id=name)
+        for name, f in functions(load_template()["Resources"]).items()
+    ]
+
+
+# ----------------------------------------------------------------------------------------------
+# the template is valid
+# ----------------------------------------------------------------------------------------------
+def test_cfn_lint_reports_nothing() -> None:
+    # GIVEN the template
+    from cfnlint.api import ManualArgs, lint_file
+
+    # WHEN cfn-lint checks it with its default rules (what `cfn-lint template.yaml` runs)
+    findings = lint_file(TEMPLATE, config=ManualArgs(regions=["us-east-1"]))
+
+    # THEN there is no error and no warning
+    assert [str(f) for f in findings] == []
+
+
+def test_sam_transform_produces_the_functions(transformed: dict[str, Any], resources: dict[str, Any]) -> None:
+    # GIVEN the SAM template transformed to CloudFormation
+    lambdas = of_type(transformed["Resources"], "AWS::Lambda::Function")
+
+    # THEN every serverless function became a Lambda function on python3.12 / arm64 with tracing
+    assert set(lambdas) == set(functions(resources))
+    for name, function in lambdas.items():
+        properties = function["Properties"]
+        assert properties["Runtime"] == "python3.12", name
+        assert properties["Architectures"] == ["arm64"], name
+        assert properties["TracingConfig"] == {"Mode": "Active"}, name
+    # AND the seven handlers of the design are all there
+    assert set(lambdas) >= {
+        "NewPredictionFunction",
+        "ResultsFunction",
+        "ProcessInputFunction",
+        "GetTransformCallFunction",
+        "NotificationsFunction",
+        "WebhookDeliveryFunction",
+        "SweeperFunction",
+    }
+
+
+def test_api_requires_iam_on_every_route_of_the_contract(transformed: dict[str, Any]) -> None:
+    # GIVEN the transformed REST API
+    api = transformed["Resources"]["GatewayApi"]
+    paths = api["Properties"]["Body"]["paths"]
+
+    # THEN it exposes exactly the public routes of the contract
+    routes = {(method.upper(), path) for path, methods in paths.items() for method in methods}
+    assert routes == {("POST", "/predictions"), ("GET", "/services"), ("GET", "/predictions/{prediction_id}")}
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            # AND each one is SigV4 (AWS_IAM) authenticated
+            assert operation["security"] == [{"AWS_IAM": []}], (method, path)
+            # AND API Gateway invokes the function itself, not with the caller's credentials
+            # (which would demand lambda:InvokeFunction from every client)
+            assert "credentials" not in operation["x-amazon-apigateway-integration"], (method, path)
+    schemes = api["Properties"]["Body"]["components"]["securitySchemes"]
+    assert schemes["AWS_IAM"]["x-amazon-apigateway-authtype"] == "awsSigv4"
+
+
+def test_api_stage_is_throttled_and_traced(transformed: dict[str, Any]) -> None:
+    # GIVEN the stage of the API
+    stage = transformed["Resources"]["GatewayApiStage"]["Properties"]
+
+    # THEN it is traced and every method is throttled
+    assert stage["TracingEnabled"] is True
+    settings = {(s["ResourcePath"], s["HttpMethod"]): s for s in stage["MethodSettings"]}
+    assert settings[("/*", "*")]["ThrottlingBurstLimit"] == 200
+    assert settings[("/*", "*")]["ThrottlingRateLimit"] == 100
+
+
+def test_sqs_event_sources_report_partial_batch_failures(transformed: dict[str, Any]) -> None:
+    # GIVEN the event source mappings after the transform
+    mappings = of_type(transformed["Resources"], "AWS::Lambda::EventSourceMapping")
+    by_function = {m["Properties"]["FunctionName"]["Ref"]: m["Properties"] for m in mappings.values()}
+
+    # THEN the upload and webhook queues feed their functions in batches of 10
+    assert ref_name(by_function["ProcessInputFunction"]["EventSourceArn"]) == "InputQueue"
+    assert ref_name(by_function["WebhookDeliveryFunction"]["EventSourceArn"]) == "WebhookQueue"
+    for name, mapping in by_function.items():
+        assert mapping["BatchSize"] == 10, name
+        # AND one failing record never makes a whole batch retry
+        assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
+
+
+def test_uploads_notify_the_input_queue(transformed: dict[str, Any]) -> None:
+    # GIVEN the data bucket
+    bucket = transformed["Resources"]["DataBucket"]
+    configurations = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
+
+    # THEN only objects created under inputs/ are sent to InputQueue
+    assert len(configurations) == 1
+    (config,) = configurations
+    assert config["Event"] == "s3:ObjectCreated:*"
+    assert ref_name(config["Queue"]) == "InputQueue"
+    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "inputs/"}]
+    # AND the queue policy letting S3 send exists before S3 validates the destination
+    assert "InputQueuePolicy" in as_list(bucket["DependsOn"])
+
+
+def test_input_queue_policy_admits_only_this_bucket(resources: dict[str, Any]) -> None:
+    # GIVEN the input queue's policy and the bucket's explicit name
+    (statement,) = resources["InputQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    bucket_name = resources["DataBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+
+    # THEN S3 may send only on behalf of this account and this bucket
+    assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    source_arn = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    assert source_arn == "arn:${AWS::Partition}:s3:::" + bucket_name
+
+
+def test_bucket_is_private_encrypted_tls_only_and_expires_objects(resources: dict[str, Any]) -> None:
+    # GIVEN the data bucket and its policy
+    bucket = resources["DataBucket"]["Properties"]
+    policy = resources["DataBucketPolicy"]["Properties"]["PolicyDocument"]
+
+    # THEN public access is blocked and ACLs are off
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert bucket["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    # AND objects are encrypted with the stack's KMS key (bucket keys on)
+    (rule,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] == "aws:kms"
+    assert ref_name(rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"]) == "DataKey"
+    assert rule["BucketKeyEnabled"] is True
+    # AND plain-HTTP requests are denied
+    denies = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
+    assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
+    # AND every prefix of the layout expires after RetentionDays; stale multipart uploads go
+    rules = bucket["LifecycleConfiguration"]["Rules"]
+    expiring = {r["Prefix"]: r["ExpirationInDays"] for r in rules if "ExpirationInDays" in r}
+    assert expiring == {prefix: {"Ref": "RetentionDays"} for prefix in S3_PREFIXES}
+    assert any(r.get("AbortIncompleteMultipartUpload") == {"DaysAfterInitiation": 1} for r in rules)
+
+
+def test_predictions_table_has_the_indexes_the_code_queries(resources: dict[str, Any]) -> None:
+    # GIVEN the predictions table
+    table = resources["PredictionsTable"]["Properties"]
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+
+    # THEN its key, indexes (keys only) and TTL attribute are the ones the adapter uses
+    assert table["KeySchema"] == [{"AttributeName": "prediction_id", "KeyType": "HASH"}]
+    assert [k["AttributeName"] for k in indexes["by-parent"]["KeySchema"]] == ["parent_id", "created_at"]
+    assert [k["AttributeName"] for k in indexes["by-status-deadline"]["KeySchema"]] == [
+        "status",
+        "deadline_at",
+    ]
+    assert all(i["Projection"] == {"ProjectionType": "KEYS_ONLY"} for i in indexes.values())
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    # AND every table is on-demand with point-in-time recovery
+    for name in ("PredictionsTable", "ServicesTable", "ClientsTable"):
+        properties = resources[name]["Properties"]
+        assert properties["BillingMode"] == "PAY_PER_REQUEST", name
+        assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}, name
+
+
+# ----------------------------------------------------------------------------------------------
+# the template matches the code
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("function_name", "handler"), handler_cases())
+def test_handler_resolves_to_a_callable_in_the_package(
+    function_name: str, handler: str, template: dict[str, Any]
+) -> None:
+    # GIVEN a function's Handler "module.attribute"
+    module_name, _, attribute = handler.rpartition(".")
+    assert module_name.startswith("ensemble_gateway.handlers."), function_name
+
+    # WHEN its module is imported (as the Lambda runtime and the local deployer do)
+    module = importlib.import_module(module_name)
+
+    # THEN the attribute is a callable
+    assert callable(getattr(module, attribute, None)), f"{handler} is not callable"
+    # AND the module lives under CodeUri, so `sam build` packages it
+    code_uri = ROOT / function_setting(template, template["Resources"][function_name], "CodeUri", "")
+    assert module.__file__ is not None
+    assert Path(module.__file__).resolve().is_relative_to(code_uri.resolve()), module.__file__
+
+
+def test_environment_provides_every_required_setting(template: dict[str, Any]) -> None:
+    # GIVEN the environment every function receives
+    from ensemble_gateway.settings import Settings
+
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    aliases = {field.alias: field for field in Settings.model_fields.values()}
+
+    # THEN every setting without a default is provided
+    required = {alias for alias, field in aliases.items() if field.is_required()}
+    assert required <= set(variables), f"missing: {sorted(required - set(variables))}"
+    # AND every variable is a setting or a Powertools/logging variable (no typo goes unnoticed)
+    unknown = {
+        v for v in variables if v not in aliases and not v.startswith("POWERTOOLS_") and v != "LOG_LEVEL"
+    }
+    assert unknown == set()
+    assert variables["AUTH_MODE"] == "iam"
+
+
+def test_package_requirements_cover_the_runtime_dependencies(template: dict[str, Any]) -> None:
+    # GIVEN the project's runtime dependencies and the Lambda package's requirements file
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    code_uri = ROOT / template["Globals"]["Function"]["CodeUri"]
+    lines = [line.split("#")[0].strip() for line in (code_uri / "requirements.txt").read_text().splitlines()]
+    requirements = [line for line in lines if line]
+
+    def parse(spec: str) -> tuple[str, str]:
+        """("name", "version constraint") of a requirement, extras and spaces dropped."""
+        match = re.match(r"\s*([A-Za-z0-9._-]+)\s*(\[[^\]]*\])?\s*([^;]*)", spec)
+        assert match is not None, spec
+        return match.group(1).lower().replace("_", "-"), match.group(3).replace(" ", "")
+
+    packaged = dict(parse(r) for r in requirements)
+
+    # THEN `sam build` vendors every one of them, with the same version constraints
+    for dependency in project["dependencies"]:
+        package, constraint = parse(dependency)
+        assert package in packaged, f"{package} is missing from src/requirements.txt"
+        assert packaged[package] == constraint, (package, packaged[package], constraint)
+    # AND with active tracing, Powertools comes with its X-Ray SDK (the Tracer needs it on Lambda)
+    if template["Globals"]["Function"].get("Tracing") == "Active":
+        assert any(r.startswith("aws-lambda-powertools[tracer]") for r in requirements), requirements
+
+
+# ----------------------------------------------------------------------------------------------
+# queues: AWS's rules for SQS → Lambda
+# ----------------------------------------------------------------------------------------------
+def test_input_queue_visibility_is_six_times_the_function_timeout(template: dict[str, Any]) -> None:
+    # GIVEN the upload queue and the function that consumes it
+    resources = template["Resources"]
+    visibility = resources["InputQueue"]["Properties"]["VisibilityTimeout"]
+    timeout = function_setting(template, resources["ProcessInputFunction"], "Timeout", SAM_DEFAULT_TIMEOUT)
+
+    # THEN a message stays invisible while any batch holding it may still run
+    assert visibility >= 6 * timeout
+
+
+def test_every_consumed_queue_outlasts_its_consumers(template: dict[str, Any]) -> None:
+    # GIVEN every queue that a function consumes
+    consumers = queue_consumers(template)
+    assert set(consumers) >= {"InputQueue", "WebhookQueue"}
+
+    for queue, readers in consumers.items():
+        visibility = template["Resources"][queue]["Properties"].get("VisibilityTimeout", 30)
+        for name, function in readers:
+            timeout = function_setting(template, function, "Timeout", SAM_DEFAULT_TIMEOUT)
+            # THEN its visibility timeout is at least six times each consumer's timeout
+            assert visibility >= 6 * timeout, (queue, name)
+
+
+def test_every_consumed_queue_dead_letters_after_five_receives(template: dict[str, Any]) -> None:
+    # GIVEN every queue that a function consumes
+    resources = template["Resources"]
+    for queue in queue_consumers(template):
+        redrive = resources[queue]["Properties"].get("RedrivePolicy")
+
+        # THEN it has a redrive policy to a queue of this stack
+        assert redrive is not None, f"{queue} has no dead-letter queue"
+        dlq = ref_name(redrive["deadLetterTargetArn"])
+        assert dlq in resources and resources[dlq]["Type"] == "AWS::SQS::Queue", queue
+        # AND throttles or brief failures cannot dead-letter a message early
+        assert int(redrive["maxReceiveCount"]) >= 5, queue
+
+
+def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any]) -> None:
+    # GIVEN the dead-letter queues (redrive targets and the notifications function's DLQ)
+    resources = template["Resources"]
+    dlqs = {
+        ref_name(r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        for r in of_type(resources, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in r["Properties"]
+    }
+    dlqs |= {
+        ref_name(f["Properties"]["DeadLetterQueue"]["TargetArn"])
+        for f in functions(resources).values()
+        if "DeadLetterQueue" in f["Properties"]
+    }
+    assert dlqs == {"InputDLQ", "WebhookDLQ", "NotificationsDLQ"}
+
+    # THEN an alarm fires on the first visible message of each
+    watched = {}
+    for alarm in of_type(resources, "AWS::CloudWatch::Alarm").values():
+        properties = alarm["Properties"]
+        (dimension,) = properties["Dimensions"]
+        watched[ref_name(dimension["Value"])] = properties
+    for dlq in dlqs:
+        alarm = watched[dlq]
+        assert alarm["MetricName"] == "ApproximateNumberOfMessagesVisible", dlq
+        assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_notifications_function_is_fed_by_both_topics(resources: dict[str, Any]) -> None:
+    # GIVEN the notifications function
+    events = resources["NotificationsFunction"]["Properties"]["Events"].values()
+
+    # THEN SageMaker's success and error topics both invoke it
+    assert {ref_name(e["Properties"]["Topic"]) for e in events if e["Type"] == "SNS"} == {
+        "SuccessTopic",
+        "ErrorTopic",
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# least privilege
+# ----------------------------------------------------------------------------------------------
+def test_wildcard_resources_only_for_actions_without_resource_permissions(resources: dict[str, Any]) -> None:
+    # GIVEN every inline statement of the functions and the state machine role
+    all_statements = [(name, s) for name, f in functions(resources).items() for s in statements(f)]
+    for policy in resources["EnsembleStateMachineRole"]["Properties"]["Policies"]:
+        all_statements += [("EnsembleStateMachineRole", s) for s in policy["PolicyDocument"]["Statement"]]
+
+    for owner, statement in all_statements:
+        actions = as_list(statement["Action"])
+        # THEN no action is a wildcard
+        assert not any("*" in action for action in actions), (owner, actions)
+        # AND Resource "*" appears only where AWS offers nothing narrower
+        if "*" in as_list(statement["Resource"]):
+            assert set(actions) <= ACTIONS_WITHOUT_RESOURCES, (owner, actions)
+
+
+def test_functions_touch_only_the_bucket_layout(resources: dict[str, Any]) -> None:
+    # GIVEN every S3 statement of the functions
+    for name, function in functions(resources).items():
+        for statement in statements(function):
+            if not any(a.startswith("s3:") for a in as_list(statement["Action"])):
+                continue
+            # THEN it names objects under one of the layout's prefixes of the data bucket
+            for resource in as_list(statement["Resource"]):
+                arn = resource["Fn::Sub"]
+                bucket_part = "arn:${AWS::Partition}:s3:::${DataBucket}/"
+                assert arn.startswith(bucket_part), (name, arn)
+                assert arn[len(bucket_part) :] in {p + "*" for p in S3_PREFIXES}, (name, arn)
+
+
+def test_state_machine_role_only_invokes_get_transform_call(resources: dict[str, Any]) -> None:
+    # GIVEN the role ensemble state machines are created with
+    role = resources["EnsembleStateMachineRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+
+    # THEN only Step Functions may assume it
+    assert trust["Principal"] == {"Service": "states.amazonaws.com"}
+    # AND the only function it may invoke is get-transform-call
+    invoke = [
+        s
+        for p in role["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+        if "lambda:InvokeFunction" in as_list(s["Action"])
+    ]
+    targets = {ref_name(r) or r["Fn::Sub"] for s in invoke for r in as_list(s["Resource"])}
+    assert targets == {"GetTransformCallFunction", "${GetTransformCallFunction.Arn}:*"}
+
+
+def test_outputs_name_what_clients_and_registration_need(template: dict[str, Any]) -> None:
+    # GIVEN the stack outputs
+    outputs = template["Outputs"]
+
+    # THEN the API URL, the storage names and what ensemble registration needs are all exported
+    assert set(outputs) >= {
+        "ApiUrl",
+        "BucketName",
+        "PredictionsTableName",
+        "ServicesTableName",
+        "ClientsTableName",
+        "GetTransformCallFunctionArn",
+        "EnsembleStateMachineRoleArn",
+        "SuccessTopicArn",
+        "ErrorTopicArn",
+        "WebhookQueueUrl",
+    }
+    assert outputs["ApiUrl"]["Value"] == {
+        "Fn::Sub": "https://${GatewayApi}.execute-api.${AWS::Region}.amazonaws.com/${Stage}"
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# sample events
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("path", sorted(EVENTS.glob("*.json")), ids=lambda p: p.name)
+def test_sample_event_is_valid_json(path: Path) -> None:
+    # GIVEN a sample event for `sam local invoke -e`
+    # WHEN it is parsed
+    event = json.loads(path.read_text())
+
+    # THEN it is a JSON object
+    assert isinstance(event, dict)
+
+
+def test_every_handler_has_a_sample_event(resources: dict[str, Any]) -> None:
+    # GIVEN the handler modules of the template
+    modules = {f["Properties"]["Handler"].rsplit(".", 2)[-2] for f in functions(resources).values()}
+
+    # THEN each has at least one sample event named after it (new_prediction also serves list_services)
+    names = {p.stem for p in EVENTS.glob("*.json")}
+    for module in modules:
+        assert any(n == module or n.startswith(module + "_") for n in names), module
+
+
+def test_sample_s3_upload_event_targets_an_input_key() -> None:
+    # GIVEN the sample SQS batch carrying an S3 notification
+    record = json.loads((EVENTS / "process_input.json").read_text())["Records"][0]
+    notification = json.loads(record["body"])
+
+    # THEN it is an ObjectCreated event for an object under inputs/
+    (s3_record,) = notification["Records"]
+    assert s3_record["eventName"].startswith("ObjectCreated:")
+    assert s3_record["s3"]["object"]["key"].startswith("inputs/")
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [("notifications_success.json", "Completed"), ("notifications_failure.json", "Failed")],
+)
+def test_sample_notifications_parse_as_inference_results(name: str, status: str) -> None:
+    # GIVEN a sample SNS event carrying a SageMaker InferenceResult
+    from ensemble_gateway.domain.notifications import InferenceResult
+
+    record = json.loads((EVENTS / name).read_text())["Records"][0]
+
+    # WHEN the message is parsed as the notifications handler does
+    result = InferenceResult.model_validate(json.loads(record["Sns"]["Message"]))
+
+    # THEN it has the expected outcome and names the prediction
+    assert result.invocation_status == status
+    assert result.succeeded is (status == "Completed")
+    assert result.inference_id.startswith("p")
+    assert (result.response_parameters.output_location is not None) is result.succeeded
