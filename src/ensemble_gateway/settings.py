@@ -27,7 +27,7 @@ class Settings(BaseModel):
     error_topic_arn: str = Field(alias="ERROR_TOPIC_ARN")
     webhook_queue_url: str = Field(alias="WEBHOOK_QUEUE_URL")
     webhook_dlq_url: str = Field(alias="WEBHOOK_DLQ_URL")
-    upload_expiry_seconds: int = Field(alias="UPLOAD_URL_EXPIRY_SECONDS", default=900, ge=60, le=604800)
+    upload_expiry_seconds: int = Field(alias="UPLOAD_URL_EXPIRY_SECONDS", default=900, ge=5, le=604800)
     result_url_expiry_seconds: int = Field(alias="RESULT_URL_EXPIRY_SECONDS", default=3600, ge=60, le=604800)
     max_upload_bytes: int = Field(alias="MAX_UPLOAD_BYTES", default=10 * 1024 * 1024, ge=1)
     retention_days: int = Field(alias="RETENTION_DAYS", default=30, ge=1)

@@ -195,8 +195,9 @@ class Gateway:
             callback=callback,
             model=self._model_info(service),
             upload_expires_at=upload.expires_at,
-            # Past this the sweeper expires it: the URL is dead, no upload can come any more.
-            deadline_at=upload.expires_at + timedelta(seconds=30),
+            # Past this the sweeper expires it: the URL is dead and an upload that started just
+            # before the expiry has had time to land and be announced.
+            deadline_at=upload.expires_at + timedelta(seconds=min(30, self.config.upload_expiry_seconds)),
             idempotency_key=idempotency_key,
             request_hash=fingerprint,
             expires_at=int((now + timedelta(days=self.config.retention_days)).timestamp()),

@@ -776,7 +776,6 @@ class LocalSageMakerRuntime:
             timer.cancel()
             with self._idle:
                 self._timers.discard(timer)
-        job.outcome = None
         if job.settle(outcome):
             self._finish_async(endpoint, job)
         elif job.outcome is not None and job.outcome.timed_out:

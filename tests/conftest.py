@@ -1,0 +1,158 @@
+"""Shared fixtures: the local runtime (moto + our middlewares) with the example catalog, an API
+client, and a real webhook receiver on 127.0.0.1."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+
+def _load_module(path: Path, name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def trained_models() -> Path:
+    """The example models, trained (deterministically) if their artefacts are absent."""
+    train = _load_module(EXAMPLES / "train.py", "examples_train")
+    train.train_all()
+    return EXAMPLES / "models"
+
+
+@pytest.fixture(scope="session")
+def runtime(trained_models: Path) -> Iterator[Any]:
+    """One local runtime for the session: uploads expire after 10 s, the sweeper runs every second."""
+    from ensemble_gateway.local.catalog import apply_catalog
+    from ensemble_gateway.local.runtime import LocalRuntime
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    local = LocalRuntime(
+        ROOT, api_port=0, parameter_overrides={"UploadUrlExpirySeconds": "10"}, sweep_interval=1.0
+    )
+    local.start()
+    try:
+        apply_catalog(local, EXAMPLES / "catalog.json", trained_models)
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture(scope="session")
+def client_credentials(runtime: Any) -> dict[str, Any]:
+    from ensemble_gateway.adapters.dynamodb import DynamoClientDirectory
+    from ensemble_gateway.admin import create_client
+
+    directory = DynamoClientDirectory(runtime.stack.outputs["ClientsTableName"], runtime.client("dynamodb"))
+    client, api_key = create_client(directory, "tests")
+    return {"client": client, "api_key": api_key, "webhook_secret": client.webhook_secrets[0]}
+
+
+@pytest.fixture(scope="session")
+def api(runtime: Any, client_credentials: dict[str, Any]) -> Any:
+    from ensemble_gateway.client import GatewayClient
+
+    return GatewayClient(runtime.api_url, client_credentials["api_key"])
+
+
+class WebhookReceiver:
+    """A real HTTP server recording every webhook; it can answer errors or be down at first."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.fail_next = 0
+        self.fail_status = 503
+        self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                with receiver.lock:
+                    failing = receiver.fail_next > 0
+                    if failing:
+                        receiver.fail_next -= 1
+                    receiver.requests.append(
+                        {
+                            "headers": dict(self.headers.items()),
+                            "body": body,
+                            "answered": receiver.fail_status if failing else 204,
+                        }
+                    )
+                    receiver.arrived.notify_all()
+                self.send_response(receiver.fail_status if failing else 204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def delivered(self, prediction_id: str) -> list[dict[str, Any]]:
+        """Webhooks about ``prediction_id`` that the receiver accepted (2xx)."""
+        with self.lock:
+            return [
+                r
+                for r in self.requests
+                if r["answered"] < 300 and json.loads(r["body"])["data"]["prediction_id"] == prediction_id
+            ]
+
+    def attempts(self, prediction_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [
+                r for r in self.requests if json.loads(r["body"])["data"]["prediction_id"] == prediction_id
+            ]
+
+    def wait_for(self, prediction_id: str, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
+        import time
+
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while time.monotonic() < deadline:
+                found = [
+                    r
+                    for r in self.requests
+                    if r["answered"] < 300 and json.loads(r["body"])["data"]["prediction_id"] == prediction_id
+                ]
+                if len(found) >= count:
+                    return found
+                self.arrived.wait(timeout=0.2)
+        return self.delivered(prediction_id)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator[WebhookReceiver]:
+    receiver = WebhookReceiver()
+    try:
+        yield receiver
+    finally:
+        receiver.close()
+
+
+def sample(service: str, name: str | None = None) -> bytes:
+    """A committed sample input of an example service (the first one when no name is given)."""
+    folder = EXAMPLES / service / "samples"
+    path = folder / name if name else sorted(folder.iterdir())[0]
+    return path.read_bytes()
