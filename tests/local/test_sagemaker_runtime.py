@@ -207,7 +207,8 @@ class LocalAws:
 
     def _new_client(self, service: str) -> Any:
         config = Config(signature_version="s3v4", retries={"max_attempts": 1})
-        return boto3.session.Session().client(
+        session: Any = boto3.session.Session()  # any service name, not only the stubs' literals
+        return session.client(
             service,
             region_name=REGION,
             endpoint_url=self.url,

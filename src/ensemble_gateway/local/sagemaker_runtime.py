@@ -36,7 +36,9 @@ them first made later, inside ``predict_fn`` say, is not supported. The model ob
 the endpoint's worker threads (the toolkit runs one per worker process), so a model with
 ``max_concurrency > 1`` must tolerate concurrent calls. An asynchronous invocation that times out
 is failed and its late result discarded, but its worker stays busy until the model code returns,
-as a container's worker would: concurrency stays bounded.
+as a container's worker would: concurrency stays bounded. A ``model_fn`` that never returns holds
+its endpoint's load lock and the process-wide import lock, so first requests to other endpoints
+then time out too.
 """
 
 from __future__ import annotations
@@ -350,7 +352,7 @@ class _ModelHost:
                 result = _call_handler(handlers.output_fn, context, prediction, accept)
             response, response_type = result if isinstance(result, tuple) else (result, accept)
             return _encode_body(response), str(response_type or accept)
-        except Exception as error:  # the model's own failure, whatever it is
+        except (Exception, SystemExit) as error:  # the model's own failure, whatever it is
             status = getattr(error, "status_code", None)
             if not isinstance(status, int) or not 400 <= status <= 599:
                 status = 500
@@ -437,6 +439,7 @@ class _EndpointWorkers:
         self.host = _ModelHost(endpoint)
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.closed = False
+        self._closing = threading.Lock()
         self._run = run
         self._threads = [
             threading.Thread(target=self._work, name=f"sagemaker-{endpoint.name}-{index}", daemon=True)
@@ -455,23 +458,31 @@ class _EndpointWorkers:
             except Exception:  # a worker must survive anything
                 _log.exception("local SageMaker worker of %s failed", self.endpoint.name)
 
-    def submit(self, job: _Job) -> None:
-        self.jobs.put(job)
+    def submit(self, job: _Job) -> bool:
+        """Queue ``job``; False when this pool was closed (replaced or shut down) meanwhile."""
+        with self._closing:
+            if self.closed:
+                return False
+            self.jobs.put(job)
+            return True
 
     def close(self, *, drop_queued: bool) -> list[_Job]:
         """Stop the workers once the queue is done, or at once with ``drop_queued`` (jobs returned)."""
-        self.closed = True
-        pending: list[_Job] = []
-        while drop_queued:
-            try:
-                job = self.jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                pending.append(job)
-        for _ in self._threads:
-            self.jobs.put(None)
-        return pending
+        with self._closing:
+            if self.closed:
+                return []
+            self.closed = True
+            pending: list[_Job] = []
+            while drop_queued:
+                try:
+                    job = self.jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    pending.append(job)
+            for _ in self._threads:
+                self.jobs.put(None)
+            return pending
 
     def join(self, deadline: float) -> None:
         for thread in self._threads:
@@ -561,7 +572,11 @@ class LocalSageMakerRuntime:
 
     # -- lifecycle --------------------------------------------------------------------------------
     def wait_idle(self, timeout: float) -> bool:
-        """True when no asynchronous job is queued or running (waits up to ``timeout`` seconds)."""
+        """True when no asynchronous job is queued or running (waits up to ``timeout`` seconds).
+
+        A job counts until its output or failure is written and its notification published; a job
+        that timed out counts as finished even while its model code is still running.
+        """
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
@@ -640,7 +655,7 @@ class LocalSageMakerRuntime:
             accept=request.headers.get("Accept") or None,
             headers=_model_headers(request),
         )
-        pool.submit(job)
+        self._submit(pool, job)
         if not job.done.wait(REALTIME_TIMEOUT_SECONDS):
             job.settle(_Outcome(timed_out=True))
         outcome = job.outcome
@@ -733,7 +748,7 @@ class LocalSageMakerRuntime:
         )
         with self._idle:
             self._pending += 1
-        pool.submit(job)
+        self._submit(pool, job)
         from werkzeug.wrappers import Response
 
         response_headers = {
@@ -744,6 +759,16 @@ class LocalSageMakerRuntime:
         if endpoint.failure_path:
             response_headers["X-Amzn-SageMaker-FailureLocation"] = failure_location
         return Response(json.dumps({"InferenceId": inference_id}), status=202, headers=response_headers)
+
+    def _submit(self, pool: _EndpointWorkers, job: _Job) -> None:
+        """Queue ``job`` on the endpoint's pool, or on its replacement if it was just replaced."""
+        while not pool.submit(job):
+            try:
+                pool = self._pool(pool.endpoint.name)
+            except _ApiError:
+                if job.settle(_Outcome(dropped=True)):
+                    self._job_done(job)
+                raise
 
     # -- the workers' side ------------------------------------------------------------------------
     def _run_job(self, pool: _EndpointWorkers, job: _Job) -> None:

@@ -1,0 +1,266 @@
+"""The ``ensemble-gateway`` command line: run the local runtime, the demo, and talk to a gateway.
+
+Against the local runtime (started by ``ensemble-gateway local``) the commands find it through
+``.local-runtime/state.json`` in the working directory. Against a deployed stack give
+``--stack-name`` (operator commands, with your AWS credentials) and ``--api-url`` (API calls,
+SigV4-signed unless ``--api-key`` is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+STATE_FILE = Path(".local-runtime") / "state.json"
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+# -- targets ------------------------------------------------------------------------------
+def _local_state() -> dict[str, Any] | None:
+    path = Path(os.environ.get("ENSEMBLE_GATEWAY_STATE", STATE_FILE))
+    if not path.exists():
+        return None
+    return dict(json.loads(path.read_text()))
+
+
+def _aws_target(args: argparse.Namespace) -> tuple[dict[str, Any], Any, str]:
+    """(stack outputs, client factory, stack name) of the local runtime or a deployed stack."""
+    import boto3
+
+    if args.stack_name:
+        session = boto3.session.Session(region_name=args.region)
+        stacks = session.client("cloudformation").describe_stacks(StackName=args.stack_name)["Stacks"]
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+        return outputs, session.client, args.stack_name
+    state = _local_state()
+    if state is None:
+        raise CliError("no local runtime found (start `ensemble-gateway local`) and no --stack-name given")
+    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
+                                    aws_secret_access_key="testing")  # noqa: S106 - local moto
+
+    def factory(service: str) -> Any:
+        return session.client(service, endpoint_url=state["aws_url"])
+
+    return state["outputs"], factory, state["stack_name"]
+
+
+def _api(args: argparse.Namespace) -> Any:
+    from .client import GatewayClient
+
+    state = _local_state()
+    api_url = args.api_url or os.environ.get("ENSEMBLE_GATEWAY_API_URL") or (state or {}).get("api_url")
+    if not api_url:
+        raise CliError("no API: start `ensemble-gateway local` or give --api-url")
+    api_key = args.api_key or os.environ.get("ENSEMBLE_GATEWAY_API_KEY")
+    if api_key is None and state is not None and api_url == state.get("api_url"):
+        api_key = state.get("api_key")
+    return GatewayClient(api_url, api_key, region=args.region)
+
+
+# -- commands -----------------------------------------------------------------------------
+def cmd_local(args: argparse.Namespace) -> int:
+    from .local.session import LocalSession
+
+    session = LocalSession(api_port=args.port, aws_port=args.aws_port, verbose=True)
+    session.start(catalog=Path(args.catalog))
+    STATE_FILE.parent.mkdir(exist_ok=True)
+    STATE_FILE.write_text(json.dumps(session.state(), indent=2))
+    print(f"API        {session.runtime.api_url}   (Authorization: Bearer {session.api_key})")
+    print(f"AWS        {session.runtime.aws_url}   (moto + local SageMaker runtime)")
+    print(f"services   {', '.join(session.service_names)}")
+    print("try:       ensemble-gateway predict vehicle-claim examples/vehicle-claim/samples/write-off.json --wait")
+    print("Ctrl-C stops.")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("\nstopping...")
+    finally:
+        session.stop()
+        STATE_FILE.unlink(missing_ok=True)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .local.demo import run_demo
+
+    return run_demo(Path(args.catalog), per_service=args.per_service)
+
+
+def cmd_clients_create(args: argparse.Namespace) -> int:
+    from .adapters.dynamodb import DynamoClientDirectory
+    from .admin import create_client
+
+    outputs, factory, _ = _aws_target(args)
+    directory = DynamoClientDirectory(outputs["ClientsTableName"], factory("dynamodb"))
+    client, api_key = create_client(directory, args.name, principal_arn=args.principal_arn)
+    document = {"client_id": client.client_id, "name": client.name, "api_key": api_key,
+                "webhook_secret": client.webhook_secrets[0]}
+    if args.json:
+        print(json.dumps(document))
+    else:
+        for key, value in document.items():
+            print(f"{key:15} {value}")
+        print("Keep the api_key and webhook_secret: they are not shown again.")
+    return 0
+
+
+def cmd_services_list(args: argparse.Namespace) -> int:
+    services = _api(args).services()
+    if args.json:
+        print(json.dumps(services, indent=2))
+        return 0
+    for service in services:
+        print(f"{service['name']:20} {service['kind']:9} v{service['version']:8} "
+              f"{','.join(service['content_types']):28} {service['description']}")
+    return 0
+
+
+def cmd_services_apply(args: argparse.Namespace) -> int:
+    from .admin import build_registrar, load_services
+
+    outputs, factory, stack_name = _aws_target(args)
+    registrar = build_registrar(
+        services_table=outputs["ServicesTableName"], function_arn=outputs["GetTransformCallFunctionArn"],
+        role_arn=outputs["EnsembleStateMachineRoleArn"], name_prefix=stack_name, root=Path(args.root),
+        client_factory=factory)
+    registered = registrar.apply(load_services(Path(args.file)))
+    for service in registered:
+        extra = f" -> {service.ensemble.state_machine_arn}" if service.ensemble else ""
+        print(f"registered {service.kind} {service.name} v{service.version}{extra}")
+    return 0
+
+
+def _content_type(path: Path, given: str | None) -> str:
+    if given:
+        return given
+    return {".json": "application/json", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+            ".txt": "text/plain", ".csv": "text/csv"}.get(path.suffix.lower(), "application/octet-stream")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    api = _api(args)
+    path = Path(args.file)
+    content_type = _content_type(path, args.content_type)
+    accepted = api.submit(args.service, content_type=content_type, webhook_url=args.webhook)
+    api.upload(accepted["upload"], path.read_bytes(), content_type)
+    prediction_id = accepted["prediction_id"]
+    if not args.wait:
+        print(json.dumps({"prediction_id": prediction_id, "status": "uploaded"}))
+        return 0
+    progress = Progress(prediction_id, stream=sys.stderr)
+    document = api.wait(prediction_id, timeout=args.timeout, on_progress=progress.update)
+    progress.done()
+    print(json.dumps(document, indent=2))
+    return 0 if document["status"] == "COMPLETED" else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    print(json.dumps(_api(args).status(args.prediction_id), indent=2))
+    return 0
+
+
+class Progress:
+    """One line that shows the status and, for ensembles, how many steps have finished."""
+
+    def __init__(self, prediction_id: str, stream: Any) -> None:
+        self.prediction_id = prediction_id
+        self.stream = stream
+        self.started = time.monotonic()
+        self.tty = bool(getattr(stream, "isatty", lambda: False)())
+        self.last = ""
+
+    def update(self, document: dict[str, Any]) -> None:
+        steps = document.get("steps") or []
+        finished = sum(1 for s in steps if s["status"] in ("COMPLETED", "FAILED"))
+        detail = f" steps {finished}/{len(steps)} " + " ".join(
+            f"{s['name']}:{s['status'].lower()}" for s in steps) if steps else ""
+        line = f"{self.prediction_id} {document['status']:<14}{detail}"
+        if line == self.last:
+            return
+        self.last = line
+        elapsed = time.monotonic() - self.started
+        if self.tty:
+            self.stream.write(f"\r\033[K{elapsed:5.1f}s {line}")
+        else:
+            self.stream.write(f"{elapsed:5.1f}s {line}\n")
+        self.stream.flush()
+
+    def done(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ensemble-gateway", description=__doc__.splitlines()[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--api-url", help="the gateway API (default: the local runtime)")
+    common.add_argument("--api-key", help="API key (default: the local runtime's; none: SigV4 with your AWS credentials)")
+    common.add_argument("--stack-name", help="a deployed stack (operator commands)")
+    common.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    local = sub.add_parser("local", help="run the whole gateway on this machine (no AWS, no Docker)")
+    local.add_argument("--port", type=int, default=3000, help="API port (default 3000, like sam local)")
+    local.add_argument("--aws-port", type=int, default=4566, help="port of the embedded AWS endpoint")
+    local.add_argument("--catalog", default="examples/catalog.json")
+    local.set_defaults(func=cmd_local)
+
+    demo = sub.add_parser("demo", help="start the local runtime, run the examples end to end, print, stop")
+    demo.add_argument("--catalog", default="examples/catalog.json")
+    demo.add_argument("--per-service", type=int, default=3, help="samples sent to each service")
+    demo.set_defaults(func=cmd_demo)
+
+    clients = sub.add_parser("clients", help="manage API clients").add_subparsers(dest="action", required=True)
+    create = clients.add_parser("create", parents=[common], help="create a client: api_key and webhook_secret")
+    create.add_argument("name")
+    create.add_argument("--json", action="store_true")
+    create.add_argument("--principal-arn", help="the IAM principal of this client (deployed stacks)")
+    create.set_defaults(func=cmd_clients_create)
+
+    services = sub.add_parser("services", help="the service catalog").add_subparsers(dest="action", required=True)
+    listing = services.add_parser("list", parents=[common], help="the active services")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_services_list)
+    apply = services.add_parser("apply", parents=[common], help="validate and register services from a JSON file")
+    apply.add_argument("file")
+    apply.add_argument("--root", default=".", help="where ensemble definition paths are relative to")
+    apply.set_defaults(func=cmd_services_apply)
+
+    predict = sub.add_parser("predict", parents=[common], help="submit FILE to SERVICE")
+    predict.add_argument("service")
+    predict.add_argument("file")
+    predict.add_argument("--wait", action="store_true", help="show progress until the prediction finishes")
+    predict.add_argument("--content-type")
+    predict.add_argument("--webhook", help="https URL to notify when done")
+    predict.add_argument("--timeout", type=float, default=300.0)
+    predict.set_defaults(func=cmd_predict)
+
+    status = sub.add_parser("status", parents=[common], help="a prediction's status, lineage and result link")
+    status.add_argument("prediction_id")
+    status.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .client import GatewayClientError
+    from .domain.errors import GatewayError
+
+    try:
+        return int(args.func(args))
+    except (CliError, GatewayClientError, GatewayError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,215 @@
+"""``ensemble-gateway demo``: the local runtime end to end on the example services.
+
+Starts everything, creates a client, sends each example service its sample inputs through the HTTP
+API (presigned POST uploads, webhooks to a receiver that verifies every signature), shows
+progress, prints the results with their lineage, and stops.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from .session import LocalSession
+
+CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".jpg": "image/jpeg", ".txt": "text/plain"}
+
+
+class VerifyingReceiver:
+    """A webhook receiver on 127.0.0.1 that verifies Standard Webhooks signatures."""
+
+    def __init__(self, secret: str) -> None:
+        from standardwebhooks import Webhook
+
+        verifier = Webhook(secret)
+        self.verified: list[dict[str, Any]] = []
+        self.rejected = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
+                try:
+                    verifier.verify(body, dict(self.headers.items()))
+                except Exception:  # noqa: BLE001 - any verification failure is a rejection
+                    with receiver.lock:
+                        receiver.rejected += 1
+                    self.send_response(401)
+                else:
+                    with receiver.lock:
+                        receiver.verified.append({"id": self.headers.get("webhook-id"), **json.loads(body)})
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/webhooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def summarise(output: Any) -> str:
+    """A few words about a model's (or an ensemble's) output."""
+    if not isinstance(output, dict):
+        return str(output)[:60]
+    if "result" in output and "steps" in output:
+        # An ensemble: its result, plus the steps a reader would want to see at a glance.
+        text = summarise(output["result"]) if output["result"] is not None else ""
+        escalation = output["steps"].get("escalate")
+        return f"{text}; escalated: {summarise(escalation)}" if escalation else text
+    if output and all(isinstance(value, dict) and "model" in value for value in output.values()):
+        # A fan-out: one output per member model.
+        return ", ".join(summarise(value).split(" [")[0] for value in output.values())
+    parts = []
+    if "decision" in output:
+        parts.append(f"decision={output['decision']}")
+    if "fraud_probability" in output:
+        top = ", ".join(output.get("top_factors", [])[:3])
+        parts.append(f"fraud_probability={output['fraud_probability']:.2f} (top factors: {top})")
+    if "estimated_repair_cost" in output:
+        parts.append(f"repair_cost=EUR {output['estimated_repair_cost']:,.0f}")
+    if "severity" in output:
+        parts.append(f"severity={output['severity']}")
+    if "label" in output:
+        parts.append(f"{output.get('task', 'label')}={output['label']} ({output.get('confidence', 0):.2f})")
+    if "priority" in output:
+        parts.append(f"priority={output['priority']} → {output.get('route_to')}")
+    if "echo" in output:
+        parts.append(f"echo={json.dumps(output['echo'])[:50]}")
+    if "ok" in output:
+        parts.append("ok")
+    if not parts:
+        parts.append(json.dumps(output)[:80])
+    if "version" in output:
+        parts.append(f"[{output.get('model', '')} v{output['version']}]")
+    return " ".join(parts)
+
+
+def _samples(root: Path, service: str, limit: int) -> list[Path]:
+    folder = root / "examples" / service / "samples"
+    return sorted(p for p in folder.iterdir() if p.suffix in CONTENT_TYPES)[:limit] if folder.exists() else []
+
+
+def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | None = None) -> int:
+    """Run the demo; return 0 when every prediction ended as expected and every webhook verified."""
+    say = out or (lambda line: print(line, flush=True))
+    started = time.monotonic()
+
+    def stamp() -> str:
+        return f"[{time.monotonic() - started:5.1f}s]"
+
+    say("Ensemble Gateway demo: the real handlers, template.yaml wiring and state machines on this machine")
+    say("(moto for S3, SQS, SNS, DynamoDB and Step Functions; a local SageMaker runtime for the models).")
+    session = LocalSession(api_port=0, verbose=False)
+    say(f"{stamp()} starting the local runtime ...")
+    session.start(catalog)
+    from ..client import GatewayClient
+
+    api = GatewayClient(session.runtime.api_url, session.api_key)
+    receiver = VerifyingReceiver(session.webhook_secret)
+    try:
+        services = api.services()
+        ensembles = [s["name"] for s in services if s["kind"] == "ensemble"]
+        say(f"{stamp()} ready: API {session.runtime.api_url}, {len(services)} services "
+            f"({len(ensembles)} ensembles: {', '.join(ensembles)}), client 'local-user' created")
+        say(f"{stamp()} webhook receiver {receiver.url} verifies every signature with `standardwebhooks`")
+        say("")
+        jobs: list[dict[str, Any]] = []
+        for service in services:
+            for path in _samples(session.runtime.root, service["name"], per_service):
+                content_type = CONTENT_TYPES[path.suffix]
+                accepted = api.submit(service["name"], content_type=content_type, webhook_url=receiver.url,
+                                      metadata={"sample": path.name})
+                api.upload(accepted["upload"], path.read_bytes(), content_type)
+                jobs.append({"service": service["name"], "kind": service["kind"], "sample": path.name,
+                             "id": accepted["prediction_id"], "submitted": time.monotonic(), "doc": None})
+        say(f"{stamp()} submitted {len(jobs)} predictions to {len({j['service'] for j in jobs})} services "
+            "(POST /predictions, then the input through its presigned POST)")
+        _wait_all(api, jobs, say, stamp)
+        _wait_webhooks(receiver, jobs)
+        say("")
+        say("Results (GET /predictions/{id}; outputs downloaded through their presigned URLs)")
+        expected_failures = 0
+        unexpected = 0
+        for job in jobs:
+            doc = job["doc"]
+            seconds = job.get("seconds", 0.0)
+            if doc["status"] == "COMPLETED":
+                detail = summarise(json.loads(api.download(doc)))
+            else:
+                error = doc.get("error") or {}
+                detail = f"{error.get('code')}: {error.get('message', '')[:90]}"
+                if job["service"] == "always-fails":
+                    expected_failures += 1
+                    detail += "  (expected: this model always fails)"
+                else:
+                    unexpected += 1
+            say(f"  {job['service']:18} {job['sample'][:26]:26} {doc['status']:10} {seconds:5.1f}s  {detail}")
+            for step in doc.get("steps") or []:
+                took = ""
+                if step.get("started_at") and step.get("finished_at"):
+                    from datetime import datetime
+
+                    delta = (datetime.fromisoformat(step["finished_at"].replace("Z", "+00:00"))
+                             - datetime.fromisoformat(step["started_at"].replace("Z", "+00:00")))
+                    took = f"{delta.total_seconds():4.1f}s"
+                model = step.get("model") or {}
+                say(f"      └ {step['name']:13} {step['service']:18} {step['status']:10} {took:5}  "
+                    f"endpoint {model.get('endpoint')} v{model.get('version')}")
+        duplicates = len(receiver.verified) - len({w["id"] for w in receiver.verified})
+        say("")
+        say(f"Webhooks: {len(receiver.verified)} delivered and verified, {receiver.rejected} rejected, "
+            f"{duplicates} duplicates")
+        completed = sum(1 for j in jobs if j["doc"]["status"] == "COMPLETED")
+        say(f"Predictions: {len(jobs)} submitted, {completed} completed, "
+            f"{expected_failures} failed as expected, {unexpected} failed unexpectedly")
+        say(f"{stamp()} done; stopping the local runtime")
+        ok = unexpected == 0 and receiver.rejected == 0 and len(receiver.verified) == len(jobs)
+        return 0 if ok else 1
+    finally:
+        receiver.close()
+        session.stop()
+
+
+def _wait_all(api: Any, jobs: list[dict[str, Any]], say: Callable[[str], None], stamp: Callable[[], str],
+              timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        for job in jobs:
+            if job["doc"] is None or job["doc"]["status"] not in ("COMPLETED", "FAILED", "EXPIRED"):
+                job["doc"] = api.status(job["id"])
+                if job["doc"]["status"] in ("COMPLETED", "FAILED", "EXPIRED"):
+                    job["seconds"] = time.monotonic() - job["submitted"]
+        counts: dict[str, int] = {}
+        for job in jobs:
+            counts[job["doc"]["status"]] = counts.get(job["doc"]["status"], 0) + 1
+        line = ", ".join(f"{count} {status.lower()}" for status, count in sorted(counts.items()))
+        if line != last:
+            say(f"{stamp()} progress: {line}")
+            last = line
+        if all(job["doc"]["status"] in ("COMPLETED", "FAILED", "EXPIRED") for job in jobs):
+            return
+        time.sleep(0.3)
+    print("timed out waiting for predictions", file=sys.stderr)
+
+
+def _wait_webhooks(receiver: VerifyingReceiver, jobs: list[dict[str, Any]], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with receiver.lock:
+            if len(receiver.verified) >= len(jobs):
+                return
+        time.sleep(0.2)
