@@ -37,7 +37,7 @@ class AslAnalysis:
 
 def _payload(state: Mapping[str, Any]) -> Mapping[str, Any]:
     parameters = state.get("Parameters") or state.get("Arguments") or {}
-    payload = parameters.get("Payload") or {}
+    payload = parameters.get("Payload") if isinstance(parameters, Mapping) else None
     return payload if isinstance(payload, Mapping) else {}
 
 
@@ -45,7 +45,17 @@ def is_callback_task(state: Mapping[str, Any]) -> bool:
     return state.get("Type") == "Task" and str(state.get("Resource", "")).endswith(CALLBACK_RESOURCE_SUFFIX)
 
 
+def _objects(state: Mapping[str, Any], key: str, name: str, where: str) -> list[Mapping[str, Any]]:
+    """A list-of-objects field of a state (``Choices``, ``Catch``, ``Branches``), checked."""
+    value = state.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
+        raise CatalogValidationError(f"{where}: state '{name}' has a '{key}' that is not a list of objects")
+    return value
+
+
 def _machine_states(machine: Mapping[str, Any], where: str) -> tuple[str, Mapping[str, Any]]:
+    if not isinstance(machine, Mapping):
+        raise CatalogValidationError(f"{where}: a state machine must be a JSON object")
     states = machine.get("States")
     start = machine.get("StartAt")
     if not isinstance(states, Mapping) or not states:
@@ -55,11 +65,16 @@ def _machine_states(machine: Mapping[str, Any], where: str) -> tuple[str, Mappin
     for name, state in states.items():
         if not isinstance(state, Mapping) or state.get("Type") not in STATE_TYPES:
             raise CatalogValidationError(f"{where}: state '{name}' has no valid Type")
+        catchers = _objects(state, "Catch", name, where)
+        if any("Next" not in catcher for catcher in catchers):
+            raise CatalogValidationError(f"{where}: state '{name}' has a Catch without Next")
+        if state["Type"] == "Parallel" and not _objects(state, "Branches", name, where):
+            raise CatalogValidationError(f"{where}: Parallel state '{name}' has no Branches")
         targets = [
             state.get("Next"),
             state.get("Default"),
-            *[c.get("Next") for c in state.get("Choices", [])],
-            *[c.get("Next") for c in state.get("Catch", [])],
+            *[c.get("Next") for c in _objects(state, "Choices", name, where)],
+            *[c.get("Next") for c in catchers],
         ]
         for target in targets:
             if target is not None and target not in states:
@@ -68,6 +83,20 @@ def _machine_states(machine: Mapping[str, Any], where: str) -> tuple[str, Mappin
         if not terminal and "Next" not in state:
             raise CatalogValidationError(f"{where}: state '{name}' has neither Next nor End")
     return str(start), states
+
+
+def _check_unique_names(machine: Mapping[str, Any], seen: set[str], where: str) -> None:
+    """State names are unique in the whole state machine, branches and Map processors included."""
+    _, states = _machine_states(machine, where)
+    for name, state in states.items():
+        if name in seen:
+            raise CatalogValidationError(f"{where}: state name '{name}' is used twice")
+        seen.add(name)
+        for index, branch in enumerate(_objects(state, "Branches", name, where)):
+            _check_unique_names(branch, seen, f"{where}/{name}[{index}]")
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if state["Type"] == "Map" and isinstance(processor, Mapping):
+            _check_unique_names(processor, seen, f"{where}/{name}")
 
 
 def analyse(definition: Mapping[str, Any]) -> AslAnalysis:
@@ -79,6 +108,7 @@ def analyse(definition: Mapping[str, Any]) -> AslAnalysis:
         The definition is malformed, a step appears twice, or a step can run after itself.
     """
     analysis = AslAnalysis()
+    _check_unique_names(definition, set(), "definition")
 
     def walk(machine: Mapping[str, Any], done_before: frozenset[str], in_map: bool, where: str) -> set[str]:
         start, states = _machine_states(machine, where)

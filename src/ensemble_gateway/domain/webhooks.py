@@ -114,19 +114,26 @@ def check_webhook_url(url: str, resolve: Resolver, *, allow_loopback_http: bool)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as error:
         raise InvalidRequestError(f"notification.webhook.url has an invalid port: {error}") from None
+    # Judge the scheme before any DNS lookup: an http URL is refused for what it is, whatever
+    # its host resolves to (or fails to resolve to).
+    plain_http = InvalidRequestError(f"notification.webhook.url must use https, got '{parts.scheme}://'")
+    if parts.scheme != "https" and not allow_loopback_http:
+        raise plain_http
     host = parts.hostname
     try:
         addresses = tuple(resolve(host, port))
     except OSError:
-        raise InvalidRequestError(f"notification.webhook.url host '{host}' does not resolve") from None
+        addresses = ()
     if not addresses:
+        if parts.scheme != "https":
+            raise plain_http
         raise InvalidRequestError(f"notification.webhook.url host '{host}' does not resolve")
     parsed = [ipaddress.ip_address(address.split("%", 1)[0]) for address in addresses]
     all_loopback = all(_is_loopback(address) for address in parsed)
     if allow_loopback_http and all_loopback:
         return CheckedWebhookTarget(url, parts.scheme, host, port, addresses)
     if parts.scheme != "https":
-        raise InvalidRequestError(f"notification.webhook.url must use https, got '{parts.scheme}://'")
+        raise plain_http
     for address in parsed:
         if not _is_public(address):
             raise InvalidRequestError(

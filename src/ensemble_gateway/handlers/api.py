@@ -47,6 +47,9 @@ def make_resolver() -> APIGatewayRestResolver:
         details = error.errors()
         if any(d.get("type") == "json_invalid" for d in details):
             return error_response(400, "InvalidRequest", "the request body is not valid JSON")
+        if any(d.get("type") == "missing" and tuple(d.get("loc", ())) == ("body",) for d in details):
+            # No body at all (Powertools reports it as the whole body missing, with no field name).
+            return error_response(400, "InvalidRequest", "the request body is empty; send a JSON object")
         message = "; ".join(_describe(d) for d in details) or "invalid request"
         return error_response(400, "InvalidRequest", message)
 

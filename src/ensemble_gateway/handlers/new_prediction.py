@@ -11,6 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..bootstrap import gateway
 from ..domain.api import NewPredictionRequest, NewPredictionResponse, ServiceDocument, ServiceListDocument
+from ..domain.errors import InvalidRequestError
 from ..observability import logger, metrics, tracer
 from .api import authenticate, header, make_resolver
 
@@ -30,12 +31,10 @@ app = make_resolver()
 def submit(request: Annotated[NewPredictionRequest, Body()]) -> Response[NewPredictionResponse]:
     client = authenticate(app)
     raw: Any = app.current_event.json_body
-    accepted = gateway().submit(
-        client,
-        request,
-        idempotency_key=header(app, "Idempotency-Key"),
-        raw_body=raw if isinstance(raw, dict) else None,
-    )
+    if not isinstance(raw, dict):
+        # Powertools validates a JSON list by its first element: refuse anything but an object.
+        raise InvalidRequestError("the request body must be a JSON object")
+    accepted = gateway().submit(client, request, idempotency_key=header(app, "Idempotency-Key"), raw_body=raw)
     metrics.add_metric(name="PredictionsAccepted", unit="Count", value=1)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=accepted)
 
