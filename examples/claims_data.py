@@ -75,9 +75,9 @@ def generate_claims(n: int, seed: int) -> dict[str, np.ndarray]:
     share = (0.004 * damage_area_pct + 0.0035 * np.maximum(impact_speed_kmh - 15.0, 0.0)) * (
         1.0 + 0.02 * vehicle_age_years
     )
-    repair_cost = (
-        vehicle_value * share + parts_count * (60.0 + 0.003 * vehicle_value) + 150.0
-    ) * rng.lognormal(0.0, 0.10, size=n)
+    repair_cost = (vehicle_value * share + parts_count * (60.0 + 0.003 * vehicle_value) + 150.0) * rng.lognormal(
+        0.0, 0.10, size=n
+    )
 
     return {
         "claim_amount": np.round(claim_amount, 2),

@@ -166,9 +166,7 @@ def train_damage_severity(out: Path) -> dict[str, Any]:
 
     x_train, y_train = _photo_dataset(per_class=100, first_seed=0)
     x_test, y_test = _photo_dataset(per_class=50, first_seed=1000)  # sample PNGs use seeds >= 10000
-    classifier = RandomForestClassifier(
-        n_estimators=120, max_depth=10, min_samples_leaf=2, n_jobs=1, random_state=0
-    )
+    classifier = RandomForestClassifier(n_estimators=120, max_depth=10, min_samples_leaf=2, n_jobs=1, random_state=0)
     classifier.fit(x_train, y_train)
     _pickle(classifier, out / "model.pkl")
     predicted = classifier.predict(x_test)

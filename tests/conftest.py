@@ -41,9 +41,7 @@ def runtime(trained_models: Path) -> Iterator[Any]:
     from ensemble_gateway.local.runtime import LocalRuntime
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    local = LocalRuntime(
-        ROOT, api_port=0, parameter_overrides={"UploadUrlExpirySeconds": "10"}, sweep_interval=1.0
-    )
+    local = LocalRuntime(ROOT, api_port=0, parameter_overrides={"UploadUrlExpirySeconds": "10"}, sweep_interval=1.0)
     local.start()
     try:
         apply_catalog(local, EXAMPLES / "catalog.json", trained_models)
@@ -81,7 +79,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 with receiver.lock:
                     failing = receiver.fail_next > 0
@@ -117,9 +115,7 @@ class WebhookReceiver:
 
     def attempts(self, prediction_id: str) -> list[dict[str, Any]]:
         with self.lock:
-            return [
-                r for r in self.requests if json.loads(r["body"])["data"]["prediction_id"] == prediction_id
-            ]
+            return [r for r in self.requests if json.loads(r["body"])["data"]["prediction_id"] == prediction_id]
 
     def wait_for(self, prediction_id: str, count: int = 1, timeout: float = 30.0) -> list[dict[str, Any]]:
         import time

@@ -461,9 +461,7 @@ def test_damage_severity_rejects_bytes_that_are_not_an_image(models: dict[str, H
 
 def test_claim_decision_names_a_missing_field(models: dict[str, HostedModel]) -> None:
     # GIVEN decision inputs without the vehicle value
-    body = json.dumps(
-        {"fraud_probability": 0.1, "estimated_repair_cost": 100.0, "severity": "minor"}
-    ).encode()
+    body = json.dumps({"fraud_probability": 0.1, "estimated_repair_cost": 100.0, "severity": "minor"}).encode()
 
     # WHEN input_fn parses them, THEN the error names the field
     with pytest.raises(ValueError, match="field 'vehicle_value' is missing"):
@@ -483,9 +481,7 @@ def test_an_untrained_model_says_how_to_train_it(service: str, tmp_path: Path) -
 def test_always_fails_fails_in_predict_fn(models: dict[str, HostedModel]) -> None:
     # GIVEN the always-fails model and its sample
     model = models["always-fails"]
-    data = model.handlers.input_fn(
-        (EXAMPLES / "always-fails/samples/anything.json").read_bytes(), "application/json"
-    )
+    data = model.handlers.input_fn((EXAMPLES / "always-fails/samples/anything.json").read_bytes(), "application/json")
 
     # WHEN it predicts, THEN it raises the documented error
     with pytest.raises(ValueError, match="this model always fails: it exists to test error handling"):

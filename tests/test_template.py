@@ -335,9 +335,7 @@ def test_environment_provides_every_required_setting(template: dict[str, Any]) -
     required = {alias for alias, field in aliases.items() if field.is_required()}
     assert required <= set(variables), f"missing: {sorted(required - set(variables))}"
     # AND every variable is a setting or a Powertools/logging variable (no typo goes unnoticed)
-    unknown = {
-        v for v in variables if v not in aliases and not v.startswith("POWERTOOLS_") and v != "LOG_LEVEL"
-    }
+    unknown = {v for v in variables if v not in aliases and not v.startswith("POWERTOOLS_") and v != "LOG_LEVEL"}
     assert unknown == set()
     assert variables["AUTH_MODE"] == "iam"
 

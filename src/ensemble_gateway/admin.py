@@ -17,9 +17,7 @@ from .domain.registration import Registrar
 from .domain.webhooks import new_webhook_secret
 
 
-def create_client(
-    directory: DynamoClientDirectory, name: str, principal_arn: str | None = None
-) -> tuple[Client, str]:
+def create_client(directory: DynamoClientDirectory, name: str, principal_arn: str | None = None) -> tuple[Client, str]:
     """Register a client; return it and its API key (shown once: only its hash is stored)."""
     api_key = "egk_" + secrets.token_urlsafe(32)
     client = Client(
@@ -38,9 +36,7 @@ def rotate_webhook_secret(directory: DynamoClientDirectory, client_id: str) -> C
     client = directory.get(client_id)
     if client is None:
         raise LookupError(f"client '{client_id}' does not exist")
-    rotated = client.model_copy(
-        update={"webhook_secrets": [new_webhook_secret(), *client.webhook_secrets[:1]]}
-    )
+    rotated = client.model_copy(update={"webhook_secrets": [new_webhook_secret(), *client.webhook_secrets[:1]]})
     directory.put(rotated)
     return rotated
 

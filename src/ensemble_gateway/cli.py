@@ -36,18 +36,20 @@ def _aws_target(args: argparse.Namespace) -> tuple[dict[str, Any], Any, str]:
     import boto3
 
     if args.stack_name:
-        session = boto3.session.Session(region_name=args.region)
+        session: Any = boto3.session.Session(region_name=args.region)
         stacks = session.client("cloudformation").describe_stacks(StackName=args.stack_name)["Stacks"]
         outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
         return outputs, session.client, args.stack_name
     state = _local_state()
     if state is None:
         raise CliError("no local runtime found (start `ensemble-gateway local`) and no --stack-name given")
-    session = boto3.session.Session(region_name="us-east-1", aws_access_key_id="testing",
-                                    aws_secret_access_key="testing")  # noqa: S106 - local moto
+    # moto's well-known local credentials: the local runtime accepts any.
+    local_session: Any = boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id="testing", aws_secret_access_key="testing"
+    )
 
     def factory(service: str) -> Any:
-        return session.client(service, endpoint_url=state["aws_url"])
+        return local_session.client(service, endpoint_url=state["aws_url"])
 
     return state["outputs"], factory, state["stack_name"]
 
@@ -102,8 +104,12 @@ def cmd_clients_create(args: argparse.Namespace) -> int:
     outputs, factory, _ = _aws_target(args)
     directory = DynamoClientDirectory(outputs["ClientsTableName"], factory("dynamodb"))
     client, api_key = create_client(directory, args.name, principal_arn=args.principal_arn)
-    document = {"client_id": client.client_id, "name": client.name, "api_key": api_key,
-                "webhook_secret": client.webhook_secrets[0]}
+    document = {
+        "client_id": client.client_id,
+        "name": client.name,
+        "api_key": api_key,
+        "webhook_secret": client.webhook_secrets[0],
+    }
     if args.json:
         print(json.dumps(document))
     else:
@@ -119,8 +125,10 @@ def cmd_services_list(args: argparse.Namespace) -> int:
         print(json.dumps(services, indent=2))
         return 0
     for service in services:
-        print(f"{service['name']:20} {service['kind']:9} v{service['version']:8} "
-              f"{','.join(service['content_types']):28} {service['description']}")
+        print(
+            f"{service['name']:20} {service['kind']:9} v{service['version']:8} "
+            f"{','.join(service['content_types']):28} {service['description']}"
+        )
     return 0
 
 
@@ -129,9 +137,13 @@ def cmd_services_apply(args: argparse.Namespace) -> int:
 
     outputs, factory, stack_name = _aws_target(args)
     registrar = build_registrar(
-        services_table=outputs["ServicesTableName"], function_arn=outputs["GetTransformCallFunctionArn"],
-        role_arn=outputs["EnsembleStateMachineRoleArn"], name_prefix=stack_name, root=Path(args.root),
-        client_factory=factory)
+        services_table=outputs["ServicesTableName"],
+        function_arn=outputs["GetTransformCallFunctionArn"],
+        role_arn=outputs["EnsembleStateMachineRoleArn"],
+        name_prefix=stack_name,
+        root=Path(args.root),
+        client_factory=factory,
+    )
     registered = registrar.apply(load_services(Path(args.file)))
     for service in registered:
         extra = f" -> {service.ensemble.state_machine_arn}" if service.ensemble else ""
@@ -142,8 +154,14 @@ def cmd_services_apply(args: argparse.Namespace) -> int:
 def _content_type(path: Path, given: str | None) -> str:
     if given:
         return given
-    return {".json": "application/json", ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-            ".txt": "text/plain", ".csv": "text/csv"}.get(path.suffix.lower(), "application/octet-stream")
+    return {
+        ".json": "application/json",
+        ".png": "image/png",
+        ".jpg": "image/jpeg",
+        ".jpeg": "image/jpeg",
+        ".txt": "text/plain",
+        ".csv": "text/csv",
+    }.get(path.suffix.lower(), "application/octet-stream")
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -181,8 +199,11 @@ class Progress:
     def update(self, document: dict[str, Any]) -> None:
         steps = document.get("steps") or []
         finished = sum(1 for s in steps if s["status"] in ("COMPLETED", "FAILED"))
-        detail = f" steps {finished}/{len(steps)} " + " ".join(
-            f"{s['name']}:{s['status'].lower()}" for s in steps) if steps else ""
+        detail = (
+            f" steps {finished}/{len(steps)} " + " ".join(f"{s['name']}:{s['status'].lower()}" for s in steps)
+            if steps
+            else ""
+        )
         line = f"{self.prediction_id} {document['status']:<14}{detail}"
         if line == self.last:
             return
@@ -203,7 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ensemble-gateway", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--api-url", help="the gateway API (default: the local runtime)")
-    common.add_argument("--api-key", help="API key (default: the local runtime's; none: SigV4 with your AWS credentials)")
+    common.add_argument(
+        "--api-key", help="API key (default: the local runtime's; none: SigV4 with your AWS credentials)"
+    )
     common.add_argument("--stack-name", help="a deployed stack (operator commands)")
     common.add_argument("--region", default=os.environ.get("AWS_REGION", "us-east-1"))
     sub = parser.add_subparsers(dest="command", required=True)

@@ -44,9 +44,7 @@ class GatewayClient:
         self.timeout = timeout
         self.http = requests.Session()
 
-    def _request(
-        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
-    ) -> Any:
+    def _request(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         all_headers = {"Content-Type": "application/json", **(headers or {})}
         url = self.api_url + path

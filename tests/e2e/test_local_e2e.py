@@ -17,14 +17,15 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ROOT, sample
 from standardwebhooks import Webhook
 
+from conftest import ROOT, sample
 from ensemble_gateway.client import GatewayClientError
 
 
-def test_async_model_completes_and_its_webhook_verifies(api: Any, client_credentials: dict[str, Any],
-                                                         webhook_receiver: Any) -> None:
+def test_async_model_completes_and_its_webhook_verifies(
+    api: Any, client_credentials: dict[str, Any], webhook_receiver: Any
+) -> None:
     # GIVEN the async fraud model and a webhook receiver on 127.0.0.1
     claim = sample("fraud-score", "claim-suspicious.json")
 
@@ -122,10 +123,16 @@ def test_the_upload_policy_refuses_oversize_and_wrong_content_type(api: Any) -> 
     upload = accepted["upload"]
 
     # WHEN too many bytes are posted, or another content type
-    too_big = requests.post(upload["url"], data=upload["fields"],
-                            files={"file": ("x", b"x" * (upload["max_bytes"] + 1), "application/json")})
-    wrong_type = requests.post(upload["url"], data={**upload["fields"], "Content-Type": "text/plain"},
-                               files={"file": ("x", b"{}", "text/plain")})
+    too_big = requests.post(
+        upload["url"],
+        data=upload["fields"],
+        files={"file": ("x", b"x" * (upload["max_bytes"] + 1), "application/json")},
+    )
+    wrong_type = requests.post(
+        upload["url"],
+        data={**upload["fields"], "Content-Type": "text/plain"},
+        files={"file": ("x", b"{}", "text/plain")},
+    )
 
     # THEN S3 refuses both and the prediction is still waiting for a valid upload
     assert too_big.status_code == 400 and "EntityTooLarge" in too_big.text
@@ -133,16 +140,28 @@ def test_the_upload_policy_refuses_oversize_and_wrong_content_type(api: Any) -> 
     assert api.status(accepted["prediction_id"])["status"] == "PENDING_UPLOAD"
 
 
-def test_the_cli_predicts_and_reports_status(runtime: Any, client_credentials: dict[str, Any],
-                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_predicts_and_reports_status(
+    runtime: Any,
+    client_credentials: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from ensemble_gateway import cli
 
     # GIVEN the CLI pointed at the running local runtime through its state file
     state = tmp_path / "state.json"
-    state.write_text(json.dumps({"api_url": runtime.api_url, "aws_url": runtime.aws_url,
-                                 "stack_name": runtime.stack.stack_name, "outputs": runtime.stack.outputs,
-                                 "api_key": client_credentials["api_key"]}))
+    state.write_text(
+        json.dumps(
+            {
+                "api_url": runtime.api_url,
+                "aws_url": runtime.aws_url,
+                "stack_name": runtime.stack.stack_name,
+                "outputs": runtime.stack.outputs,
+                "api_key": client_credentials["api_key"],
+            }
+        )
+    )
     monkeypatch.setenv("ENSEMBLE_GATEWAY_STATE", str(state))
     claim = ROOT / "examples" / "vehicle-claim" / "samples" / "write-off.json"
 
@@ -159,15 +178,27 @@ def test_the_cli_predicts_and_reports_status(runtime: Any, client_credentials: d
     assert sorted(step["name"] for step in status["steps"]) == ["cost", "damage", "decision", "fraud"]
 
 
-def test_the_cli_creates_clients_and_lists_services(runtime: Any, client_credentials: dict[str, Any],
-                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_cli_creates_clients_and_lists_services(
+    runtime: Any,
+    client_credentials: dict[str, Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from ensemble_gateway import cli
 
     state = tmp_path / "state.json"
-    state.write_text(json.dumps({"api_url": runtime.api_url, "aws_url": runtime.aws_url,
-                                 "stack_name": runtime.stack.stack_name, "outputs": runtime.stack.outputs,
-                                 "api_key": client_credentials["api_key"]}))
+    state.write_text(
+        json.dumps(
+            {
+                "api_url": runtime.api_url,
+                "aws_url": runtime.aws_url,
+                "stack_name": runtime.stack.stack_name,
+                "outputs": runtime.stack.outputs,
+                "api_key": client_credentials["api_key"],
+            }
+        )
+    )
     monkeypatch.setenv("ENSEMBLE_GATEWAY_STATE", str(state))
 
     # WHEN a client is created and the services are listed with its key
@@ -190,9 +221,24 @@ def test_local_command_serves_and_stops_cleanly_on_ctrl_c(trained_models: Path, 
     for key in [k for k in env if k.startswith("AWS_") or k in ("MOTO_PORT",)]:
         env.pop(key)
     process = subprocess.Popen(
-        [sys.executable, "-m", "ensemble_gateway.cli", "local", "--port", "0", "--aws-port", "0",
-         "--catalog", str(ROOT / "examples" / "catalog.json")],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "ensemble_gateway.cli",
+            "local",
+            "--port",
+            "0",
+            "--aws-port",
+            "0",
+            "--catalog",
+            str(ROOT / "examples" / "catalog.json"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 120

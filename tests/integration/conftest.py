@@ -164,9 +164,7 @@ class Harness:
             if delete:
                 sqs.delete_message_batch(
                     QueueUrl=queue_url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
-                    ],
+                    Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
                 )
         return messages
 
@@ -206,12 +204,8 @@ class Harness:
             sqs = self.client("sqs")
             name = f"{self.stack.stack_name}-{topic_logical_id}-capture"
             url = sqs.create_queue(QueueName=name)["QueueUrl"]
-            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-                "QueueArn"
-            ]
-            self.client("sns").subscribe(
-                TopicArn=self.topic_arn(topic_logical_id), Protocol="sqs", Endpoint=arn
-            )
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            self.client("sns").subscribe(TopicArn=self.topic_arn(topic_logical_id), Protocol="sqs", Endpoint=arn)
             self._captures[topic_logical_id] = url
         return self._captures[topic_logical_id]
 

@@ -77,9 +77,7 @@ def test_unknown_field_is_400_naming_it(stack: Any, services: dict[str, str], ap
     assert predictions_in_table(stack) == before
 
 
-def test_unknown_nested_field_is_400_naming_its_path(
-    stack: Any, services: dict[str, str], api_key: str
-) -> None:
+def test_unknown_nested_field_is_400_naming_its_path(stack: Any, services: dict[str, str], api_key: str) -> None:
     # GIVEN a webhook object with a misspelt key
     body = {"service": services["json"], "notification": {"webhook": {"uri": "https://hooks.example.com/x"}}}
     # WHEN it is submitted
@@ -94,9 +92,7 @@ def test_unknown_nested_field_is_400_naming_its_path(
     ["http://hooks.example.com/ml", "http://203.0.113.10/ml", "ftp://hooks.example.com/ml"],
     ids=["http-name", "http-public-ip", "ftp"],
 )
-def test_webhook_url_that_is_not_https_is_400(
-    stack: Any, services: dict[str, str], api_key: str, url: str
-) -> None:
+def test_webhook_url_that_is_not_https_is_400(stack: Any, services: dict[str, str], api_key: str, url: str) -> None:
     # GIVEN a webhook URL that is not https (loopback http is allowed in this local mode only)
     body = {"service": services["json"], "notification": {"webhook": {"url": url}}}
     # WHEN it is submitted
@@ -142,9 +138,7 @@ def test_unsupported_content_type_is_400_naming_it_and_listing_accepted(
     ],
     ids=["truncated", "text", "empty"],
 )
-def test_malformed_json_is_400(
-    stack: Any, services: dict[str, str], api_key: str, raw: str, named: str
-) -> None:
+def test_malformed_json_is_400(stack: Any, services: dict[str, str], api_key: str, raw: str, named: str) -> None:
     # GIVEN a body that is not a JSON document
     # WHEN it is submitted
     answer = stack.submit(raw, api_key)
@@ -225,20 +219,14 @@ def test_same_idempotency_key_and_body_returns_the_same_prediction(
     assert predictions_in_table(stack) == before
 
 
-def test_same_idempotency_key_with_another_body_is_409(
-    stack: Any, services: dict[str, str], api_key: str
-) -> None:
+def test_same_idempotency_key_with_another_body_is_409(stack: Any, services: dict[str, str], api_key: str) -> None:
     # GIVEN an accepted request with an Idempotency-Key
     key = unique("claim-C-1002")
-    first = stack.submit(
-        {"service": services["json"], "metadata": {"claim": "C-1002"}}, api_key, idempotency_key=key
-    )
+    first = stack.submit({"service": services["json"], "metadata": {"claim": "C-1002"}}, api_key, idempotency_key=key)
     assert first.status == 202
 
     # WHEN the key is reused with a different body
-    other = stack.submit(
-        {"service": services["json"], "metadata": {"claim": "C-9999"}}, api_key, idempotency_key=key
-    )
+    other = stack.submit({"service": services["json"], "metadata": {"claim": "C-9999"}}, api_key, idempotency_key=key)
 
     # THEN 409 naming the reused key's problem
     assert other.status == 409

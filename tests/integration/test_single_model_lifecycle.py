@@ -133,9 +133,7 @@ def client(stack: Any) -> dict[str, Any]:
     return {"client": registered, "api_key": api_key, "secret": registered.webhook_secrets[0]}
 
 
-def submit_and_upload(
-    stack: Any, service: dict[str, Any], client: dict[str, Any], webhook_url: str | None
-) -> str:
+def submit_and_upload(stack: Any, service: dict[str, Any], client: dict[str, Any], webhook_url: str | None) -> str:
     body: dict[str, Any] = {"service": service["name"], "metadata": {"claim": "C-1001"}}
     if webhook_url:
         body["notification"] = {"webhook": {"url": webhook_url}}
@@ -184,9 +182,7 @@ def test_async_model_prediction_completes_with_signed_webhook_and_downloadable_r
     # WHEN SageMaker writes the output and publishes its success notification
     output = {"fraud_probability": 0.12, "contributions": {"amount": 0.03}}
     output_key = f"outputs/{uuid.uuid4()}.out"
-    s3.put_object(
-        Bucket=stack.bucket, Key=output_key, Body=json.dumps(output).encode(), ContentType="application/json"
-    )
+    s3.put_object(Bucket=stack.bucket, Key=output_key, Body=json.dumps(output).encode(), ContentType="application/json")
     notify(
         stack,
         "SuccessTopic",
@@ -204,9 +200,7 @@ def test_async_model_prediction_completes_with_signed_webhook_and_downloadable_r
     jobs = run_webhook_delivery(stack)
 
     # THEN one job was queued and the receiver got exactly one webhook, which verifies
-    assert [(job["prediction_id"], job["event_type"]) for job in jobs] == [
-        (prediction_id, "prediction.completed")
-    ]
+    assert [(job["prediction_id"], job["event_type"]) for job in jobs] == [(prediction_id, "prediction.completed")]
     received = webhook_receiver.delivered(prediction_id)
     assert len(received) == 1
     payload = verified(client["secret"], received[0])
@@ -322,18 +316,14 @@ def test_duplicate_s3_events_dispatch_an_async_prediction_once(
     # GIVEN an upload whose S3 event S3 delivers three times (twice in one batch, once later)
     prediction_id = submit_and_upload(stack, async_service, client, webhook_url=None)
     messages = [
-        m
-        for m in stack.receive(stack.queue_url("InputQueue"))
-        if f"inputs/{prediction_id}" in s3_object_keys([m])
+        m for m in stack.receive(stack.queue_url("InputQueue")) if f"inputs/{prediction_id}" in s3_object_keys([m])
     ]
     assert len(messages) == 1
     duplicate = {**messages[0], "MessageId": str(uuid.uuid4())}
     arn = stack.queue_arn("InputQueue")
 
     # WHEN process-input gets a batch holding the event twice, then the event again
-    first = process_input.handler(
-        stack.sqs_event([messages[0], duplicate], arn), stack.context("ProcessInputFunction")
-    )
+    first = process_input.handler(stack.sqs_event([messages[0], duplicate], arn), stack.context("ProcessInputFunction"))
     again = process_input.handler(stack.sqs_event(messages, arn), stack.context("ProcessInputFunction"))
 
     # THEN nothing failed, the endpoint was invoked exactly once, and the record is RUNNING
@@ -398,8 +388,6 @@ def test_duplicate_sns_notifications_finish_once_and_send_one_webhook(
     assert record.finished_at == finished_first
     # AND exactly one webhook reached the receiver
     assert len(webhook_receiver.attempts(prediction_id)) == 1
-    assert verified(client["secret"], webhook_receiver.delivered(prediction_id)[0])["type"] == (
-        "prediction.completed"
-    )
+    assert verified(client["secret"], webhook_receiver.delivered(prediction_id)[0])["type"] == ("prediction.completed")
     # AND the late duplicate queued no new webhook job at all
     assert late_jobs == []

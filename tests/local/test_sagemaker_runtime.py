@@ -260,12 +260,8 @@ class LocalAws:
         sns, sqs = self.client("sns"), self.client("sqs")
         topic = sns.create_topic(Name=f"{label}-{self.suffix}")["TopicArn"]
         queue_url = sqs.create_queue(QueueName=f"{label}-{self.suffix}")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        sns.subscribe(
-            TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"}
-        )
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
         return topic, queue_url
 
     def receive(self, queue_url: str, count: int = 1, timeout: float = 30) -> list[dict[str, Any]]:
@@ -321,9 +317,7 @@ def async_endpoint(aws: LocalAws, name: str, model_dir: Path, bucket: str, **kwa
 # -- real-time -----------------------------------------------------------------------------------
 
 
-def test_realtime_runs_all_four_handlers_and_names_the_variant(
-    aws: LocalAws, sagemaker: Any, tmp_path: Path
-) -> None:
+def test_realtime_runs_all_four_handlers_and_names_the_variant(aws: LocalAws, sagemaker: Any, tmp_path: Path) -> None:
     # GIVEN a real-time endpoint whose inference.py defines all four handlers and imports its own module
     model_dir = write_model(tmp_path, "full", FULL_MODEL, {"weights.json": '{"factor": 3}'})
     (model_dir / "code" / "helper.py").write_text(HELPER)
@@ -374,9 +368,7 @@ def test_missing_input_and_output_functions_use_the_toolkit_defaults(
     aws: LocalAws, sagemaker: Any, tmp_path: Path, content_type: str, body: bytes, expected: dict[str, Any]
 ) -> None:
     # GIVEN a model with only model_fn and predict_fn
-    aws.runtime.add_endpoint(
-        LocalEndpoint("defaults", write_model(tmp_path, "d", DEFAULTS_MODEL), "realtime")
-    )
+    aws.runtime.add_endpoint(LocalEndpoint("defaults", write_model(tmp_path, "d", DEFAULTS_MODEL), "realtime"))
 
     # WHEN it is invoked with a given content type
     response = sagemaker.invoke_endpoint(EndpointName="defaults", Body=body, ContentType=content_type)
@@ -387,16 +379,12 @@ def test_missing_input_and_output_functions_use_the_toolkit_defaults(
 
 
 @pytest.mark.parametrize("source", [PREDICT_METHOD_MODEL, CALLABLE_MODEL], ids=["predict-method", "callable"])
-def test_missing_predict_fn_calls_the_model(
-    aws: LocalAws, sagemaker: Any, tmp_path: Path, source: str
-) -> None:
+def test_missing_predict_fn_calls_the_model(aws: LocalAws, sagemaker: Any, tmp_path: Path, source: str) -> None:
     # GIVEN a model with only model_fn, returning an object with predict() or a callable
     aws.runtime.add_endpoint(LocalEndpoint("only-model-fn", write_model(tmp_path, "m", source), "realtime"))
 
     # WHEN it is invoked
-    response = sagemaker.invoke_endpoint(
-        EndpointName="only-model-fn", Body=b"[1, 2]", ContentType="application/json"
-    )
+    response = sagemaker.invoke_endpoint(EndpointName="only-model-fn", Body=b"[1, 2]", ContentType="application/json")
 
     # THEN the default predict_fn used it
     assert json.loads(response["Body"].read()) == {"doubled": [2, 4]}
@@ -452,9 +440,7 @@ def test_an_unknown_endpoint_is_a_validation_error(aws: LocalAws, sagemaker: Any
     for caught in (realtime, asynchronous):
         assert caught.value.response["Error"]["Code"] == "ValidationError"
         assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-        assert (
-            caught.value.response["Error"]["Message"] == "Endpoint missing of account 123456789012 not found."
-        )
+        assert caught.value.response["Error"]["Message"] == "Endpoint missing of account 123456789012 not found."
 
 
 def test_a_realtime_model_slower_than_the_limit_is_a_model_error(
@@ -497,9 +483,7 @@ def test_each_endpoint_imports_its_own_local_modules(aws: LocalAws, sagemaker: A
     # WHEN both are invoked
     answers = [
         json.loads(
-            sagemaker.invoke_endpoint(EndpointName=name, Body=b"{}", ContentType="application/json")[
-                "Body"
-            ].read()
+            sagemaker.invoke_endpoint(EndpointName=name, Body=b"{}", ContentType="application/json")["Body"].read()
         )
         for name in ("first", "second")
     ]
@@ -508,9 +492,7 @@ def test_each_endpoint_imports_its_own_local_modules(aws: LocalAws, sagemaker: A
     assert answers == ["first", "second"]
 
 
-def test_adding_an_endpoint_of_the_same_name_replaces_it(
-    aws: LocalAws, sagemaker: Any, tmp_path: Path
-) -> None:
+def test_adding_an_endpoint_of_the_same_name_replaces_it(aws: LocalAws, sagemaker: Any, tmp_path: Path) -> None:
     # GIVEN an endpoint serving one model
     aws.runtime.add_endpoint(LocalEndpoint("swap", write_model(tmp_path, "a", CALLABLE_MODEL), "realtime"))
     before = sagemaker.invoke_endpoint(EndpointName="swap", Body=b"[1]", ContentType="application/json")
@@ -637,9 +619,7 @@ def test_async_success_writes_the_output_and_publishes_sagemakers_notification(
     assert "claims-async" in line and "Completed" in line and " ms" in line
 
 
-def test_async_without_inference_id_gets_a_generated_one(
-    aws: LocalAws, sagemaker: Any, tmp_path: Path
-) -> None:
+def test_async_without_inference_id_gets_a_generated_one(aws: LocalAws, sagemaker: Any, tmp_path: Path) -> None:
     # GIVEN an async endpoint without topics
     bucket = aws.bucket()
     aws.runtime.add_endpoint(async_endpoint(aws, "no-id", write_model(tmp_path, "d", DEFAULTS_MODEL), bucket))
@@ -708,9 +688,7 @@ def test_async_missing_input_fails_with_a_clear_reason(aws: LocalAws, sagemaker:
     bucket = aws.bucket()
     error_topic, error_queue = aws.topic_with_queue("error")
     aws.runtime.add_endpoint(
-        async_endpoint(
-            aws, "no-input", write_model(tmp_path, "d", DEFAULTS_MODEL), bucket, error_topic_arn=error_topic
-        )
+        async_endpoint(aws, "no-input", write_model(tmp_path, "d", DEFAULTS_MODEL), bucket, error_topic_arn=error_topic)
     )
     missing = f"s3://{bucket}/inputs/never-uploaded"
 
@@ -767,24 +745,18 @@ def test_async_invocation_timeout_is_honoured_and_a_late_result_discarded(
     assert aws.receive(error_queue, timeout=1) == []
 
 
-def test_async_jobs_of_one_endpoint_never_exceed_its_concurrency(
-    aws: LocalAws, sagemaker: Any, tmp_path: Path
-) -> None:
+def test_async_jobs_of_one_endpoint_never_exceed_its_concurrency(aws: LocalAws, sagemaker: Any, tmp_path: Path) -> None:
     # GIVEN an async endpoint with max_concurrency=1 and a model that records when it runs
     bucket = aws.bucket()
     aws.runtime.add_endpoint(
-        async_endpoint(
-            aws, "serial", write_model(tmp_path, "rec", RECORDING_MODEL), bucket, max_concurrency=1
-        )
+        async_endpoint(aws, "serial", write_model(tmp_path, "rec", RECORDING_MODEL), bucket, max_concurrency=1)
     )
     records = [tmp_path / "first.txt", tmp_path / "second.txt"]
 
     # WHEN two jobs are submitted back to back
     for index, record in enumerate(records):
         location = aws.put(bucket, f"inputs/{index}", {"record": str(record)})
-        sagemaker.invoke_endpoint_async(
-            EndpointName="serial", InputLocation=location, ContentType="application/json"
-        )
+        sagemaker.invoke_endpoint_async(EndpointName="serial", InputLocation=location, ContentType="application/json")
 
     # THEN the runtime is busy at first, and the two runs did not overlap
     assert not aws.runtime.wait_idle(0)
@@ -793,9 +765,7 @@ def test_async_jobs_of_one_endpoint_never_exceed_its_concurrency(
     assert intervals[1][0] >= intervals[0][1]
 
 
-def test_async_jobs_run_side_by_side_up_to_the_concurrency(
-    aws: LocalAws, sagemaker: Any, tmp_path: Path
-) -> None:
+def test_async_jobs_run_side_by_side_up_to_the_concurrency(aws: LocalAws, sagemaker: Any, tmp_path: Path) -> None:
     # GIVEN an async endpoint with max_concurrency=2 and a model that waits for a second caller
     bucket = aws.bucket()
     success_topic, success_queue = aws.topic_with_queue("success")
@@ -813,9 +783,7 @@ def test_async_jobs_run_side_by_side_up_to_the_concurrency(
     # WHEN two jobs are submitted
     for n in (1, 2):
         location = aws.put(bucket, f"inputs/{n}", {"n": n})
-        sagemaker.invoke_endpoint_async(
-            EndpointName="pair", InputLocation=location, ContentType="application/json"
-        )
+        sagemaker.invoke_endpoint_async(EndpointName="pair", InputLocation=location, ContentType="application/json")
 
     # THEN both completed: they ran at the same time
     messages = aws.receive(success_queue, count=2)
@@ -831,9 +799,7 @@ def test_shutdown_does_not_wait_for_stuck_model_code(aws: LocalAws, sagemaker: A
     release = tmp_path / "release"
     for n in (1, 2):
         location = aws.put(bucket, f"inputs/{n}", {"release": str(release)})
-        sagemaker.invoke_endpoint_async(
-            EndpointName="stuck", InputLocation=location, ContentType="application/json"
-        )
+        sagemaker.invoke_endpoint_async(EndpointName="stuck", InputLocation=location, ContentType="application/json")
     try:
         # WHEN the runtime shuts down
         started = time.monotonic()
@@ -857,9 +823,7 @@ def test_async_requests_are_validated(aws: LocalAws, sagemaker: Any, tmp_path: P
         lambda: sagemaker.invoke_endpoint_async(
             EndpointName="a", InputLocation="s3://b/k", InvocationTimeoutSeconds=3601
         ),
-        lambda: sagemaker.invoke_endpoint_async(
-            EndpointName="a", InputLocation="s3://b/k", InferenceId="x" * 65
-        ),
+        lambda: sagemaker.invoke_endpoint_async(EndpointName="a", InputLocation="s3://b/k", InferenceId="x" * 65),
         lambda: sagemaker.invoke_endpoint_async(EndpointName="r", InputLocation="s3://b/k"),
         lambda: sagemaker.invoke_endpoint(EndpointName="a", Body=b"{}"),
     ]

@@ -171,7 +171,11 @@ def test_a_cycle_through_a_choice_is_rejected():
     definition = machine(
         "A",
         A=call("a", next_="Again"),
-        Again={"Type": "Choice", "Choices": [{"Variable": "$.x", "IsPresent": True, "Next": "A"}], "Default": "B"},
+        Again={
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.x", "IsPresent": True, "Next": "A"}],
+            "Default": "B",
+        },
         B=call("b"),
     )
 
@@ -215,7 +219,11 @@ def test_a_catch_retry_loop_is_not_a_cycle():
         pytest.param(
             machine(
                 "C",
-                C={"Type": "Choice", "Choices": [{"Variable": "$.x", "IsNull": True, "Next": "A"}], "Default": "Z"},
+                C={
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$.x", "IsNull": True, "Next": "A"}],
+                    "Default": "Z",
+                },
                 A=call("a"),
             ),
             "state 'C' goes to unknown state 'Z'",

@@ -52,10 +52,7 @@ def tiny_png() -> bytes:
 
     header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
     return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\x00\x80"))
-        + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00\x80")) + chunk(b"IEND", b"")
     )
 
 
@@ -574,9 +571,7 @@ def test_referenced_roots_of_binary_forms():
     # WHEN their roots are derived
     # THEN $raw reads the request and $bytes reads its path
     assert referenced_roots({"$raw": "input"}) == {("input", None)}
-    assert referenced_roots({"$bytes": "$.steps.crop.image", "content_type": "image/png"}) == {
-        ("steps", "crop")
-    }
+    assert referenced_roots({"$bytes": "$.steps.crop.image", "content_type": "image/png"}) == {("steps", "crop")}
 
 
 def test_referenced_roots_of_a_literal_mapping_is_empty():

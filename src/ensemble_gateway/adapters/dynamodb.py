@@ -62,12 +62,11 @@ class DynamoTable(LazyClient):
         return _from_item({k: self._deserializer.deserialize(v) for k, v in item.items()})
 
     def value(self, value: Any) -> dict[str, Any]:
-        return self._serializer.serialize(_to_item(value))
+        serialized: dict[str, Any] = self._serializer.serialize(_to_item(value))  # type: ignore[assignment]
+        return serialized
 
     def get_item(self, key: Mapping[str, Any], consistent: bool = True) -> dict[str, Any] | None:
-        response = self.client.get_item(
-            TableName=self.table_name, Key=self.serialize(key), ConsistentRead=consistent
-        )
+        response = self.client.get_item(TableName=self.table_name, Key=self.serialize(key), ConsistentRead=consistent)
         item = response.get("Item")
         return self.deserialize(item) if item else None
 

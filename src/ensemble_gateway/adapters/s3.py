@@ -34,9 +34,7 @@ class S3ObjectStore(LazyClient):
             from botocore.config import Config
 
             # SigV4 explicitly: some boto3 versions presign with SigV2 by default.
-            self._client = client(
-                "s3", config=Config(signature_version="s3v4", s3={"addressing_style": "path"})
-            )
+            self._client = client("s3", config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
         return self._client
 
     def _sse(self) -> dict[str, str]:
@@ -58,9 +56,7 @@ class S3ObjectStore(LazyClient):
         post = self.client.generate_presigned_post(
             Bucket=self.bucket, Key=key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
         )
-        return PresignedUpload(
-            url=post["url"], fields=dict(post["fields"]), expires_at=expires_at, max_bytes=max_bytes
-        )
+        return PresignedUpload(url=post["url"], fields=dict(post["fields"]), expires_at=expires_at, max_bytes=max_bytes)
 
     def presign_download(self, uri: str, expires_in: int) -> str:
         bucket, key = split_uri(uri)

@@ -30,9 +30,7 @@ class SageMakerModelRuntime(LazyClient):
             raise
         return str(response.get("OutputLocation", ""))
 
-    def invoke_realtime(
-        self, endpoint: str, body: bytes, content_type: str, inference_id: str
-    ) -> RealtimeResponse:
+    def invoke_realtime(self, endpoint: str, body: bytes, content_type: str, inference_id: str) -> RealtimeResponse:
         try:
             response = self.client.invoke_endpoint(
                 EndpointName=endpoint,
@@ -45,9 +43,7 @@ class SageMakerModelRuntime(LazyClient):
             if code in ("ModelError", "ModelNotReadyException"):
                 raise ModelInvocationError(f"{code}: {_message(error)}") from error
             if code in ("ValidationError", "ValidationException"):
-                raise DispatchError(
-                    f"endpoint '{endpoint}' refused the request: {_message(error)}"
-                ) from error
+                raise DispatchError(f"endpoint '{endpoint}' refused the request: {_message(error)}") from error
             raise
         return RealtimeResponse(
             body=response["Body"].read(),

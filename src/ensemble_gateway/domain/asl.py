@@ -175,11 +175,7 @@ def prepare_definition(definition: Mapping[str, Any], timeouts: Callable[[str], 
 
     def visit(machine: dict[str, Any]) -> None:
         for state in machine.get("States", {}).values():
-            if (
-                is_callback_task(state)
-                and "TimeoutSeconds" not in state
-                and "TimeoutSecondsPath" not in state
-            ):
+            if is_callback_task(state) and "TimeoutSeconds" not in state and "TimeoutSecondsPath" not in state:
                 state["TimeoutSeconds"] = timeouts(str(_payload(state).get("step")))
             for branch in state.get("Branches", []):
                 visit(branch)

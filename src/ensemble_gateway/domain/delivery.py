@@ -98,9 +98,7 @@ class WebhookDelivery:
         if retry_after is not None:
             delay = max(delay, min(retry_after, 86400))
         due = now + timedelta(seconds=delay)
-        self.gateway.webhooks.enqueue(
-            {**job, "attempt": attempt, "not_before": due.isoformat()}, delay_seconds=delay
-        )
+        self.gateway.webhooks.enqueue({**job, "attempt": attempt, "not_before": due.isoformat()}, delay_seconds=delay)
         return "retry-scheduled"
 
     def _record(

@@ -6,6 +6,7 @@ claimed with a lease, and a duplicate event finds the work done and only re-driv
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import random
@@ -205,9 +206,7 @@ class Gateway:
         if not self.predictions.create(prediction):
             # Lost a race with a concurrent request carrying the same idempotency key.
             existing = (
-                self.predictions.find_by_idempotency_key(client.client_id, idempotency_key)
-                if idempotency_key
-                else None
+                self.predictions.find_by_idempotency_key(client.client_id, idempotency_key) if idempotency_key else None
             )
             if existing is None:
                 raise ConflictError("the prediction could not be recorded; retry the request")
@@ -228,9 +227,7 @@ class Gateway:
         if existing.request_hash != fingerprint:
             raise ConflictError("Idempotency-Key was already used with a different request body")
         service = self.catalog.get(existing.service)
-        max_bytes = min(
-            service.max_bytes if service else self.config.default_max_bytes, self.config.default_max_bytes
-        )
+        max_bytes = min(service.max_bytes if service else self.config.default_max_bytes, self.config.default_max_bytes)
         upload = self.objects.presign_upload(
             input_key(existing.prediction_id),
             existing.content_type,
@@ -305,9 +302,7 @@ class Gateway:
         """Send a RUNNING prediction to its model or workflow, unless someone already has."""
         claimed = self.predictions.claim_dispatch(prediction_id, self.clock(), lease_seconds=300)
         if claimed is None:
-            self._log(
-                "dispatch skipped: already dispatched, claimed or not running", prediction_id=prediction_id
-            )
+            self._log("dispatch skipped: already dispatched, claimed or not running", prediction_id=prediction_id)
             return
         service = self.catalog.get(claimed.service)
         try:
@@ -319,9 +314,7 @@ class Gateway:
         except DispatchError as error:
             self._log("dispatch failed", prediction_id=prediction_id, reason=error.message)
             self.predictions.update(prediction_id, {"dispatched_at": self.clock()})
-            self.finish(
-                prediction_id, succeeded=False, error=PredictionError(code=error.code, message=error.message)
-            )
+            self.finish(prediction_id, succeeded=False, error=PredictionError(code=error.code, message=error.message))
             return
         self.predictions.update(prediction_id, {"dispatched_at": self.clock()})
 
@@ -361,9 +354,7 @@ class Gateway:
         for step_name, step in service.ensemble.steps.items():
             if step.fan_out is not None:
                 members = [
-                    s
-                    for s in self.catalog.list(active_only=True)
-                    if step.fan_out.task in s.tasks and s.kind == "model"
+                    s for s in self.catalog.list(active_only=True) if step.fan_out.task in s.tasks and s.kind == "model"
                 ]
                 fanout[step_name] = [{"service": s.name} for s in sorted(members, key=lambda s: s.name)]
         return {
@@ -381,7 +372,7 @@ class Gateway:
         body = self.objects.read(prediction.input_uri)
         received = self.clock()
         endpoint = service.model.endpoint_name
-        common = dict(
+        common: dict[str, Any] = dict(
             region=self.config.region,
             inference_id=prediction.prediction_id,
             endpoint_name=endpoint,
@@ -390,9 +381,7 @@ class Gateway:
             received_at=received,
         )
         try:
-            response = self.models.invoke_realtime(
-                endpoint, body, prediction.content_type, prediction.prediction_id
-            )
+            response = self.models.invoke_realtime(endpoint, body, prediction.content_type, prediction.prediction_id)
         except DispatchError:
             raise
         except ModelInvocationError as error:
@@ -404,17 +393,11 @@ class Gateway:
             )
             self.publisher.publish(self.config.error_topic_arn, message)
             return
-        output_uri = self.objects.write(
-            output_key(prediction.prediction_id), response.body, response.content_type
-        )
+        output_uri = self.objects.write(output_key(prediction.prediction_id), response.body, response.content_type)
         if response.invoked_variant:
             self.predictions.update(
                 prediction.prediction_id,
-                {
-                    "model": ModelInfo(
-                        endpoint=endpoint, version=f"{service.version}/{response.invoked_variant}"
-                    )
-                },
+                {"model": ModelInfo(endpoint=endpoint, version=f"{service.version}/{response.invoked_variant}")},
             )
         message = inference_result_message(
             **common,
@@ -465,9 +448,7 @@ class Gateway:
             changes.update(output_uri=output_uri, output_content_type=output_content_type)
         else:
             changes.update(error=error, failure_uri=failure_uri)
-        moved = self.predictions.transition(
-            prediction_id, [RUNNING], COMPLETED if succeeded else FAILED, changes
-        )
+        moved = self.predictions.transition(prediction_id, [RUNNING], COMPLETED if succeeded else FAILED, changes)
         if moved is None:
             current = self.predictions.get(prediction_id)
             if current is None:
@@ -598,10 +579,8 @@ class Gateway:
             except Exception:
                 raw = b""
             if 0 < len(raw) <= INLINE_OUTPUT_LIMIT:
-                try:
+                with contextlib.suppress(ValueError):
                     result["output"] = json.loads(raw)
-                except ValueError:
-                    pass
         return result
 
     # ----------------------------------------------------------------------------------------
@@ -653,9 +632,7 @@ class Gateway:
 
 
 def prediction_delivered_events(prediction: Prediction) -> set[str]:
-    return {
-        attempt.get("event_type", "") for attempt in prediction.webhook_attempts if attempt.get("delivered")
-    }
+    return {attempt.get("event_type", "") for attempt in prediction.webhook_attempts if attempt.get("delivered")}
 
 
 def _valid_id(prediction_id: str) -> bool:

@@ -167,9 +167,7 @@ def evaluate_mapping(
     if isinstance(mapping, dict) and RAW_KEY in mapping:
         _check_raw(mapping, step)
         if raw_input is None:
-            raise MappingError(
-                "'$raw' needs the request's uploaded object, which is not available", step=step
-            )
+            raise MappingError("'$raw' needs the request's uploaded object, which is not available", step=step)
         return MappedInput(body=raw_input, content_type=raw_content_type or OCTET_STREAM)
     if isinstance(mapping, dict) and BYTES_KEY in mapping:
         path, content_type = _bytes_options(mapping, step)
@@ -241,9 +239,7 @@ def validate_mapping(mapping: Any, step: str, available_steps: set[str]) -> None
         for root, name in _roots(path, step=step, key=key):
             # ("steps", None) reads every step the context holds; that is always upstream steps.
             if root == "steps" and name is not None and name not in available_steps:
-                raise MappingError(
-                    f"step '{name}' is not upstream of step '{step}'", step=step, key=key, path=path
-                )
+                raise MappingError(f"step '{name}' is not upstream of step '{step}'", step=step, key=key, path=path)
 
 
 # --- evaluation -------------------------------------------------------------------------------
@@ -262,27 +258,19 @@ def _render(template: Any, context: Mapping[str, Any], step: str, key: str | Non
             path, many, default = _path_options(template, step, key)
             return _select(path, context, step=step, key=key, many=many, default=default)
         _reject_binary(template, step, key)
-        return {
-            name: _render(value, context, step, _child_key(key, name)) for name, value in template.items()
-        }
+        return {name: _render(value, context, step, _child_key(key, name)) for name, value in template.items()}
     if isinstance(template, list):
-        return [
-            _render(value, context, step, f"{key or ''}[{index}]") for index, value in enumerate(template)
-        ]
+        return [_render(value, context, step, f"{key or ''}[{index}]") for index, value in enumerate(template)]
     return template
 
 
-def _select(
-    path: str, context: Mapping[str, Any], *, step: str, key: str | None, many: bool, default: Any
-) -> Any:
+def _select(path: str, context: Mapping[str, Any], *, step: str, key: str | None, many: bool, default: Any) -> Any:
     """The value(s) a path selects, applying the single/many rule and the default."""
     expression = _compiled(path, step=step, key=key)
     try:
         values = [match.value for match in expression.find(context)]
     except Exception as error:  # jsonpath_ng extensions can raise on unexpected value types
-        raise MappingError(
-            f"the path could not be evaluated: {error}", step=step, key=key, path=path
-        ) from error
+        raise MappingError(f"the path could not be evaluated: {error}", step=step, key=key, path=path) from error
     if not values and default is not _MISSING:
         return default
     if many:
@@ -380,9 +368,7 @@ def _bytes_options(template: dict[str, Any], step: str | None) -> tuple[str, str
         raise MappingError("'$bytes' must be a JSONPath string starting with '$'", step=step, key=BYTES_KEY)
     content_type = template.get("content_type")
     if not isinstance(content_type, str) or "/" not in content_type:
-        raise MappingError(
-            "'$bytes' needs a 'content_type' such as \"image/png\"", step=step, key=BYTES_KEY, path=path
-        )
+        raise MappingError("'$bytes' needs a 'content_type' such as \"image/png\"", step=step, key=BYTES_KEY, path=path)
     return path, content_type
 
 
@@ -396,9 +382,7 @@ def _reject_binary(template: dict[str, Any], step: str | None, key: str | None) 
     # Bytes cannot sit inside a JSON document, so the binary forms only make sense as the whole input.
     for reserved in (BYTES_KEY, RAW_KEY):
         if reserved in template:
-            raise MappingError(
-                f"'{reserved}' is only allowed as the whole mapping, not inside it", step=step, key=key
-            )
+            raise MappingError(f"'{reserved}' is only allowed as the whole mapping, not inside it", step=step, key=key)
 
 
 def _iter_paths(mapping: Any, step: str | None) -> Iterator[tuple[str | None, str]]:

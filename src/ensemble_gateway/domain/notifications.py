@@ -36,12 +36,8 @@ class InferenceResult(BaseModel):
     invocation_status: str = Field(alias="invocationStatus")
     failure_reason: str | None = Field(default=None, alias="failureReason")
     failure_location: str | None = Field(default=None, alias="failureLocation")
-    request_parameters: RequestParameters = Field(
-        default_factory=RequestParameters, alias="requestParameters"
-    )
-    response_parameters: ResponseParameters = Field(
-        default_factory=ResponseParameters, alias="responseParameters"
-    )
+    request_parameters: RequestParameters = Field(default_factory=RequestParameters, alias="requestParameters")
+    response_parameters: ResponseParameters = Field(default_factory=ResponseParameters, alias="responseParameters")
 
     @property
     def succeeded(self) -> bool:

@@ -81,9 +81,7 @@ class ClientDirectory(Protocol):
 
 
 class ObjectStore(Protocol):
-    def presign_upload(
-        self, key: str, content_type: str, max_bytes: int, expires_in: int
-    ) -> PresignedUpload: ...
+    def presign_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> PresignedUpload: ...
 
     def presign_download(self, uri: str, expires_in: int) -> str: ...
 
@@ -101,9 +99,7 @@ class ModelRuntime(Protocol):
     ) -> str:
         """Queue an async inference; return the output location SageMaker will write."""
 
-    def invoke_realtime(
-        self, endpoint: str, body: bytes, content_type: str, inference_id: str
-    ) -> RealtimeResponse: ...
+    def invoke_realtime(self, endpoint: str, body: bytes, content_type: str, inference_id: str) -> RealtimeResponse: ...
 
 
 class WorkflowEngine(Protocol):

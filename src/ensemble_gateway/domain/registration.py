@@ -62,9 +62,10 @@ class Registrar:
             return batch.get(name) or self.catalog.get(name)
 
         def members(task: str) -> list[Service]:
+            # The batch wins over the catalog, deactivations included.
             known = {s.name: s for s in self.catalog.list(active_only=True)}
-            known.update({s.name: s for s in services if s.active})
-            return [s for s in known.values() if task in s.tasks and s.kind == "model"]
+            known.update(batch)
+            return [s for s in known.values() if s.active and task in s.tasks and s.kind == "model"]
 
         prepared: list[tuple[Service, str | None]] = []
         for service in services:
@@ -117,31 +118,24 @@ class Registrar:
         missing = set(analysis.steps) - set(spec.steps)
         if missing:
             raise CatalogValidationError(
-                f"{where}: the state machine runs step(s) {sorted(missing)} "
-                "that the catalog entry does not define"
+                f"{where}: the state machine runs step(s) {sorted(missing)} that the catalog entry does not define"
             )
         unused = set(spec.steps) - set(analysis.steps)
         if unused:
-            raise CatalogValidationError(
-                f"{where}: step(s) {sorted(unused)} are defined but no state runs them"
-            )
+            raise CatalogValidationError(f"{where}: step(s) {sorted(unused)} are defined but no state runs them")
         timeouts: dict[str, int] = {}
         for name, step in spec.steps.items():
             if step.service is not None:
                 target = lookup(step.service)
                 if target is None:
-                    raise CatalogValidationError(
-                        f"{where}: step '{name}' targets unknown service '{step.service}'"
-                    )
+                    raise CatalogValidationError(f"{where}: step '{name}' targets unknown service '{step.service}'")
                 if target.name == service.name:
                     raise CatalogValidationError(f"{where}: step '{name}' calls the ensemble itself")
                 timeouts[name] = target.timeout_seconds() + STEP_TIMEOUT_MARGIN_SECONDS
             else:
                 assert step.fan_out is not None
                 if not analysis.steps[name].in_map:
-                    raise CatalogValidationError(
-                        f"{where}: fan-out step '{name}' must run inside a Map state"
-                    )
+                    raise CatalogValidationError(f"{where}: fan-out step '{name}' must run inside a Map state")
                 found = members(step.fan_out.task)
                 longest = max((m.timeout_seconds() for m in found), default=900)
                 timeouts[name] = longest + STEP_TIMEOUT_MARGIN_SECONDS
@@ -167,9 +161,7 @@ class Registrar:
             while stack:
                 name, path = stack.pop()
                 if name == root.name:
-                    raise CatalogValidationError(
-                        f"ensemble '{root.name}' contains itself: {' → '.join([*path, name])}"
-                    )
+                    raise CatalogValidationError(f"ensemble '{root.name}' contains itself: {' → '.join([*path, name])}")
                 if name in path:
                     continue
                 nested = lookup(name)

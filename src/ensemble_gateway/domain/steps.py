@@ -38,9 +38,7 @@ class EnsembleSteps:
 
     gateway: Gateway
 
-    def call(
-        self, parent_id: str, step_name: str, task_token: str, member: str | None = None
-    ) -> dict[str, Any]:
+    def call(self, parent_id: str, step_name: str, task_token: str, member: str | None = None) -> dict[str, Any]:
         """Start one step: map its input, record the child holding the task token, dispatch it.
 
         A mapping that cannot be applied fails the step (and so the ensemble, unless the step is
@@ -119,9 +117,7 @@ class EnsembleSteps:
             step.mapping, context, step=step_name, raw_input=raw, raw_content_type=parent.content_type
         )
 
-    def step_outputs(
-        self, parent: Prediction, ensemble: Service, names: set[str | None] | None
-    ) -> dict[str, Any]:
+    def step_outputs(self, parent: Prediction, ensemble: Service, names: set[str | None] | None) -> dict[str, Any]:
         """Outputs of the finished steps of ``parent`` (all, or only ``names``), parsed as JSON.
 
         A fan-out step's output is a dict keyed by member service. A failed optional step
@@ -170,9 +166,7 @@ class EnsembleSteps:
         outputs = self.step_outputs(parent, ensemble, None)
         document = {"result": outputs.get(output_step) if output_step else None, "steps": outputs}
         uri = gateway.objects.write(output_key(parent_id), json.dumps(document).encode(), "application/json")
-        finished = gateway.finish(
-            parent_id, succeeded=True, output_uri=uri, output_content_type="application/json"
-        )
+        finished = gateway.finish(parent_id, succeeded=True, output_uri=uri, output_content_type="application/json")
         return {"prediction_id": parent_id, "status": finished.status.value if finished else "UNKNOWN"}
 
     def fail(self, parent_id: str, error: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -52,9 +52,7 @@ class ApiFrontEnd:
                 return self._dispatch(route, match.groupdict(), environ, start_response)
         allowed = any(route.regex.match(path) for route in self.routes)
         status = "403 Forbidden" if not allowed else "405 Method Not Allowed"
-        body = json.dumps(
-            {"message": "Missing Authentication Token" if not allowed else "Method Not Allowed"}
-        ).encode()
+        body = json.dumps({"message": "Missing Authentication Token" if not allowed else "Method Not Allowed"}).encode()
         start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
         return [body]
 

@@ -34,11 +34,11 @@ class VerifyingReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
                 try:
                     verifier.verify(body, dict(self.headers.items()))
-                except Exception:  # noqa: BLE001 - any verification failure is a rejection
+                except Exception:
                     with receiver.lock:
                         receiver.rejected += 1
                     self.send_response(401)
@@ -122,21 +122,37 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
     try:
         services = api.services()
         ensembles = [s["name"] for s in services if s["kind"] == "ensemble"]
-        say(f"{stamp()} ready: API {session.runtime.api_url}, {len(services)} services "
-            f"({len(ensembles)} ensembles: {', '.join(ensembles)}), client 'local-user' created")
+        say(
+            f"{stamp()} ready: API {session.runtime.api_url}, {len(services)} services "
+            f"({len(ensembles)} ensembles: {', '.join(ensembles)}), client 'local-user' created"
+        )
         say(f"{stamp()} webhook receiver {receiver.url} verifies every signature with `standardwebhooks`")
         say("")
         jobs: list[dict[str, Any]] = []
         for service in services:
             for path in _samples(session.runtime.root, service["name"], per_service):
                 content_type = CONTENT_TYPES[path.suffix]
-                accepted = api.submit(service["name"], content_type=content_type, webhook_url=receiver.url,
-                                      metadata={"sample": path.name})
+                accepted = api.submit(
+                    service["name"],
+                    content_type=content_type,
+                    webhook_url=receiver.url,
+                    metadata={"sample": path.name},
+                )
                 api.upload(accepted["upload"], path.read_bytes(), content_type)
-                jobs.append({"service": service["name"], "kind": service["kind"], "sample": path.name,
-                             "id": accepted["prediction_id"], "submitted": time.monotonic(), "doc": None})
-        say(f"{stamp()} submitted {len(jobs)} predictions to {len({j['service'] for j in jobs})} services "
-            "(POST /predictions, then the input through its presigned POST)")
+                jobs.append(
+                    {
+                        "service": service["name"],
+                        "kind": service["kind"],
+                        "sample": path.name,
+                        "id": accepted["prediction_id"],
+                        "submitted": time.monotonic(),
+                        "doc": None,
+                    }
+                )
+        say(
+            f"{stamp()} submitted {len(jobs)} predictions to {len({j['service'] for j in jobs})} services "
+            "(POST /predictions, then the input through its presigned POST)"
+        )
         _wait_all(api, jobs, say, stamp)
         _wait_webhooks(receiver, jobs)
         say("")
@@ -162,19 +178,26 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
                 if step.get("started_at") and step.get("finished_at"):
                     from datetime import datetime
 
-                    delta = (datetime.fromisoformat(step["finished_at"].replace("Z", "+00:00"))
-                             - datetime.fromisoformat(step["started_at"].replace("Z", "+00:00")))
+                    delta = datetime.fromisoformat(step["finished_at"].replace("Z", "+00:00")) - datetime.fromisoformat(
+                        step["started_at"].replace("Z", "+00:00")
+                    )
                     took = f"{delta.total_seconds():4.1f}s"
                 model = step.get("model") or {}
-                say(f"      └ {step['name']:13} {step['service']:18} {step['status']:10} {took:5}  "
-                    f"endpoint {model.get('endpoint')} v{model.get('version')}")
+                say(
+                    f"      └ {step['name']:13} {step['service']:18} {step['status']:10} {took:5}  "
+                    f"endpoint {model.get('endpoint')} v{model.get('version')}"
+                )
         duplicates = len(receiver.verified) - len({w["id"] for w in receiver.verified})
         say("")
-        say(f"Webhooks: {len(receiver.verified)} delivered and verified, {receiver.rejected} rejected, "
-            f"{duplicates} duplicates")
+        say(
+            f"Webhooks: {len(receiver.verified)} delivered and verified, {receiver.rejected} rejected, "
+            f"{duplicates} duplicates"
+        )
         completed = sum(1 for j in jobs if j["doc"]["status"] == "COMPLETED")
-        say(f"Predictions: {len(jobs)} submitted, {completed} completed, "
-            f"{expected_failures} failed as expected, {unexpected} failed unexpectedly")
+        say(
+            f"Predictions: {len(jobs)} submitted, {completed} completed, "
+            f"{expected_failures} failed as expected, {unexpected} failed unexpectedly"
+        )
         say(f"{stamp()} done; stopping the local runtime")
         ok = unexpected == 0 and receiver.rejected == 0 and len(receiver.verified) == len(jobs)
         return 0 if ok else 1
@@ -183,8 +206,13 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
         session.stop()
 
 
-def _wait_all(api: Any, jobs: list[dict[str, Any]], say: Callable[[str], None], stamp: Callable[[], str],
-              timeout: float = 240.0) -> None:
+def _wait_all(
+    api: Any,
+    jobs: list[dict[str, Any]],
+    say: Callable[[str], None],
+    stamp: Callable[[], str],
+    timeout: float = 240.0,
+) -> None:
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:

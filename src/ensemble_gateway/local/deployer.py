@@ -57,9 +57,7 @@ class DeployedStack:
 
     def function_by_name(self, name: str) -> FunctionSpec | None:
         for spec in self.functions.values():
-            if name in (spec.function_name, spec.logical_id) or name.endswith(
-                f":function:{spec.function_name}"
-            ):
+            if name in (spec.function_name, spec.logical_id) or name.endswith(f":function:{spec.function_name}"):
                 return spec
         return None
 
@@ -159,7 +157,7 @@ class LocalDeployer:
             resource = resources[logical_id]
             resource_type = resource["Type"]
             properties = resource.get("Properties", {})
-            create = getattr(self, "_create_" + resource_type.split("::", 1)[1].replace("::", "_"))
+            create = getattr(self, "_create_" + _method_suffix(resource_type))
             if resource_type == "AWS::Serverless::Function":
                 create(logical_id, properties, globals_function)
             else:
@@ -202,19 +200,19 @@ class LocalDeployer:
         resolved = self.resolver.resolve(properties)
         return {k: v for k, v in resolved.items() if v is not None}
 
-    def _create_KMS_Key(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_kms_key(self, logical_id: str, properties: dict[str, Any]) -> None:
         key = self.client("kms").create_key(Description=f"{self.stack.stack_name} {logical_id}")
         metadata = key["KeyMetadata"]
         self.stack.physical[logical_id] = metadata["KeyId"]
         self.stack.attributes[(logical_id, "Arn")] = metadata["Arn"]
         self.stack.attributes[(logical_id, "KeyId")] = metadata["KeyId"]
 
-    def _create_KMS_Alias(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_kms_alias(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
         self.client("kms").create_alias(AliasName=props["AliasName"], TargetKeyId=props["TargetKeyId"])
         self.stack.physical[logical_id] = props["AliasName"]
 
-    def _create_DynamoDB_Table(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_dynamodb_table(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
         name = props.get("TableName") or self._name(logical_id)
         kwargs: dict[str, Any] = {
@@ -236,7 +234,7 @@ class LocalDeployer:
         self.stack.physical[logical_id] = name
         self.stack.attributes[(logical_id, "Arn")] = table["TableArn"]
 
-    def _create_SQS_Queue(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_sqs_queue(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
         name = props.get("QueueName") or self._name(logical_id)
         attributes: dict[str, str] = {}
@@ -266,7 +264,7 @@ class LocalDeployer:
         self.stack.attributes[(logical_id, "QueueUrl")] = url
         self.stack.queue_urls_by_arn[arn] = url
 
-    def _create_SNS_Topic(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_sns_topic(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
         name = props.get("TopicName") or self._name(logical_id)
         arn = self.client("sns").create_topic(Name=name)["TopicArn"]
@@ -278,7 +276,7 @@ class LocalDeployer:
                 TopicArn=arn, Protocol=subscription["Protocol"], Endpoint=subscription["Endpoint"]
             )
 
-    def _create_IAM_Role(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_iam_role(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
         name = props.get("RoleName") or self._name(logical_id)[:64]
         role = self.client("iam").create_role(
@@ -287,7 +285,7 @@ class LocalDeployer:
         self.stack.physical[logical_id] = name
         self.stack.attributes[(logical_id, "Arn")] = role["Role"]["Arn"]
 
-    def _create_Serverless_Function(
+    def _create_serverless_function(
         self, logical_id: str, properties: dict[str, Any], defaults: dict[str, Any]
     ) -> None:
         # Names and ARNs first: events and environments may reference other functions.
@@ -330,11 +328,11 @@ class LocalDeployer:
             )
         self._pending_functions.clear()
 
-    def _create_Serverless_Api(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_serverless_api(self, logical_id: str, properties: dict[str, Any]) -> None:
         self.stack.physical[logical_id] = "local"
         self.stack.attributes[(logical_id, "RootResourceId")] = "local"
 
-    def _create_S3_Bucket(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_s3_bucket(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
         name = str(props.get("BucketName") or self._name(logical_id)).lower()
         s3 = self.client("s3")
@@ -358,9 +356,7 @@ class LocalDeployer:
         if "PublicAccessBlockConfiguration" in props:
             s3.put_public_access_block(
                 Bucket=name,
-                PublicAccessBlockConfiguration={
-                    k: bool(v) for k, v in props["PublicAccessBlockConfiguration"].items()
-                },
+                PublicAccessBlockConfiguration={k: bool(v) for k, v in props["PublicAccessBlockConfiguration"].items()},
             )
         if "LifecycleConfiguration" in props:
             s3.put_bucket_lifecycle_configuration(
@@ -382,7 +378,7 @@ class LocalDeployer:
                 Bucket=name, NotificationConfiguration={"QueueConfigurations": queues}
             )
 
-    def _create_S3_BucketPolicy(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_s3_bucket_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
         document = dict(props["PolicyDocument"])
         # The local endpoint is plain HTTP on loopback: a TLS-only statement would deny every
@@ -395,27 +391,25 @@ class LocalDeployer:
         if document["Statement"]:
             self.client("s3").put_bucket_policy(Bucket=props["Bucket"], Policy=json.dumps(document))
 
-    def _create_SQS_QueuePolicy(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_sqs_queue_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
         for url in props.get("Queues", []):
             self.client("sqs").set_queue_attributes(
                 QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
             )
 
-    def _create_SNS_TopicPolicy(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_sns_topic_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
         for arn in props.get("Topics", []):
             self.client("sns").set_topic_attributes(
                 TopicArn=arn, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
             )
 
-    def _create_SNS_Subscription(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_sns_subscription(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
-        self.client("sns").subscribe(
-            TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"]
-        )
+        self.client("sns").subscribe(TopicArn=props["TopicArn"], Protocol=props["Protocol"], Endpoint=props["Endpoint"])
 
-    def _create_CloudWatch_Alarm(self, logical_id: str, properties: dict[str, Any]) -> None:
+    def _create_cloudwatch_alarm(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)
         allowed = {
             "AlarmName",
@@ -480,3 +474,11 @@ def _references(value: Any) -> set[str]:
             else:
                 found |= _references(item)
     return found
+
+
+def _method_suffix(resource_type: str) -> str:
+    """``AWS::SQS::QueuePolicy`` → ``sqs_queue_policy`` (the name of the method creating it)."""
+    import re
+
+    service, kind = resource_type.split("::")[1:]
+    return f"{service.lower()}_{re.sub(r'(?<=[a-z0-9])(?=[A-Z])', '_', kind).lower()}"

@@ -99,11 +99,7 @@ class LambdaInvokeMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
-        if (
-            environ.get("REQUEST_METHOD") == "POST"
-            and path.startswith(self.PREFIX)
-            and path.endswith("/invocations")
-        ):
+        if environ.get("REQUEST_METHOD") == "POST" and path.startswith(self.PREFIX) and path.endswith("/invocations"):
             from urllib.parse import unquote
 
             name = unquote(path[len(self.PREFIX) : -len("/invocations")])

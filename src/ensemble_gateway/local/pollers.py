@@ -102,9 +102,7 @@ class SqsPoller(threading.Thread):
         if done:
             self.sqs.delete_message_batch(
                 QueueUrl=self.queue_url,
-                Entries=[
-                    {"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)
-                ],
+                Entries=[{"Id": str(index), "ReceiptHandle": m["ReceiptHandle"]} for index, m in enumerate(done)],
             )
 
 
@@ -154,9 +152,7 @@ def schedule_interval(expression: str) -> float:
 class ScheduleRunner(threading.Thread):
     """Invokes a function on a fixed interval with EventBridge's scheduled event."""
 
-    def __init__(
-        self, spec: FunctionSpec, registry: FunctionRegistry, interval: float, rule_name: str
-    ) -> None:
+    def __init__(self, spec: FunctionSpec, registry: FunctionRegistry, interval: float, rule_name: str) -> None:
         super().__init__(name=f"schedule-{spec.function_name}", daemon=True)
         self.spec = spec
         self.registry = registry

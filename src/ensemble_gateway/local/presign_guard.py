@@ -22,8 +22,7 @@ _IGNORED_FIELDS = {"policy", "x-amz-signature", "file", "signature", "awsaccessk
 
 def _s3_error(start_response: Callable[..., Any], status: str, code: str, message: str) -> list[bytes]:
     body = (
-        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code>'
-        f"<Message>{message}</Message></Error>"
+        f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>{message}</Message></Error>'
     ).encode()
     start_response(status, [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))])
     return [body]
@@ -50,17 +49,13 @@ def check_post_policy(
         raise PolicyViolationError("Bucket POST must contain a field named 'policy'")
     credential = lowered.get("x-amz-credential", "")
     access_key, _, scope = credential.partition("/")
-    date, region, service = (scope.split("/") + ["", "", ""])[:3]
+    date, region, service = [*scope.split("/"), "", "", ""][:3]
     secret = secrets.get(access_key)
     if secret is None:
         raise PolicyViolationError("The AWS Access Key Id you provided does not exist in our records.")
-    expected = hmac.new(
-        _signing_key(secret, date, region, service), policy_b64.encode(), hashlib.sha256
-    ).hexdigest()
+    expected = hmac.new(_signing_key(secret, date, region, service), policy_b64.encode(), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(expected, lowered.get("x-amz-signature", "")):
-        raise PolicyViolationError(
-            "The request signature we calculated does not match the signature you provided."
-        )
+        raise PolicyViolationError("The request signature we calculated does not match the signature you provided.")
     policy = json.loads(base64.b64decode(policy_b64))
     expiration = datetime.fromisoformat(policy["expiration"].replace("Z", "+00:00"))
     if now > expiration:
@@ -74,8 +69,7 @@ def check_post_policy(
             covered.add(name)
             if values.get(name) != expected_value:
                 raise PolicyViolationError(
-                    f"Invalid according to Policy: Policy Condition failed: "
-                    f'["eq", "${name}", "{expected_value}"]'
+                    f'Invalid according to Policy: Policy Condition failed: ["eq", "${name}", "{expected_value}"]'
                 )
             continue
         operator = str(condition[0]).lower()
@@ -96,8 +90,7 @@ def check_post_policy(
             )
         if operator == "starts-with" and not actual.startswith(str(condition[2])):
             raise PolicyViolationError(
-                f"Invalid according to Policy: Policy Condition failed: "
-                f'["starts-with", "${name}", "{condition[2]}"]'
+                f'Invalid according to Policy: Policy Condition failed: ["starts-with", "${name}", "{condition[2]}"]'
             )
     for name in lowered:
         if name in _IGNORED_FIELDS or name.startswith("x-ignore-") or name in covered:

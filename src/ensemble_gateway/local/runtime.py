@@ -127,7 +127,8 @@ class LocalRuntime:
             if service == "s3"
             else Config(retries={"max_attempts": 2})
         )
-        return boto3.session.Session().client(
+        session: Any = boto3.session.Session()
+        return session.client(
             service,
             region_name=REGION,
             endpoint_url=self.aws_url,
@@ -245,12 +246,12 @@ class LocalRuntime:
                             attributes["RedrivePolicy"] = json.dumps(
                                 {"deadLetterTargetArn": spec.dead_letter_arn, "maxReceiveCount": "3"}
                             )
-                        url = sqs.create_queue(
-                            QueueName=f"{spec.function_name}-sns-deliveries", Attributes=attributes
-                        )["QueueUrl"]
-                        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])[
-                            "Attributes"
-                        ]["QueueArn"]
+                        url = sqs.create_queue(QueueName=f"{spec.function_name}-sns-deliveries", Attributes=attributes)[
+                            "QueueUrl"
+                        ]
+                        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                            "QueueArn"
+                        ]
                         sns_queue = (url, arn)
                         subscription = f"{props['Topic']}:local-{spec.function_name}"
                         self._threads.append(

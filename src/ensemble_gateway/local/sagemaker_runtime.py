@@ -605,9 +605,7 @@ class LocalSageMakerRuntime:
     def middleware(self, app: WSGIApplication) -> WSGIApplication:
         """Wrap ``app``: SageMaker Runtime requests are answered here, all others go to ``app``."""
 
-        def sagemaker_runtime_middleware(
-            environ: WSGIEnvironment, start_response: StartResponse
-        ) -> Iterable[bytes]:
+        def sagemaker_runtime_middleware(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
             match = _PATH.match(environ.get("PATH_INFO", ""))
             if match is None or environ.get("REQUEST_METHOD") != "POST" or not _signed_for_sagemaker(environ):
                 return app(environ, start_response)
@@ -643,8 +641,7 @@ class LocalSageMakerRuntime:
         endpoint = pool.endpoint
         if endpoint.mode != "realtime":
             raise _validation(
-                f"Endpoint {name} of account {self.account_id} is an asynchronous endpoint; "
-                "use InvokeEndpointAsync."
+                f"Endpoint {name} of account {self.account_id} is an asynchronous endpoint; use InvokeEndpointAsync."
             )
         inference_id = request.headers.get("X-Amzn-SageMaker-Inference-Id") or ""
         _check_inference_id(inference_id)
@@ -675,9 +672,7 @@ class LocalSageMakerRuntime:
             )
         if outcome.failure is not None:
             failure = outcome.failure
-            self._logger(
-                f"{label}: ModelError ({failure.status}) after {job.elapsed_ms()} ms: {failure.message}"
-            )
+            self._logger(f"{label}: ModelError ({failure.status}) after {job.elapsed_ms()} ms: {failure.message}")
             raise _ApiError(
                 424,
                 "ModelError",
@@ -715,9 +710,7 @@ class LocalSageMakerRuntime:
         try:
             _parse_s3(input_location)
         except ValueError:
-            raise _validation(
-                f"InputLocation must be an s3://bucket/key URI locally, got {input_location}."
-            ) from None
+            raise _validation(f"InputLocation must be an s3://bucket/key URI locally, got {input_location}.") from None
         inference_id = headers.get("X-Amzn-SageMaker-Inference-Id") or str(uuid.uuid4())
         _check_inference_id(inference_id)
         timeout_header = headers.get("X-Amzn-SageMaker-InvocationTimeoutSeconds")
@@ -732,9 +725,7 @@ class LocalSageMakerRuntime:
         output_location = _join_s3(
             endpoint.output_path, extension, headers.get("X-Amzn-SageMaker-Filename") or f"{object_id}.out"
         )
-        failure_location = _join_s3(
-            endpoint.failure_path or endpoint.output_path, extension, f"{object_id}-error.out"
-        )
+        failure_location = _join_s3(endpoint.failure_path or endpoint.output_path, extension, f"{object_id}-error.out")
         job = _AsyncJob(
             inference_id=inference_id,
             body=b"",

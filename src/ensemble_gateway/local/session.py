@@ -34,12 +34,18 @@ def _readable_formatter() -> logging.Formatter:
 class LocalSession:
     """Starts the local runtime with the example catalog and a client, and stops it all."""
 
-    def __init__(self, *, api_port: int = 3000, aws_port: int = 0, verbose: bool = True,
-                 stream: TextIO | None = None, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        api_port: int = 3000,
+        aws_port: int = 0,
+        verbose: bool = True,
+        stream: TextIO | None = None,
+        root: Path | None = None,
+    ) -> None:
         self.stream = stream or sys.stdout
         self.verbose = verbose
-        self.runtime = LocalRuntime(root, api_port=api_port, aws_port=aws_port, log=self._say,
-                                    sweep_interval=5.0)
+        self.runtime = LocalRuntime(root, api_port=api_port, aws_port=aws_port, log=self._say, sweep_interval=5.0)
         self.api_key = ""
         self.webhook_secret = ""
         self.service_names: list[str] = []
@@ -63,8 +69,9 @@ class LocalSession:
         services = apply_catalog(self.runtime, catalog if catalog.is_absolute() else root / catalog)
         self.service_names = [service.name for service in services]
         assert self.runtime.stack is not None
-        directory = DynamoClientDirectory(self.runtime.stack.outputs["ClientsTableName"],
-                                          self.runtime.client("dynamodb"))
+        directory = DynamoClientDirectory(
+            self.runtime.stack.outputs["ClientsTableName"], self.runtime.client("dynamodb")
+        )
         client, self.api_key = create_client(directory, "local-user")
         self.webhook_secret = client.webhook_secrets[0]
         return self
@@ -73,8 +80,10 @@ class LocalSession:
         models = self.runtime.root / "examples" / "models"
         trained = [d for d in models.glob("*/model") if d.is_dir()] if models.exists() else []
         if models.exists() and not trained:
-            print("note: the example models are not trained; run `make models` (or `python examples/train.py`)",
-                  file=self.stream)
+            print(
+                "note: the example models are not trained; run `make models` (or `python examples/train.py`)",
+                file=self.stream,
+            )
 
     def _readable_logs(self) -> None:
         from ..observability import logger
@@ -88,9 +97,14 @@ class LocalSession:
 
     def state(self) -> dict[str, Any]:
         assert self.runtime.stack is not None
-        return {"api_url": self.runtime.api_url, "aws_url": self.runtime.aws_url,
-                "stack_name": self.runtime.stack.stack_name, "outputs": self.runtime.stack.outputs,
-                "api_key": self.api_key, "root": str(self.runtime.root)}
+        return {
+            "api_url": self.runtime.api_url,
+            "aws_url": self.runtime.aws_url,
+            "stack_name": self.runtime.stack.stack_name,
+            "outputs": self.runtime.stack.outputs,
+            "api_key": self.api_key,
+            "root": str(self.runtime.root),
+        }
 
     def stop(self) -> None:
         self.runtime.stop()

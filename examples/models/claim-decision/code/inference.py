@@ -32,9 +32,7 @@ def model_fn(model_dir: str) -> dict[str, Any]:
 
 def input_fn(request_body: bytes, request_content_type: str) -> dict[str, Any]:
     if _media_type(request_content_type) not in CONTENT_TYPES:
-        raise ValueError(
-            f"unsupported content type {request_content_type!r}: claim-decision accepts application/json"
-        )
+        raise ValueError(f"unsupported content type {request_content_type!r}: claim-decision accepts application/json")
     try:
         document = json.loads(request_body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -72,9 +70,7 @@ def predict_fn(input_data: dict[str, Any], model: dict[str, Any]) -> dict[str, A
     refer_at = model["refer_fraud_probability"]
     write_off_share = model["write_off_cost_share"]
     severe_share = model["severe_write_off_cost_share"]
-    cost_text = (
-        f"the estimated repair cost EUR {cost:,.2f} is {share:.0%} of the vehicle value EUR {value:,.2f}"
-    )
+    cost_text = f"the estimated repair cost EUR {cost:,.2f} is {share:.0%} of the vehicle value EUR {value:,.2f}"
 
     if fraud >= refer_at:
         decision = "refer"

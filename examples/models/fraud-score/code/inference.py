@@ -50,9 +50,7 @@ def model_fn(model_dir: str) -> dict[str, Any]:
         raise FileNotFoundError(f"no trained model in {root}: run python examples/train.py")
     metadata = json.loads((root / "metadata.json").read_text())
     if tuple(metadata["features"]) != FEATURES:
-        raise ValueError(
-            f"model was trained on features {metadata['features']}, this code expects {FEATURES}"
-        )
+        raise ValueError(f"model was trained on features {metadata['features']}, this code expects {FEATURES}")
     booster = xgb.Booster(params={"nthread": 1}, model_file=str(root / "model.json"))
     return {"booster": booster, "model": metadata["model"], "version": metadata["version"]}
 

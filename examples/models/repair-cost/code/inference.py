@@ -37,9 +37,7 @@ def model_fn(model_dir: str) -> dict[str, Any]:
         raise FileNotFoundError(f"no trained model in {root}: run python examples/train.py")
     metadata = json.loads((root / "metadata.json").read_text())
     if tuple(metadata["features"]) != FEATURES:
-        raise ValueError(
-            f"model was trained on features {metadata['features']}, this code expects {FEATURES}"
-        )
+        raise ValueError(f"model was trained on features {metadata['features']}, this code expects {FEATURES}")
     with (root / "model.pkl").open("rb") as file:
         estimator = pickle.load(file)  # our own artefact, written by examples/train.py
     return {"estimator": estimator, "model": metadata["model"], "version": metadata["version"]}
@@ -47,9 +45,7 @@ def model_fn(model_dir: str) -> dict[str, Any]:
 
 def input_fn(request_body: bytes, request_content_type: str) -> np.ndarray:
     if _media_type(request_content_type) not in CONTENT_TYPES:
-        raise ValueError(
-            f"unsupported content type {request_content_type!r}: repair-cost accepts application/json"
-        )
+        raise ValueError(f"unsupported content type {request_content_type!r}: repair-cost accepts application/json")
     document = _parse_json(request_body)
     claim = document.get("claim", document) if isinstance(document, dict) else None
     if not isinstance(claim, dict):

@@ -23,9 +23,7 @@ def model_fn(model_dir: str) -> dict[str, str]:
 
 def input_fn(request_body: bytes, request_content_type: str) -> int:
     if _media_type(request_content_type) not in CONTENT_TYPES:
-        raise ValueError(
-            f"unsupported content type {request_content_type!r}: slow-noop accepts application/json"
-        )
+        raise ValueError(f"unsupported content type {request_content_type!r}: slow-noop accepts application/json")
     if not request_body.strip():
         return 0
     try:
