@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from .models import ModelInfo, Prediction, PredictionError, PredictionStatus, Service
 
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_VALUE = 256
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE)]
 
 
 class WebhookTarget(BaseModel):
@@ -33,19 +35,13 @@ class NewPredictionRequest(BaseModel):
     service: str = Field(min_length=1, max_length=63, description="The service to run.")
     notification: NotificationRequest | None = None
     content_type: str | None = Field(default=None, max_length=128)
-    metadata: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_is_small(cls, value: dict[str, str]) -> dict[str, str]:
-        if len(value) > MAX_METADATA_ENTRIES:
-            raise ValueError(f"at most {MAX_METADATA_ENTRIES} entries")
-        for key, item in value.items():
-            if not 1 <= len(key) <= 64:
-                raise ValueError(f"key '{key[:64]}' must be 1 to 64 characters")
-            if len(item) > MAX_METADATA_VALUE:
-                raise ValueError(f"value of '{key}' is longer than {MAX_METADATA_VALUE} characters")
-        return value
+    # Constraints expressed as types so that they are in the published schema too.
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=MAX_METADATA_ENTRIES,
+        description=f"At most {MAX_METADATA_ENTRIES} entries, echoed back; keys 1-64 characters, "
+        f"values at most {MAX_METADATA_VALUE}.",
+    )
 
 
 class UploadDocument(BaseModel):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -64,6 +66,38 @@ def make_resolver() -> APIGatewayRestResolver:
         return error_response(404, "NotFound", "no such route")
 
     return app
+
+
+JSON_BODY_TYPES = ("application/json", "text/json")
+
+
+def unreadable_body(event: dict[str, Any]) -> dict[str, Any] | None:
+    """An error answer for a body that is not JSON text (415) or not JSON at all (400); else None.
+
+    Checked before routing: the framework would otherwise try to parse, say, a multipart body or
+    bytes that are not UTF-8, and fail with a server error.
+    """
+    body = event.get("body")
+    if not body:
+        return None
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    media_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if media_type not in JSON_BODY_TYPES:
+        return _error(415, "UnsupportedMediaType", f"the request body must be application/json, not '{media_type}'")
+    try:
+        raw = base64.b64decode(body) if event.get("isBase64Encoded") else str(body).encode()
+        json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return _error(400, "InvalidRequest", "the request body is not valid JSON")
+    return None
+
+
+def _error(status: int, code: str, message: str) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json"},
+        "body": ErrorDocument(code=code, message=message).model_dump_json(),
+    }
 
 
 def authenticate(app: APIGatewayRestResolver) -> Client:

@@ -13,7 +13,7 @@ from ..bootstrap import gateway
 from ..domain.api import NewPredictionRequest, NewPredictionResponse, ServiceDocument, ServiceListDocument
 from ..domain.errors import InvalidRequestError
 from ..observability import logger, metrics, tracer
-from .api import authenticate, header, make_resolver
+from .api import authenticate, header, make_resolver, unreadable_body
 
 app = make_resolver()
 
@@ -49,4 +49,4 @@ def list_services() -> ServiceListDocument:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    return unreadable_body(event) or app.resolve(event, context)

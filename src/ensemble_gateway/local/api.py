@@ -50,10 +50,25 @@ class ApiFrontEnd:
             match = route.regex.match(path)
             if match and route.method in (method, "ANY"):
                 return self._dispatch(route, match.groupdict(), environ, start_response)
-        allowed = any(route.regex.match(path) for route in self.routes)
-        status = "403 Forbidden" if not allowed else "405 Method Not Allowed"
-        body = json.dumps({"message": "Missing Authentication Token" if not allowed else "Method Not Allowed"}).encode()
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        allowed = sorted({route.method for route in self.routes if route.regex.match(path)})
+        if not allowed:
+            # What API Gateway answers for a path no route serves.
+            return self._answer(start_response, "403 Forbidden", {"message": "Missing Authentication Token"})
+        return self._answer(
+            start_response, "405 Method Not Allowed", {"message": "Method Not Allowed"}, [("Allow", ", ".join(allowed))]
+        )
+
+    @staticmethod
+    def _answer(
+        start_response: Callable[..., Any],
+        status: str,
+        document: dict[str, Any],
+        headers: list[tuple[str, str]] | None = None,
+    ) -> list[bytes]:
+        body = json.dumps(document).encode()
+        start_response(
+            status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *(headers or [])]
+        )
         return [body]
 
     def _dispatch(
