@@ -152,3 +152,15 @@ def sample(service: str, name: str | None = None) -> bytes:
     folder = EXAMPLES / service / "samples"
     path = folder / name if name else sorted(folder.iterdir())[0]
     return path.read_bytes()
+
+
+# Figures the fault-injection suite collects; printed at the end of the run.
+FAULT_FIGURES: dict[str, int] = {}
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FAULT_FIGURES:
+        return
+    terminalreporter.section("fault-injection figures")
+    for name, value in FAULT_FIGURES.items():
+        terminalreporter.write_line(f"{name:48} {value}")
