@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import FAULT_FIGURES, sample
 
+from conftest import FAULT_FIGURES, sample
 from ensemble_gateway import bootstrap
 from ensemble_gateway.client import GatewayClient, GatewayClientError
 from ensemble_gateway.domain.models import Prediction, PredictionStatus, utcnow
