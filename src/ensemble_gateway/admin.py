@@ -41,6 +41,16 @@ def rotate_webhook_secret(directory: DynamoClientDirectory, client_id: str) -> C
     return rotated
 
 
+def retire_old_webhook_secrets(directory: DynamoClientDirectory, client_id: str) -> Client:
+    """End a rotation: only the newest secret signs from now on."""
+    client = directory.get(client_id)
+    if client is None:
+        raise LookupError(f"client '{client_id}' does not exist")
+    retired = client.model_copy(update={"webhook_secrets": client.webhook_secrets[:1]})
+    directory.put(retired)
+    return retired
+
+
 def load_services(path: Path) -> list[Service]:
     """Read a catalog file: one service or a list of them, JSON.
 

@@ -119,6 +119,29 @@ def cmd_clients_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_clients_rotate_secret(args: argparse.Namespace) -> int:
+    from .adapters.dynamodb import DynamoClientDirectory
+    from .admin import retire_old_webhook_secrets, rotate_webhook_secret
+
+    outputs, factory, _ = _aws_target(args)
+    directory = DynamoClientDirectory(outputs["ClientsTableName"], factory("dynamodb"))
+    if args.retire:
+        client = retire_old_webhook_secrets(directory, args.client_id)
+        print(json.dumps({"client_id": client.client_id, "webhook_secrets": len(client.webhook_secrets)}))
+        return 0
+    client = rotate_webhook_secret(directory, args.client_id)
+    print(
+        json.dumps(
+            {
+                "client_id": client.client_id,
+                "webhook_secret": client.webhook_secrets[0],
+                "note": "webhooks are signed with the new and the previous secret until --retire",
+            }
+        )
+    )
+    return 0
+
+
 def cmd_services_list(args: argparse.Namespace) -> int:
     services = _api(args).services()
     if args.json:
@@ -249,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--principal-arn", help="the IAM principal of this client (deployed stacks)")
     create.set_defaults(func=cmd_clients_create)
 
+    rotate = clients.add_parser(
+        "rotate-secret", parents=[common], help="add a new webhook secret (both sign webhooks until --retire)"
+    )
+    rotate.add_argument("client_id")
+    rotate.add_argument("--retire", action="store_true", help="keep only the newest secret")
+    rotate.set_defaults(func=cmd_clients_rotate_secret)
+
     services = sub.add_parser("services", help="the service catalog").add_subparsers(dest="action", required=True)
     listing = services.add_parser("list", parents=[common], help="the active services")
     listing.add_argument("--json", action="store_true")
@@ -280,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(args.func(args))
-    except (CliError, GatewayClientError, GatewayError) as error:
+    except (CliError, GatewayClientError, GatewayError, LookupError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

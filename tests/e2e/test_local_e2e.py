@@ -267,3 +267,46 @@ def test_local_command_serves_and_stops_cleanly_on_ctrl_c(trained_models: Path, 
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_a_rotated_webhook_secret_keeps_old_and_new_receivers_verifying(
+    runtime: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    webhook_receiver: Any,
+) -> None:
+    from ensemble_gateway import cli
+    from ensemble_gateway.client import GatewayClient
+
+    # GIVEN a new client whose webhook secret is rotated with the CLI
+    state = tmp_path / "state.json"
+    state.write_text(
+        json.dumps(
+            {
+                "api_url": runtime.api_url,
+                "aws_url": runtime.aws_url,
+                "stack_name": runtime.stack.stack_name,
+                "outputs": runtime.stack.outputs,
+            }
+        )
+    )
+    monkeypatch.setenv("ENSEMBLE_GATEWAY_STATE", str(state))
+    assert cli.main(["clients", "create", "rotating", "--json"]) == 0
+    created = json.loads(capsys.readouterr().out)
+    assert cli.main(["clients", "rotate-secret", created["client_id"]]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert rotated["webhook_secret"] != created["webhook_secret"]
+
+    # WHEN a prediction of that client completes
+    api = GatewayClient(runtime.api_url, created["api_key"])
+    document = api.predict("echo", b"{}", webhook_url=webhook_receiver.url, timeout=60)
+    (delivered,) = webhook_receiver.wait_for(document["prediction_id"])
+
+    # THEN the webhook carries two signatures, and receivers with either secret verify it
+    assert len(delivered["headers"]["webhook-signature"].split(" ")) == 2
+    Webhook(created["webhook_secret"]).verify(delivered["body"], delivered["headers"])
+    Webhook(rotated["webhook_secret"]).verify(delivered["body"], delivered["headers"])
+    # AND after retiring, only the new secret signs
+    assert cli.main(["clients", "rotate-secret", created["client_id"], "--retire"]) == 0
+    assert json.loads(capsys.readouterr().out)["webhook_secrets"] == 1

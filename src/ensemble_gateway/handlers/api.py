@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from ..adapters.dynamodb import hash_api_key
 from ..bootstrap import client_directory
 from ..domain.api import ErrorDocument
+from ..domain.auth import principal_candidates
 from ..domain.errors import GatewayError, UnauthenticatedError
 from ..domain.models import Client
 from ..observability import logger
@@ -37,6 +38,9 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "missing":
         return f"field '{field}' is required"
     message = str(error.get("msg", "is invalid"))
+    if len(location) >= 2 and location[-1] == "[key]":
+        # pydantic locates a bad map key as (..., <the key>, "[key]"): name the map and the key.
+        return f"field '{'.'.join(location[:-2])}': key '{location[-2][:64]}': {message}"
     return f"field '{field}': {message}" if field else message
 
 
@@ -114,10 +118,11 @@ def authenticate(app: APIGatewayRestResolver) -> Client:
         principal = identity.user_arn or identity.caller
         if not principal:
             raise UnauthenticatedError("the request is not signed (IAM authentication is required)")
-        client = client_directory().by_principal(principal)
-        if client is None:
-            raise UnauthenticatedError(f"principal '{principal}' is not a registered client")
-        return client
+        for candidate in principal_candidates(principal):
+            client = client_directory().by_principal(candidate)
+            if client is not None:
+                return client
+        raise UnauthenticatedError(f"principal '{principal}' is not a registered client")
     header = event.headers.get("Authorization") or event.headers.get("authorization") or ""
     scheme, _, api_key = header.partition(" ")
     if scheme.lower() != "bearer" or not api_key:
