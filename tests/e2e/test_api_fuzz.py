@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import ROOT
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
 
+from conftest import ROOT
 from ensemble_gateway.openapi import openapi_document
 
 DOCUMENT = openapi_document()

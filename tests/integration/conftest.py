@@ -339,15 +339,13 @@ def stack() -> Iterator[Harness]:
             finally:
                 bootstrap.reset()
     finally:
-        # Whatever ran after us reads its own environment again.
-        from ensemble_gateway import bootstrap as _bootstrap
-
-        _bootstrap.reset()
+        # The environment is restored by now: whatever runs next rebuilds its adapters from it.
+        bootstrap.reset()
         server.stop()
 
 
 @pytest.fixture
-def sagemaker_calls() -> Iterator[SageMakerCalls]:
+def sagemaker_calls(stack: Harness) -> Iterator[SageMakerCalls]:
     """The SageMaker runtime calls made through the gateway's own (cached) adapter client."""
     from ensemble_gateway import bootstrap
 

@@ -7,6 +7,7 @@ Driven through new-prediction with API Gateway REST proxy events, against the st
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -234,6 +235,40 @@ def test_same_idempotency_key_with_another_body_is_409(stack: Any, services: dic
     assert "Idempotency-Key" in other.body["message"]
 
 
+def test_an_idempotency_key_older_than_24_hours_starts_a_new_prediction(
+    stack: Any, services: dict[str, str], api_key: str
+) -> None:
+    # GIVEN a key used more than 24 h ago, whose marker DynamoDB's TTL has not deleted yet
+    key = unique("claim-C-1003")
+    old = stack.submit({"service": services["json"], "metadata": {"claim": "old"}}, api_key, idempotency_key=key)
+    assert old.status == 202
+    dynamodb = stack.client("dynamodb")
+    table = stack.environment["PREDICTIONS_TABLE"]
+    markers = [
+        item
+        for item in dynamodb.scan(TableName=table)["Items"]
+        if item.get("target", {}).get("S") == old.body["prediction_id"]
+    ]
+    assert len(markers) == 1
+    dynamodb.update_item(
+        TableName=table,
+        Key={"prediction_id": markers[0]["prediction_id"]},
+        UpdateExpression="SET expires_at = :past",
+        ExpressionAttributeValues={":past": {"N": str(int(time.time()) - 60)}},
+    )
+
+    # WHEN the key is used again with another body
+    new = stack.submit({"service": services["json"], "metadata": {"claim": "new"}}, api_key, idempotency_key=key)
+    # AND that request is retried
+    retried = stack.submit({"service": services["json"], "metadata": {"claim": "new"}}, api_key, idempotency_key=key)
+
+    # THEN the key starts a new prediction (no 409), which the retry then replays
+    assert new.status == 202, new.body
+    assert new.body["prediction_id"] != old.body["prediction_id"]
+    assert retried.status == 202
+    assert retried.body["prediction_id"] == new.body["prediction_id"]
+
+
 def test_idempotency_keys_are_per_client(stack: Any, services: dict[str, str], api_key: str) -> None:
     # GIVEN a key used by one client
     key = unique("shared-key")
@@ -252,23 +287,25 @@ def test_idempotency_keys_are_per_client(stack: Any, services: dict[str, str], a
 @pytest.mark.parametrize(
     ("metadata", "named"),
     [
-        ({f"k{i}": "v" for i in range(17)}, "at most 16 entries"),
-        ({"note": "x" * 257}, "note"),
-        ({"": "v"}, "1 to 64 characters"),
-        ({"k": 5}, "metadata.k"),
+        ({f"k{i}": "v" for i in range(17)}, ["field 'metadata'", "16"]),
+        ({"note": "x" * 257}, ["field 'metadata.note'", "256"]),
+        ({"": "v"}, ["field 'metadata': key ''", "at least 1 character"]),
+        ({"k" * 65: "v"}, ["field 'metadata': key 'kkk", "64"]),
+        ({"k": 5}, ["field 'metadata.k'"]),
     ],
-    ids=["too-many-entries", "value-too-long", "empty-key", "not-a-string"],
+    ids=["too-many-entries", "value-too-long", "empty-key", "key-too-long", "not-a-string"],
 )
 def test_metadata_too_large_or_malformed_is_400(
-    stack: Any, services: dict[str, str], api_key: str, metadata: dict[str, Any], named: str
+    stack: Any, services: dict[str, str], api_key: str, metadata: dict[str, Any], named: list[str]
 ) -> None:
     # GIVEN metadata beyond the small str → str map the contract allows
     # WHEN it is submitted
     answer = stack.submit({"service": services["json"], "metadata": metadata}, api_key)
-    # THEN 400 naming the metadata problem
+    # THEN 400 naming the metadata entry and the limit it breaks
     assert answer.status == 400
-    assert "metadata" in answer.body["message"]
-    assert named in answer.body["message"]
+    assert answer.body["code"] == "InvalidRequest"
+    for fragment in named:
+        assert fragment in answer.body["message"]
 
 
 def test_unknown_prediction_and_another_clients_prediction_are_404(

@@ -286,13 +286,15 @@ class LocalAws:
 
 @pytest.fixture
 def aws() -> Iterator[LocalAws]:
+    # Threads of other runtimes (the session's local runtime, say) are not this test's business.
+    before = set(threading.enumerate())
     local = LocalAws()
     try:
         yield local
     finally:
         local.close()
     # The runtime leaves no worker or timeout thread behind.
-    for thread in threading.enumerate():
+    for thread in set(threading.enumerate()) - before:
         if thread.name.startswith("sagemaker-"):
             thread.join(10)
             assert not thread.is_alive(), f"thread {thread.name} outlived the runtime"

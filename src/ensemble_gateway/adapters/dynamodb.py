@@ -86,7 +86,8 @@ class DynamoPredictionStore:
 
     def find_by_idempotency_key(self, owner: str, key: str) -> Prediction | None:
         item = self.table.get_item({"prediction_id": _idempotency_item_id(owner, key)})
-        if item is None:
+        # A key is remembered for 24 h; TTL deletes the marker lazily (hours or days later).
+        if item is None or int(item.get("expires_at", 0)) <= int(utcnow().timestamp()):
             return None
         return self.get(item["target"])
 
@@ -136,11 +137,12 @@ class DynamoPredictionStore:
         client = self.table.client
         try:
             if prediction.idempotency_key:
+                now = utcnow()
                 marker = {
                     "prediction_id": _idempotency_item_id(prediction.owner, prediction.idempotency_key),
                     "record_type": "idempotency",
                     "target": prediction.prediction_id,
-                    "expires_at": int((utcnow() + timedelta(hours=24)).timestamp()),
+                    "expires_at": int((now + timedelta(hours=24)).timestamp()),
                 }
                 client.transact_write_items(
                     TransactItems=[
@@ -149,7 +151,9 @@ class DynamoPredictionStore:
                             "Put": {
                                 "TableName": self.table.table_name,
                                 "Item": self.table.serialize(marker),
-                                "ConditionExpression": "attribute_not_exists(prediction_id)",
+                                # A marker past its 24 h that TTL has not deleted yet is free.
+                                "ConditionExpression": "attribute_not_exists(prediction_id) OR expires_at <= :now",
+                                "ExpressionAttributeValues": {":now": {"N": str(int(now.timestamp()))}},
                             }
                         },
                     ]

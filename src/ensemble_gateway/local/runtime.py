@@ -133,8 +133,13 @@ class LocalRuntime:
             if service == "s3":
                 options.update(signature_version="s3v4", s3={"addressing_style": "path"})
             self._clients[service] = self._session.client(
-                service, region_name=REGION, endpoint_url=self.aws_url, aws_access_key_id=LOCAL_ACCESS_KEY,
-                aws_secret_access_key=LOCAL_SECRET_KEY, config=Config(**options))
+                service,
+                region_name=REGION,
+                endpoint_url=self.aws_url,
+                aws_access_key_id=LOCAL_ACCESS_KEY,
+                aws_secret_access_key=LOCAL_SECRET_KEY,
+                config=Config(**options),
+            )
         return self._clients[service]
 
     # -- lifecycle ------------------------------------------------------------------------------

@@ -1,0 +1,435 @@
+"""In-memory fakes of the domain's ports, with the same semantics as the AWS adapters.
+
+The prediction store mirrors DynamoPredictionStore: transitions are conditional on the current
+status, dispatch is claimed with a lease and refused once ``dispatched_at`` is set, and records are
+copied in and out (a caller never holds a live reference).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ensemble_gateway.domain.delivery import WebhookDelivery, WebhookResponse
+from ensemble_gateway.domain.errors import WebhookTransportError
+from ensemble_gateway.domain.lifecycle import Gateway, GatewayConfig
+from ensemble_gateway.domain.models import Client, Prediction, PredictionStatus, Service
+from ensemble_gateway.domain.ports import PresignedUpload, RealtimeResponse
+from ensemble_gateway.domain.webhooks import CheckedWebhookTarget, new_webhook_secret
+
+T0 = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
+SUCCESS_TOPIC = "arn:aws:sns:us-east-1:123456789012:gw-SuccessTopic"
+ERROR_TOPIC = "arn:aws:sns:us-east-1:123456789012:gw-ErrorTopic"
+BUCKET = "gw-data"
+
+
+class FakeClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+    def set(self, moment: datetime) -> None:
+        self.now = moment
+
+
+class FakePredictionStore:
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+        self.records: dict[str, dict[str, Any]] = {}
+        self.idempotency: dict[tuple[str, str], str] = {}
+        self.transitions: list[tuple[str, PredictionStatus, PredictionStatus]] = []
+
+    def _load(self, prediction_id: str) -> Prediction | None:
+        item = self.records.get(prediction_id)
+        if item is None:
+            return None
+        return Prediction.model_validate({k: v for k, v in item.items() if k in Prediction.model_fields})
+
+    def _apply(self, prediction_id: str, changes: Mapping[str, Any]) -> Prediction:
+        item = self.records[prediction_id]
+        for name, value in {**changes, "updated_at": self.clock()}.items():
+            if value is None:
+                item.pop(name, None)
+            elif hasattr(value, "model_dump"):
+                item[name] = value.model_dump(mode="json")
+            else:
+                item[name] = value
+        loaded = self._load(prediction_id)
+        assert loaded is not None
+        return loaded
+
+    def create(self, prediction: Prediction) -> bool:
+        key = (prediction.owner, prediction.idempotency_key or "")
+        if prediction.prediction_id in self.records:
+            return False
+        if prediction.idempotency_key and key in self.idempotency:
+            return False
+        self.records[prediction.prediction_id] = prediction.model_dump(mode="json")
+        if prediction.idempotency_key:
+            self.idempotency[key] = prediction.prediction_id
+        return True
+
+    def get(self, prediction_id: str) -> Prediction | None:
+        return self._load(prediction_id)
+
+    def find_by_idempotency_key(self, owner: str, key: str) -> Prediction | None:
+        target = self.idempotency.get((owner, key))
+        return self._load(target) if target else None
+
+    def transition(
+        self,
+        prediction_id: str,
+        from_statuses: Iterable[PredictionStatus],
+        to_status: PredictionStatus,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Prediction | None:
+        current = self._load(prediction_id)
+        if current is None or current.status not in set(from_statuses):
+            return None
+        self.transitions.append((prediction_id, current.status, to_status))
+        return self._apply(prediction_id, {**(changes or {}), "status": to_status.value})
+
+    def claim_dispatch(self, prediction_id: str, now: datetime, lease_seconds: int) -> Prediction | None:
+        current = self._load(prediction_id)
+        if current is None or current.status is not PredictionStatus.RUNNING or current.dispatched_at:
+            return None
+        lease = self.records[prediction_id].get("dispatch_lease_until")
+        if lease is not None and lease >= now:
+            return None
+        self.records[prediction_id]["dispatch_lease_until"] = now + timedelta(seconds=lease_seconds)
+        return current
+
+    def update(self, prediction_id: str, changes: Mapping[str, Any]) -> None:
+        if prediction_id in self.records:
+            self._apply(prediction_id, changes)
+
+    def append_webhook_attempt(self, prediction_id: str, attempt: Mapping[str, Any]) -> None:
+        self.records[prediction_id].setdefault("webhook_attempts", []).append(dict(attempt))
+
+    def mark_webhook_delivered(self, prediction_id: str, event_type: str) -> bool:
+        name = f"delivered_{event_type.replace('.', '_')}"
+        if name in self.records[prediction_id]:
+            return False
+        self.records[prediction_id][name] = self.clock()
+        return True
+
+    def children(self, parent_id: str) -> list[Prediction]:
+        found = [self._load(pid) for pid, item in self.records.items() if item.get("parent_id") == parent_id]
+        return [p for p in found if p is not None]
+
+    def overdue(self, status: PredictionStatus, now: datetime, limit: int) -> list[Prediction]:
+        found = []
+        for prediction_id in list(self.records):
+            prediction = self._load(prediction_id)
+            if (
+                prediction is not None
+                and prediction.status is status
+                and prediction.deadline_at is not None
+                and prediction.deadline_at < now
+            ):
+                found.append(prediction)
+        return found[:limit]
+
+
+class FakeCatalog:
+    def __init__(self, services: Iterable[Service] = ()) -> None:
+        self.services = {s.name: s for s in services}
+
+    def get(self, name: str) -> Service | None:
+        return self.services.get(name)
+
+    def list(self, active_only: bool = True) -> list[Service]:
+        return sorted((s for s in self.services.values() if s.active or not active_only), key=lambda s: s.name)
+
+    def put(self, service: Service) -> None:
+        self.services[service.name] = service
+
+
+class FakeObjectStore:
+    def __init__(self, clock: Callable[[], datetime], bucket: str = BUCKET) -> None:
+        self.clock = clock
+        self.bucket = bucket
+        self.objects: dict[str, tuple[bytes, str]] = {}
+        self.presigned_uploads: list[tuple[str, str, int, int]] = []
+
+    def presign_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> PresignedUpload:
+        self.presigned_uploads.append((key, content_type, max_bytes, expires_in))
+        return PresignedUpload(
+            url=f"https://{self.bucket}.s3.amazonaws.com/",
+            fields={"key": key, "Content-Type": content_type, "policy": "e30=", "x-amz-signature": "00"},
+            expires_at=self.clock() + timedelta(seconds=expires_in),
+            max_bytes=max_bytes,
+        )
+
+    def presign_download(self, uri: str, expires_in: int) -> str:
+        return f"https://{self.bucket}.s3.amazonaws.com/{uri.split('/', 3)[3]}?X-Amz-Expires={expires_in}"
+
+    def read(self, uri: str) -> bytes:
+        return self.objects[uri][0]
+
+    def write(self, key: str, body: bytes, content_type: str) -> str:
+        uri = f"s3://{self.bucket}/{key}"
+        self.objects[uri] = (body, content_type)
+        return uri
+
+    def put_upload(self, key: str, body: bytes, content_type: str = "application/json") -> str:
+        """What the client's upload leaves in the bucket."""
+        return self.write(key, body, content_type)
+
+    def content_type(self, uri: str) -> str | None:
+        return self.objects[uri][1] if uri in self.objects else None
+
+
+class FakeModelRuntime:
+    """Records invocations; real-time calls answer ``realtime_answer`` (or raise it)."""
+
+    def __init__(self) -> None:
+        self.async_calls: list[dict[str, Any]] = []
+        self.realtime_calls: list[dict[str, Any]] = []
+        self.async_error: Exception | None = None
+        self.realtime_answer: RealtimeResponse | Exception = RealtimeResponse(
+            body=b'{"score": 0.5}', content_type="application/json", invoked_variant="AllTraffic"
+        )
+
+    def invoke_async(
+        self, endpoint: str, input_uri: str, content_type: str, inference_id: str, timeout_seconds: int
+    ) -> str:
+        self.async_calls.append(
+            {
+                "endpoint": endpoint,
+                "input_uri": input_uri,
+                "content_type": content_type,
+                "inference_id": inference_id,
+                "timeout_seconds": timeout_seconds,
+            }
+        )
+        if self.async_error is not None:
+            raise self.async_error
+        return f"s3://{BUCKET}/outputs/{inference_id}.out"
+
+    def invoke_realtime(self, endpoint: str, body: bytes, content_type: str, inference_id: str) -> RealtimeResponse:
+        self.realtime_calls.append(
+            {"endpoint": endpoint, "body": body, "content_type": content_type, "inference_id": inference_id}
+        )
+        if isinstance(self.realtime_answer, Exception):
+            raise self.realtime_answer
+        return self.realtime_answer
+
+
+class FakeWorkflows:
+    """A task token answers once; later answers are stale (False), as Step Functions reports."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, str, Mapping[str, Any]]] = []
+        self.answers: list[tuple[str, str, Any]] = []
+        self.answered: set[str] = set()
+
+    def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> str:
+        self.started.append((state_machine_arn, name, payload))
+        return f"{state_machine_arn}:{name}"
+
+    def succeed_task(self, token: str, output: Mapping[str, Any]) -> bool:
+        self.answers.append((token, "success", dict(output)))
+        if token in self.answered:
+            return False
+        self.answered.add(token)
+        return True
+
+    def fail_task(self, token: str, error: str, cause: str) -> bool:
+        self.answers.append((token, "failure", {"error": error, "cause": json.loads(cause)}))
+        if token in self.answered:
+            return False
+        self.answered.add(token)
+        return True
+
+
+class FakePublisher:
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, Any]]] = []
+
+    def publish(self, topic_arn: str, message: Mapping[str, Any]) -> None:
+        # Through JSON, as SNS carries it.
+        self.published.append((topic_arn, json.loads(json.dumps(message))))
+
+
+class FakeWebhookQueue:
+    def __init__(self) -> None:
+        self.jobs: list[tuple[dict[str, Any], int]] = []
+        self.dead: list[dict[str, Any]] = []
+
+    def enqueue(self, job: Mapping[str, Any], delay_seconds: int) -> None:
+        # Through JSON, as SQS carries it.
+        self.jobs.append((json.loads(json.dumps(job, default=str)), delay_seconds))
+
+    def dead_letter(self, job: Mapping[str, Any]) -> None:
+        self.dead.append(json.loads(json.dumps(job, default=str)))
+
+    def take(self) -> list[dict[str, Any]]:
+        """Receive (and remove) every queued job."""
+        jobs = [job for job, _ in self.jobs]
+        self.jobs.clear()
+        return jobs
+
+
+class FakeClients:
+    def __init__(self, clients: Iterable[Client] = ()) -> None:
+        self.clients = {c.client_id: c for c in clients}
+
+    def get(self, client_id: str) -> Client | None:
+        return self.clients.get(client_id)
+
+    def by_api_key_hash(self, api_key_hash: str) -> Client | None:
+        return next((c for c in self.clients.values() if c.api_key_hash == api_key_hash), None)
+
+    def by_principal(self, principal_arn: str) -> Client | None:
+        return next((c for c in self.clients.values() if c.principal_arn == principal_arn), None)
+
+    def put(self, client: Client) -> None:
+        self.clients[client.client_id] = client
+
+
+@dataclass
+class SentWebhook:
+    target: CheckedWebhookTarget
+    headers: dict[str, str]
+    body: str
+
+
+class FakeSender:
+    """Answers each POST with the next scripted answer (an HTTP status, a response or an error)."""
+
+    def __init__(self, *answers: int | WebhookResponse | Exception) -> None:
+        self.answers: list[int | WebhookResponse | Exception] = list(answers)
+        self.sent: list[SentWebhook] = []
+
+    def post(self, target: CheckedWebhookTarget, headers: Mapping[str, str], body: str) -> WebhookResponse:
+        self.sent.append(SentWebhook(target, dict(headers), body))
+        answer = self.answers.pop(0) if self.answers else 204
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, int):
+            return WebhookResponse(status=answer)
+        return answer
+
+
+class FakeResolver:
+    """DNS: host → addresses; an IP literal resolves to itself; anything else does not resolve."""
+
+    def __init__(self, hosts: Mapping[str, Iterable[str]] | None = None) -> None:
+        self.hosts = {k: list(v) for k, v in (hosts or {}).items()}
+        self.lookups: list[str] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        import ipaddress
+        import socket
+
+        self.lookups.append(host)
+        if host in self.hosts:
+            return self.hosts[host]
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            raise socket.gaierror(-2, "Name or service not known") from None
+
+
+def transport_error(message: str = "timed out") -> WebhookTransportError:
+    return WebhookTransportError(message)
+
+
+def model_service(name: str = "fraud-score", invocation: str = "async", **extra: Any) -> Service:
+    return Service.model_validate(
+        {
+            "name": name,
+            "kind": "model",
+            "version": "1.0.0",
+            "model": {"endpoint_name": f"{name}-endpoint", "invocation": invocation, "invocation_timeout_seconds": 300},
+            **extra,
+        }
+    )
+
+
+def new_client(client_id: str = "c_owner", secrets: list[str] | None = None) -> Client:
+    return Client(
+        client_id=client_id,
+        name=client_id,
+        webhook_secrets=secrets if secrets is not None else [new_webhook_secret()],
+    )
+
+
+@dataclass
+class World:
+    """A Gateway wired to fakes, plus the fakes for a test to inspect and steer."""
+
+    clock: FakeClock
+    store: FakePredictionStore
+    catalog: FakeCatalog
+    objects: FakeObjectStore
+    models: FakeModelRuntime
+    workflows: FakeWorkflows
+    publisher: FakePublisher
+    webhooks: FakeWebhookQueue
+    resolver: FakeResolver
+    clients: FakeClients
+    gateway: Gateway
+    sender: FakeSender = field(default_factory=FakeSender)
+
+    def delivery(self, sender: FakeSender | None = None, jitter: float = 0.0) -> WebhookDelivery:
+        if sender is not None:
+            self.sender = sender
+        return WebhookDelivery(
+            gateway=self.gateway,
+            clients=self.clients,
+            sender=self.sender,
+            clock=self.clock,
+            random=lambda: jitter,
+        )
+
+
+def make_world(
+    services: Iterable[Service] = (),
+    clients: Iterable[Client] = (),
+    hosts: Mapping[str, Iterable[str]] | None = None,
+    allow_loopback_http: bool = False,
+) -> World:
+    clock = FakeClock()
+    store = FakePredictionStore(clock)
+    catalog = FakeCatalog(services)
+    objects = FakeObjectStore(clock)
+    models = FakeModelRuntime()
+    workflows = FakeWorkflows()
+    publisher = FakePublisher()
+    webhooks = FakeWebhookQueue()
+    resolver = FakeResolver({"hooks.example.com": ["93.184.216.34"], **(hosts or {})})
+    directory = FakeClients(clients)
+    gateway = Gateway(
+        config=GatewayConfig(
+            region="us-east-1",
+            success_topic_arn=SUCCESS_TOPIC,
+            error_topic_arn=ERROR_TOPIC,
+            upload_expiry_seconds=900,
+            result_url_expiry_seconds=3600,
+            retention_days=30,
+            allow_loopback_http_webhooks=allow_loopback_http,
+        ),
+        predictions=store,
+        catalog=catalog,
+        objects=objects,
+        models=models,
+        workflows=workflows,
+        publisher=publisher,
+        webhooks=webhooks,
+        resolve=resolver,
+        clock=clock,
+    )
+    return World(clock, store, catalog, objects, models, workflows, publisher, webhooks, resolver, directory, gateway)

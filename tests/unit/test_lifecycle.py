@@ -1,0 +1,446 @@
+"""The prediction lifecycle (``Gateway``) against in-memory fakes of its ports.
+
+Submit, upload, dispatch (async and real-time), finish, expire and time out, each under
+at-least-once delivery: duplicates change nothing but re-drive the callback.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from gateway_fakes import ERROR_TOPIC, SUCCESS_TOPIC, World, make_world, model_service, new_client
+
+from ensemble_gateway.domain.api import NewPredictionRequest
+from ensemble_gateway.domain.errors import (
+    ConflictError,
+    DispatchError,
+    InvalidRequestError,
+    ModelInvocationError,
+    NotFoundError,
+    ServiceInactiveError,
+)
+from ensemble_gateway.domain.models import Callback, CallbackKind, PredictionError, PredictionStatus
+from ensemble_gateway.domain.notifications import InferenceResult
+from ensemble_gateway.domain.ports import RealtimeResponse
+
+PENDING = PredictionStatus.PENDING_UPLOAD
+RUNNING = PredictionStatus.RUNNING
+COMPLETED = PredictionStatus.COMPLETED
+FAILED = PredictionStatus.FAILED
+EXPIRED = PredictionStatus.EXPIRED
+HOOK = "https://hooks.example.com/ml"
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world(
+        services=[
+            model_service("fraud-score"),
+            model_service("repair-cost", invocation="realtime", version="2.0.0"),
+            model_service("damage", content_types=["image/png", "image/jpeg"]),
+            model_service("retired", active=False),
+        ],
+        clients=[new_client("c_owner"), new_client("c_other")],
+    )
+
+
+def submit(world: World, service: str = "fraud-score", webhook: str | None = HOOK, **body: Any) -> str:
+    request: dict[str, Any] = {"service": service, **body}
+    if webhook:
+        request["notification"] = {"webhook": {"url": webhook}}
+    client = world.clients.get("c_owner")
+    assert client is not None
+    response = world.gateway.submit(client, NewPredictionRequest.model_validate(request), raw_body=request)
+    return response.prediction_id
+
+
+def uploaded(world: World, prediction_id: str, body: bytes = b'{"amount": 10}') -> None:
+    """The client's upload lands, and S3 announces it."""
+    world.objects.put_upload(f"inputs/{prediction_id}", body)
+    world.gateway.input_uploaded(world.objects.bucket, f"inputs/{prediction_id}")
+
+
+def success(prediction_id: str, output_uri: str) -> InferenceResult:
+    return InferenceResult.model_validate(
+        {
+            "inferenceId": prediction_id,
+            "invocationStatus": "Completed",
+            "responseParameters": {"contentType": "application/json", "outputLocation": output_uri},
+        }
+    )
+
+
+def status(world: World, prediction_id: str) -> PredictionStatus:
+    record = world.store.get(prediction_id)
+    assert record is not None
+    return record.status
+
+
+# ------------------------------------------------------------------------------------------------
+# submit
+# ------------------------------------------------------------------------------------------------
+def test_submit_records_a_pending_prediction_with_its_webhook_and_upload_deadline(world: World) -> None:
+    # GIVEN an active async service
+    # WHEN a client submits with a webhook
+    prediction_id = submit(world, metadata={"claim": "C-1"})
+    # THEN the record waits for its upload, owned by the client, with the checked webhook
+    record = world.store.get(prediction_id)
+    assert record is not None
+    assert record.status is PENDING
+    assert record.owner == "c_owner"
+    assert record.callback == Callback(kind=CallbackKind.WEBHOOK, target=HOOK)
+    assert record.metadata == {"claim": "C-1"}
+    # AND the upload form was presigned for inputs/{id} with the service's first content type
+    assert world.objects.presigned_uploads == [(f"inputs/{prediction_id}", "application/json", 10485760, 900)]
+    # AND the sweeper may expire it 30 s after the upload URL dies
+    assert record.upload_expires_at == world.clock() + timedelta(seconds=900)
+    assert record.deadline_at == world.clock() + timedelta(seconds=930)
+
+
+def test_submit_refuses_unknown_inactive_and_wrong_content_type(world: World) -> None:
+    # GIVEN the catalog with an inactive service and an image-only service
+    # WHEN / THEN an unknown service is NotFound naming it
+    with pytest.raises(NotFoundError, match="'nope'"):
+        submit(world, "nope")
+    # AND an inactive one is ServiceInactive naming it
+    with pytest.raises(ServiceInactiveError, match="'retired'"):
+        submit(world, "retired")
+    # AND a content type the service does not take is refused, listing what it takes
+    with pytest.raises(InvalidRequestError, match=r"'image/gif'.*image/png, image/jpeg"):
+        submit(world, "damage", content_type="image/gif")
+    # AND nothing was recorded
+    assert world.store.records == {}
+
+
+def test_submit_with_the_same_idempotency_key_replays_and_another_body_conflicts(world: World) -> None:
+    # GIVEN a request accepted with an Idempotency-Key
+    client = world.clients.get("c_owner")
+    assert client is not None
+    body = {"service": "fraud-score", "metadata": {"claim": "C-7"}}
+    first = world.gateway.submit(client, NewPredictionRequest.model_validate(body), idempotency_key="k1", raw_body=body)
+    # WHEN it is retried with the same key and body
+    again = world.gateway.submit(
+        client, NewPredictionRequest.model_validate(body), idempotency_key="k1", raw_body=dict(reversed(body.items()))
+    )
+    # THEN the same prediction comes back and only one record exists
+    assert again.prediction_id == first.prediction_id
+    assert len(world.store.records) == 1
+    # AND the same key with another body is a conflict
+    other = {"service": "fraud-score", "metadata": {"claim": "C-8"}}
+    with pytest.raises(ConflictError, match="Idempotency-Key"):
+        world.gateway.submit(client, NewPredictionRequest.model_validate(other), idempotency_key="k1", raw_body=other)
+
+
+# ------------------------------------------------------------------------------------------------
+# upload → dispatch
+# ------------------------------------------------------------------------------------------------
+def test_upload_starts_and_dispatches_an_async_prediction_once(world: World) -> None:
+    # GIVEN a pending prediction
+    prediction_id = submit(world)
+    world.clock.advance(seconds=20)
+    # WHEN its upload is announced three times
+    for _ in range(3):
+        uploaded(world, prediction_id)
+    # THEN it moved to RUNNING once and went to the endpoint once, with its ID as InferenceId
+    assert world.store.transitions == [(prediction_id, PENDING, RUNNING)]
+    assert world.models.async_calls == [
+        {
+            "endpoint": "fraud-score-endpoint",
+            "input_uri": f"s3://gw-data/inputs/{prediction_id}",
+            "content_type": "application/json",
+            "inference_id": prediction_id,
+            "timeout_seconds": 300,
+        }
+    ]
+    # AND its deadline is the model's timeout plus the margin, from the start
+    record = world.store.get(prediction_id)
+    assert record is not None
+    assert record.started_at == world.clock()
+    assert record.deadline_at == world.clock() + timedelta(seconds=300 + 120)
+    assert record.dispatched_at is not None
+
+
+def test_a_claimed_dispatch_is_not_repeated_until_its_lease_lapses(world: World) -> None:
+    # GIVEN a running prediction whose dispatch another worker has claimed (and not finished)
+    prediction_id = submit(world)
+    world.objects.put_upload(f"inputs/{prediction_id}", b"{}")
+    world.store.transition(prediction_id, [PENDING], RUNNING, {"input_uri": f"s3://gw-data/inputs/{prediction_id}"})
+    assert world.store.claim_dispatch(prediction_id, world.clock(), lease_seconds=300) is not None
+
+    # WHEN this worker tries to dispatch within the lease
+    world.clock.advance(seconds=299)
+    world.gateway.dispatch(prediction_id)
+    # THEN it does not invoke the model
+    assert world.models.async_calls == []
+
+    # WHEN the lease lapses without the other worker having dispatched (it crashed)
+    world.clock.advance(seconds=2)
+    world.gateway.dispatch(prediction_id)
+    # THEN this worker dispatches, once
+    assert len(world.models.async_calls) == 1
+    world.gateway.dispatch(prediction_id)
+    assert len(world.models.async_calls) == 1
+
+
+def test_objects_outside_inputs_and_unknown_predictions_are_ignored(world: World) -> None:
+    # GIVEN a pending prediction
+    prediction_id = submit(world)
+    # WHEN S3 announces objects that are not its upload
+    for key in (f"outputs/{prediction_id}", f"steps/{prediction_id}", f"inputs/{prediction_id}/x", "inputs/pUnknown"):
+        world.gateway.input_uploaded(world.objects.bucket, key)
+    # THEN nothing started
+    assert status(world, prediction_id) is PENDING
+    assert world.models.async_calls == []
+
+
+def test_an_upload_after_expiry_does_not_start_the_prediction(world: World) -> None:
+    # GIVEN a prediction the sweeper expired
+    prediction_id = submit(world)
+    world.clock.advance(seconds=931)
+    assert world.gateway.sweep() == 1
+    # WHEN a late upload is announced
+    uploaded(world, prediction_id)
+    # THEN it stays EXPIRED and nothing is dispatched
+    assert status(world, prediction_id) is EXPIRED
+    assert world.models.async_calls == []
+
+
+def test_a_refused_dispatch_fails_the_prediction_and_tells_the_webhook(world: World) -> None:
+    # GIVEN an endpoint that refuses the request
+    world.models.async_error = DispatchError("endpoint 'fraud-score-endpoint' refused the request: no such endpoint")
+    prediction_id = submit(world)
+    # WHEN the upload is announced
+    uploaded(world, prediction_id)
+    # THEN the prediction failed with the reason, and a prediction.failed webhook is queued
+    record = world.store.get(prediction_id)
+    assert record is not None
+    assert record.status is FAILED
+    assert record.error is not None
+    assert record.error.code == "DispatchFailed"
+    assert "no such endpoint" in record.error.message
+    assert world.webhooks.take() == [{"prediction_id": prediction_id, "event_type": "prediction.failed", "attempt": 0}]
+
+
+def test_a_realtime_model_output_is_stored_and_announced_like_sagemaker_async(world: World) -> None:
+    # GIVEN a real-time service answering from its "green" variant
+    world.models.realtime_answer = RealtimeResponse(
+        body=b'{"repair_cost_eur": 900}', content_type="application/json", invoked_variant="green"
+    )
+    prediction_id = submit(world, "repair-cost")
+    # WHEN the upload is announced
+    uploaded(world, prediction_id, b'{"photo": "..."}')
+    # THEN the endpoint got the uploaded bytes, and the output is stored under outputs/{id}
+    assert [c["body"] for c in world.models.realtime_calls] == [b'{"photo": "..."}']
+    assert world.objects.read(f"s3://gw-data/outputs/{prediction_id}") == b'{"repair_cost_eur": 900}'
+    # AND SageMaker's success notification is published to the success topic
+    ((topic, message),) = world.publisher.published
+    assert topic == SUCCESS_TOPIC
+    result = InferenceResult.model_validate(message)
+    assert result.succeeded
+    assert result.inference_id == prediction_id
+    assert result.response_parameters.output_location == f"s3://gw-data/outputs/{prediction_id}"
+    # AND the record names the variant that answered
+    record = world.store.get(prediction_id)
+    assert record is not None
+    assert record.model.version == "2.0.0/green"
+
+
+def test_a_realtime_model_error_is_announced_on_the_error_topic(world: World) -> None:
+    # GIVEN a real-time endpoint whose model raises
+    world.models.realtime_answer = ModelInvocationError("ModelError: division by zero")
+    prediction_id = submit(world, "repair-cost")
+    # WHEN the upload is announced
+    uploaded(world, prediction_id)
+    # THEN the failure is stored and the error topic gets SageMaker's failure notification
+    ((topic, message),) = world.publisher.published
+    assert topic == ERROR_TOPIC
+    result = InferenceResult.model_validate(message)
+    assert not result.succeeded
+    assert result.failure_reason == "ModelError: division by zero"
+    assert result.failure_location == f"s3://gw-data/failures/{prediction_id}"
+    assert world.objects.read(f"s3://gw-data/failures/{prediction_id}") == b"ModelError: division by zero"
+    # WHEN that notification comes back through SNS
+    world.gateway.inference_finished(result)
+    # THEN the prediction failed with the model's reason
+    record = world.store.get(prediction_id)
+    assert record is not None
+    assert record.status is FAILED
+    assert record.error == PredictionError(code="ModelError", message="ModelError: division by zero")
+
+
+# ------------------------------------------------------------------------------------------------
+# finish
+# ------------------------------------------------------------------------------------------------
+def test_finish_is_idempotent_and_a_duplicate_does_not_deliver_the_webhook_twice(world: World) -> None:
+    # GIVEN a running prediction with a webhook, and its success notification
+    prediction_id = submit(world)
+    uploaded(world, prediction_id)
+    output = world.objects.write(f"outputs/{prediction_id}.out", b'{"p": 0.1}', "application/json")
+    notification = success(prediction_id, output)
+
+    # WHEN the notification arrives, then again (SNS delivers at least once)
+    world.gateway.inference_finished(notification)
+    finished_at = world.store.get(prediction_id).finished_at  # type: ignore[union-attr]
+    world.clock.advance(seconds=5)
+    world.gateway.inference_finished(notification)
+
+    # THEN the record moved to COMPLETED once and kept its first finish time
+    assert [t for t in world.store.transitions if t[2] is COMPLETED] == [(prediction_id, RUNNING, COMPLETED)]
+    assert world.store.get(prediction_id).finished_at == finished_at  # type: ignore[union-attr]
+    # AND the callback was re-driven (a second job: the first enqueue might have been lost)
+    jobs = world.webhooks.take()
+    assert [j["event_type"] for j in jobs] == ["prediction.completed", "prediction.completed"]
+
+    # WHEN webhook-delivery runs both jobs
+    delivery = world.delivery()
+    outcomes = [delivery.deliver(job) for job in jobs]
+    # THEN the receiver got one webhook; the second job found it delivered
+    assert outcomes == ["delivered", "already-delivered"]
+    assert len(world.sender.sent) == 1
+
+    # WHEN a third duplicate arrives after delivery
+    world.gateway.inference_finished(notification)
+    # THEN no job is queued at all
+    assert world.webhooks.take() == []
+
+
+def test_a_notification_cannot_finish_a_prediction_that_is_not_running(world: World) -> None:
+    # GIVEN a prediction still waiting for its upload
+    prediction_id = submit(world)
+    # WHEN a (forged or misrouted) success notification names it
+    world.gateway.inference_finished(success(prediction_id, "s3://gw-data/outputs/x"))
+    # THEN it stays pending and nobody is told anything
+    assert status(world, prediction_id) is PENDING
+    assert world.webhooks.jobs == []
+    # AND a notification for an unknown prediction is a no-op
+    assert world.gateway.finish("pUnknown", succeeded=True) is None
+
+
+def test_a_task_token_is_answered_again_on_duplicate_and_the_stale_answer_is_harmless(world: World) -> None:
+    # GIVEN a running ensemble step waiting on a task token
+    prediction_id = submit(world, webhook=None)
+    uploaded(world, prediction_id)
+    world.store.update(prediction_id, {"callback": Callback(kind=CallbackKind.TASK_TOKEN, target="token-1")})
+    output = world.objects.write(f"outputs/{prediction_id}", b'{"p": 0.3}', "application/json")
+
+    # WHEN its notification arrives twice
+    world.gateway.inference_finished(success(prediction_id, output))
+    world.gateway.inference_finished(success(prediction_id, output))
+
+    # THEN the token got the step's reference and small output; the repeat was answered as stale
+    assert [(token, kind) for token, kind, _ in world.workflows.answers] == [
+        ("token-1", "success"),
+        ("token-1", "success"),
+    ]
+    first = world.workflows.answers[0][2]
+    assert first["prediction_id"] == prediction_id
+    assert first["output"] == {"p": 0.3}
+    assert world.webhooks.jobs == []
+
+
+# ------------------------------------------------------------------------------------------------
+# sweeper
+# ------------------------------------------------------------------------------------------------
+def test_sweep_expires_unuploaded_and_times_out_unanswered_predictions_once(world: World) -> None:
+    # GIVEN at t=0 one prediction never uploaded and one running whose model never answers
+    never_uploaded = submit(world)
+    running = submit(world)
+    uploaded(world, running)
+
+    # WHEN the sweeper runs just past the running one's deadline (300 s timeout + 120 s margin)
+    world.clock.advance(seconds=421)
+    # THEN it failed with a Timeout naming the limit; the other is still within its upload window
+    assert world.gateway.sweep() == 1
+    timed_out = world.store.get(running)
+    assert timed_out is not None and timed_out.error is not None
+    assert timed_out.status is FAILED
+    assert timed_out.error.code == "Timeout"
+    assert "300 s" in timed_out.error.message
+    assert status(world, never_uploaded) is PENDING
+
+    # WHEN the sweeper runs just before, then just past the upload deadline (900 s + 30 s)
+    world.clock.advance(seconds=930 - 421)
+    assert world.gateway.sweep() == 0
+    world.clock.advance(seconds=1)
+    # THEN the never-uploaded one expired
+    assert world.gateway.sweep() == 1
+    expired = world.store.get(never_uploaded)
+    assert expired is not None and expired.error is not None
+    assert expired.status is EXPIRED
+    assert expired.error.code == "UploadExpired"
+    # AND each terminal status queued one webhook of its kind
+    assert [(j["prediction_id"], j["event_type"]) for j in world.webhooks.take()] == [
+        (running, "prediction.failed"),
+        (never_uploaded, "prediction.expired"),
+    ]
+    # AND a later sweep finds nothing, and a late notification does not revive the timed-out one
+    world.clock.advance(hours=1)
+    assert world.gateway.sweep() == 0
+    world.gateway.inference_finished(success(running, "s3://gw-data/outputs/late"))
+    assert status(world, running) is FAILED
+
+
+def test_expire_or_timeout_leaves_terminal_predictions_alone(world: World) -> None:
+    # GIVEN a completed prediction
+    prediction_id = submit(world)
+    uploaded(world, prediction_id)
+    world.gateway.inference_finished(success(prediction_id, "s3://gw-data/outputs/x"))
+    record = world.store.get(prediction_id)
+    assert record is not None
+    world.webhooks.take()
+    # WHEN the sweeper is handed it (a stale index entry)
+    moved = world.gateway.expire_or_timeout(record)
+    # THEN nothing changes
+    assert moved is None
+    assert status(world, prediction_id) is COMPLETED
+    assert world.webhooks.jobs == []
+
+
+# ------------------------------------------------------------------------------------------------
+# results
+# ------------------------------------------------------------------------------------------------
+def test_results_are_visible_to_their_owner_only(world: World) -> None:
+    # GIVEN a completed prediction of c_owner
+    prediction_id = submit(world)
+    uploaded(world, prediction_id)
+    world.gateway.inference_finished(success(prediction_id, f"s3://gw-data/outputs/{prediction_id}.out"))
+    owner = world.clients.get("c_owner")
+    other = world.clients.get("c_other")
+    assert owner is not None and other is not None
+    # WHEN its owner reads it
+    document = world.gateway.document(world.gateway.get_owned(owner, prediction_id))
+    # THEN it is completed with a download URL of the output
+    assert document.status is COMPLETED
+    assert document.result is not None
+    assert f"outputs/{prediction_id}.out" in document.result.url
+    # AND another client, an unknown ID and a malformed ID all get the same NotFound
+    for client, wanted in ((other, prediction_id), (owner, "pUnknown"), (owner, "../../etc/passwd")):
+        with pytest.raises(NotFoundError):
+            world.gateway.get_owned(client, wanted)
+
+
+def test_a_record_past_its_retention_is_not_found_even_before_ttl_deletes_it(world: World) -> None:
+    # GIVEN a prediction whose retention (30 days) has passed, not yet deleted by TTL
+    prediction_id = submit(world)
+    owner = world.clients.get("c_owner")
+    assert owner is not None
+    world.clock.advance(days=30, seconds=1)
+    # WHEN its owner reads it
+    # THEN it is not found
+    with pytest.raises(NotFoundError):
+        world.gateway.get_owned(owner, prediction_id)
+
+
+def test_webhook_job_bodies_survive_a_queue_round_trip(world: World) -> None:
+    # GIVEN a finished prediction's webhook job
+    prediction_id = submit(world)
+    uploaded(world, prediction_id)
+    world.gateway.inference_finished(success(prediction_id, "s3://gw-data/outputs/x"))
+    (job,) = world.webhooks.take()
+    # WHEN it is carried as JSON (SQS) and delivered
+    outcome = world.delivery().deliver(json.loads(json.dumps(job)))
+    # THEN it is delivered
+    assert outcome == "delivered"
