@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,8 @@ from .models import (
 )
 
 JSON_TYPES = ("application/json", "text/json")
+# The cause a state machine gives a step timeout (see statemachines/*.asl.json).
+TIMED_OUT_CAUSE = re.compile(r"^step '(?P<step>[^']+)' timed out")
 
 
 def child_prediction_id(parent_id: str, step: str, task_token: str) -> str:
@@ -185,10 +188,15 @@ class EnsembleSteps:
         ensemble = gateway.catalog.get(parent.service)
         steps = ensemble.ensemble.steps if ensemble and ensemble.ensemble else {}
         now = gateway.clock()
+        timed_out_step: str | None = None
         if error_name.startswith("States.Timeout") or error_name == "StepTimedOut":
             # The step's callback never came: fail the waiting child too, so nothing stays RUNNING.
+            # The state machines name the step in the cause ("step 'x' timed out"); only that
+            # step's children are failed: a sibling in another Parallel branch did not time out.
+            match = TIMED_OUT_CAUSE.match(cause)
+            timed_out_step = match.group("step") if match else None
             for child in children:
-                if child.status is PredictionStatus.RUNNING:
+                if child.status is PredictionStatus.RUNNING and timed_out_step in (None, child.step):
                     gateway.predictions.transition(
                         child.prediction_id,
                         [PredictionStatus.RUNNING],
@@ -207,12 +215,21 @@ class EnsembleSteps:
         failed = [
             c
             for c in children
-            if c.status is PredictionStatus.FAILED and not (c.step in steps and steps[c.step].optional)
+            if c.status is PredictionStatus.FAILED
+            and not (c.step in steps and steps[c.step].optional)
+            and timed_out_step in (None, c.step)
         ]
         if failed:
             first = min(failed, key=lambda c: c.finished_at or now)
             reason = first.error or PredictionError(code="StepFailed", message="the step failed")
             detail = PredictionError(code=reason.code, message=reason.message, step=first.step)
+        elif timed_out_step is not None:
+            # Its model answered between the timeout and now: the step still timed out.
+            detail = PredictionError(
+                code="Timeout",
+                message="the step's model did not answer within the step's timeout",
+                step=timed_out_step,
+            )
         else:
             detail = PredictionError(code=error_name, message=cause or f"the ensemble failed: {error_name}")
         gateway.finish(parent_id, succeeded=False, error=detail)
