@@ -30,7 +30,7 @@ ERRORS = {
     "/predictions/{prediction_id}": {"get": {"401": "Unauthenticated", "404": "Unknown prediction"}},
     "/services": {"get": {"401": "Unauthenticated"}},
 }
-SUCCESS = {
+SUCCESS: dict[tuple[str, str], tuple[str, str, type[BaseModel]]] = {
     ("/predictions", "post"): ("202", "Accepted: upload the input with the presigned POST", NewPredictionResponse),
     ("/predictions/{prediction_id}", "get"): ("200", "The prediction", PredictionDocument),
     ("/services", "get"): ("200", "The active services", ServiceListDocument),
