@@ -1,27 +1,34 @@
 """Composition root: builds the domain's use cases with their AWS adapters, once per process.
 
-Nothing here runs at import time; the first handler invocation pays for it (cold start) and later
-invocations reuse the objects.
+Nothing here runs at import time, and each builder imports only what its use case needs, so that a
+handler's cold start pays for its own dependencies and no one else's (the sweeper never loads the
+mapping DSL or the webhook HTTP client, for instance).
 """
 
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
-from .adapters.dynamodb import DynamoClientDirectory, DynamoPredictionStore, DynamoServiceCatalog
-from .adapters.messaging import SnsPublisher, SqsWebhookQueue
-from .adapters.s3 import S3ObjectStore
-from .adapters.sagemaker import SageMakerModelRuntime
-from .adapters.stepfunctions import StepFunctionsEngine
-from .adapters.webhook_http import HttpWebhookSender, resolve_all
-from .domain.delivery import WebhookDelivery
-from .domain.lifecycle import Gateway, GatewayConfig
-from .domain.steps import EnsembleSteps
 from .settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from .adapters.dynamodb import DynamoClientDirectory
+    from .domain.delivery import WebhookDelivery
+    from .domain.lifecycle import Gateway
+    from .domain.steps import EnsembleSteps
 
 
 def build_gateway(settings: Settings, logger: object = None) -> Gateway:
     """Wire the use cases to AWS. Clients are created on first use, never here."""
+    from .adapters.dns import resolve_all
+    from .adapters.dynamodb import DynamoPredictionStore, DynamoServiceCatalog
+    from .adapters.messaging import SnsPublisher, SqsWebhookQueue
+    from .adapters.s3 import S3ObjectStore
+    from .adapters.sagemaker import SageMakerModelRuntime
+    from .adapters.stepfunctions import StepFunctionsEngine
+    from .domain.lifecycle import Gateway, GatewayConfig
+
     return Gateway(
         config=GatewayConfig(
             region=settings.region,
@@ -54,16 +61,23 @@ def gateway() -> Gateway:
 
 @functools.cache
 def client_directory() -> DynamoClientDirectory:
+    from .adapters.dynamodb import DynamoClientDirectory
+
     return DynamoClientDirectory(get_settings().clients_table)
 
 
 @functools.cache
 def webhook_delivery() -> WebhookDelivery:
+    from .adapters.webhook_http import HttpWebhookSender
+    from .domain.delivery import WebhookDelivery
+
     return WebhookDelivery(gateway=gateway(), clients=client_directory(), sender=HttpWebhookSender())
 
 
 @functools.cache
 def ensemble_steps() -> EnsembleSteps:
+    from .domain.steps import EnsembleSteps
+
     return EnsembleSteps(gateway())
 
 

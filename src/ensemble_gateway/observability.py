@@ -1,9 +1,42 @@
-"""Powertools Logger, Tracer and Metrics shared by the handlers."""
+"""Powertools Logger and Metrics shared by the handlers, and opt-in X-Ray SDK tracing.
+
+Why tracing is opt-in: the functions run with Lambda active tracing (``Tracing: Active``), which
+records every invocation without any SDK. Powertools' Tracer adds subsegments per AWS call, but it
+imports the X-Ray SDK (and botocore with it) at cold start: about 0.6 s here, more than boto3
+itself. Set ``XRAY_SDK_TRACING=true`` on a function to get the subsegments anyway.
+"""
 
 from __future__ import annotations
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics
 
 logger = Logger(service="ensemble-gateway")
-tracer = Tracer(service="ensemble-gateway")
 metrics = Metrics(namespace="EnsembleGateway", service="ensemble-gateway")
+
+
+def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """``handler``, wrapped with Powertools' Tracer when the settings ask for X-Ray SDK tracing.
+
+    Decided at the first invocation (cold start), from the settings model, so that importing a
+    handler never imports the X-Ray SDK.
+    """
+    chosen: list[Callable[..., Any]] = []
+
+    @functools.wraps(handler)
+    def run(event: Any, context: Any) -> Any:
+        if not chosen:
+            from .settings import get_settings
+
+            if get_settings().xray_sdk_tracing:
+                from aws_lambda_powertools import Tracer
+
+                chosen.append(Tracer(service="ensemble-gateway").capture_lambda_handler(handler))
+            else:
+                chosen.append(handler)
+        return chosen[0](event, context)
+
+    return run

@@ -13,7 +13,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from . import __version__
-from .domain.api import ErrorDocument, NewPredictionResponse, PredictionDocument, ServiceListDocument
+from .domain.api import (
+    ErrorDocument,
+    NewPredictionRequest,
+    NewPredictionResponse,
+    PredictionDocument,
+    ServiceListDocument,
+)
 
 TITLE = "Ensemble Gateway"
 ERRORS = {
@@ -80,6 +86,20 @@ def openapi_document() -> dict[str, Any]:
         for code, text in ERRORS[path][method].items():
             operation["responses"][code] = {"description": text, "content": {"application/json": {"schema": error_ref}}}
         operation["security"] = [{"sigv4": []}, {"bearer": []}]
+        operation.pop("requestBody", None)
+    merged["paths"]["/predictions"]["post"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": _add_model(schemas, NewPredictionRequest)}},
+    }
+    merged["paths"]["/predictions"]["post"]["parameters"] = [
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "description": "The same key and body within 24 h return the same prediction",
+            "schema": {"type": "string", "maxLength": 255},
+        }
+    ]
     merged["components"]["securitySchemes"] = {
         "sigv4": {
             "type": "apiKey",

@@ -34,6 +34,8 @@ class Settings(BaseModel):
     auth_mode: Literal["iam", "api_key"] = Field(alias="AUTH_MODE", default="iam")
     allow_loopback_webhooks: bool = Field(alias="ALLOW_LOOPBACK_WEBHOOKS", default=False)
     stage: str = Field(alias="STAGE", default="dev")
+    # Per-call X-Ray subsegments through Powertools' Tracer (costly at cold start; see observability.py).
+    xray_sdk_tracing: bool = Field(alias="XRAY_SDK_TRACING", default=False)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:

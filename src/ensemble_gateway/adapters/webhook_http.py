@@ -5,20 +5,17 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from ..domain.delivery import WebhookResponse
 from ..domain.errors import WebhookTransportError
 from ..domain.webhooks import CheckedWebhookTarget
+from .dns import resolve_all
+
+__all__ = ["HttpWebhookSender", "resolve_all"]
 
 MAX_RESPONSE_BYTES = 64 * 1024
-
-
-def resolve_all(host: str, port: int) -> Sequence[str]:
-    """Every A and AAAA address of ``host``."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
 
 
 class _PinnedHTTPConnection(http.client.HTTPConnection):

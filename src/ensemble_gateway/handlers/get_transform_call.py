@@ -14,11 +14,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..bootstrap import ensemble_steps
-from ..observability import logger, tracer
+from ..observability import logger, traced
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     action = event.get("action")
     parent_id = str(event["ensemble_prediction_id"])

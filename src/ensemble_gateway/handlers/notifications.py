@@ -9,11 +9,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..bootstrap import gateway
 from ..domain.notifications import InferenceResult
-from ..observability import logger, tracer
+from ..observability import logger, traced
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
+@traced
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # SNS invokes with one record; any exception makes Lambda retry and then dead-letter the event.
     finished = 0
