@@ -332,7 +332,9 @@ def test_a_step_timeout_fails_the_ensemble_naming_the_step(
     )
     branches = definition["States"]["Both"]["Branches"]
     assert branches[0]["States"]["Slow"]["TimeoutSeconds"] == 2  # explicit: kept at registration
-    assert branches[1]["States"]["Steady"]["TimeoutSeconds"] == 300 + 60  # derived from slow-noop
+    assert (
+        branches[1]["States"]["Steady"]["TimeoutSeconds"] == 600 + 300 + 60
+    )  # slow-noop: queue time + timeout + margin
 
     # WHEN a request is predicted
     document = predict(api, "test-parallel-timeout", {})

@@ -117,12 +117,16 @@ class FakePredictionStore:
     def append_webhook_attempt(self, prediction_id: str, attempt: Mapping[str, Any]) -> None:
         self.records[prediction_id].setdefault("webhook_attempts", []).append(dict(attempt))
 
-    def mark_webhook_delivered(self, prediction_id: str, event_type: str) -> bool:
-        name = f"delivered_{event_type.replace('.', '_')}"
-        if name in self.records[prediction_id]:
+    def claim_webhook(self, prediction_id: str, event_type: str, now: datetime, lease_seconds: int) -> bool:
+        lease_name = f"webhook_lease_{event_type.replace('.', '_')}"
+        lease = self.records[prediction_id].get(lease_name)
+        if lease is not None and lease >= now:
             return False
-        self.records[prediction_id][name] = self.clock()
+        self.records[prediction_id][lease_name] = now + timedelta(seconds=lease_seconds)
         return True
+
+    def release_webhook(self, prediction_id: str, event_type: str) -> None:
+        self.records[prediction_id].pop(f"webhook_lease_{event_type.replace('.', '_')}", None)
 
     def children(self, parent_id: str) -> list[Prediction]:
         found = [self._load(pid) for pid, item in self.records.items() if item.get("parent_id") == parent_id]
@@ -203,12 +207,19 @@ class FakeModelRuntime:
         )
 
     def invoke_async(
-        self, endpoint: str, input_uri: str, content_type: str, inference_id: str, timeout_seconds: int
+        self,
+        endpoint: str,
+        input_uri: str,
+        content_type: str,
+        inference_id: str,
+        timeout_seconds: int,
+        request_ttl_seconds: int = 3600,
     ) -> str:
         self.async_calls.append(
             {
                 "endpoint": endpoint,
                 "input_uri": input_uri,
+                "request_ttl_seconds": request_ttl_seconds,
                 "content_type": content_type,
                 "inference_id": inference_id,
                 "timeout_seconds": timeout_seconds,

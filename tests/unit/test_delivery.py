@@ -260,3 +260,25 @@ def test_a_rotating_client_gets_webhooks_both_secrets_verify(world: World) -> No
         assert Webhook(secret).verify(sent.body, sent.headers)["type"] == "prediction.completed"
     # AND the timestamp header is the delivery time, in epoch seconds
     assert sent.headers["webhook-timestamp"] == str(int(world.clock().timestamp()))
+
+
+def test_a_duplicate_job_does_not_send_while_another_worker_is_sending(world: World) -> None:
+    from ensemble_gateway.domain.delivery import SEND_LEASE_SECONDS
+
+    # GIVEN a webhook job, and a second worker that holds the webhook (it is sending it right now)
+    prediction_id = completed_prediction(world)
+    job = only_job(world)
+    assert world.store.claim_webhook(prediction_id, job["event_type"], world.clock(), SEND_LEASE_SECONDS)
+    delivery = world.delivery(FakeSender(204))
+
+    # WHEN this worker runs the duplicate job
+    outcome = delivery.deliver(job)
+
+    # THEN it sends nothing and looks again after the other attempt's lease
+    assert outcome == "in-flight-elsewhere"
+    assert world.sender.sent == []
+    assert only_job(world) == job
+    # AND once the other worker is done, the job runs normally
+    world.store.release_webhook(prediction_id, job["event_type"])
+    assert delivery.deliver(job) == "delivered"
+    assert len(world.sender.sent) == 1

@@ -153,13 +153,15 @@ def test_upload_starts_and_dispatches_an_async_prediction_once(world: World) -> 
             "content_type": "application/json",
             "inference_id": prediction_id,
             "timeout_seconds": 300,
+            "request_ttl_seconds": 3600,
         }
     ]
     # AND its deadline is the model's timeout plus the margin, from the start
     record = world.store.get(prediction_id)
     assert record is not None
     assert record.started_at == world.clock()
-    assert record.deadline_at == world.clock() + timedelta(seconds=300 + 120)
+    # the deadline allows for the queue (request TTL), the invocation timeout and a margin
+    assert record.deadline_at == world.clock() + timedelta(seconds=3600 + 300 + 120)
     assert record.dispatched_at is not None
 
 
@@ -350,31 +352,32 @@ def test_sweep_expires_unuploaded_and_times_out_unanswered_predictions_once(worl
     running = submit(world)
     uploaded(world, running)
 
-    # WHEN the sweeper runs just past the running one's deadline (300 s timeout + 120 s margin)
-    world.clock.advance(seconds=421)
-    # THEN it failed with a Timeout naming the limit; the other is still within its upload window
+    # WHEN the sweeper runs just before, then just past the upload deadline (900 s + 30 s)
+    world.clock.advance(seconds=930)
+    assert world.gateway.sweep() == 0
+    world.clock.advance(seconds=1)
+    # THEN the never-uploaded one expired; the running one is still within its deadline
+    assert world.gateway.sweep() == 1
+    expired = world.store.get(never_uploaded)
+    assert expired is not None and expired.error is not None
+    assert expired.status is EXPIRED
+    assert status(world, running) is RUNNING
+
+    # WHEN the sweeper runs just past the running one's deadline (3600 s queue time + 300 s
+    # invocation timeout + 120 s margin)
+    world.clock.advance(seconds=3600 + 300 + 120 - 931 + 1)
+    # THEN it failed with a Timeout naming the limit
     assert world.gateway.sweep() == 1
     timed_out = world.store.get(running)
     assert timed_out is not None and timed_out.error is not None
     assert timed_out.status is FAILED
     assert timed_out.error.code == "Timeout"
-    assert "300 s" in timed_out.error.message
-    assert status(world, never_uploaded) is PENDING
-
-    # WHEN the sweeper runs just before, then just past the upload deadline (900 s + 30 s)
-    world.clock.advance(seconds=930 - 421)
-    assert world.gateway.sweep() == 0
-    world.clock.advance(seconds=1)
-    # THEN the never-uploaded one expired
-    assert world.gateway.sweep() == 1
-    expired = world.store.get(never_uploaded)
-    assert expired is not None and expired.error is not None
-    assert expired.status is EXPIRED
+    assert "3900 s" in timed_out.error.message
     assert expired.error.code == "UploadExpired"
     # AND each terminal status queued one webhook of its kind
     assert [(j["prediction_id"], j["event_type"]) for j in world.webhooks.take()] == [
-        (running, "prediction.failed"),
         (never_uploaded, "prediction.expired"),
+        (running, "prediction.failed"),
     ]
     # AND a later sweep finds nothing, and a late notification does not revive the timed-out one
     world.clock.advance(hours=1)

@@ -163,15 +163,15 @@ def test_the_example_catalog_registers_with_state_machines_and_step_timeouts():
     # AND each callback task waits for its target's own timeout plus the margin (real time: 60 s)
     margin = STEP_TIMEOUT_MARGIN_SECONDS
     assert callback_timeouts(machines.definition("eg-vehicle-claim")) == {
-        "damage": 300 + margin,
+        "damage": 600 + 300 + margin,
         "cost": 60 + margin,
-        "fraud": 300 + margin,
+        "fraud": 600 + 300 + margin,
         "decision": 60 + margin,
     }
     assert callback_timeouts(machines.definition("eg-complaint-triage")) == {
-        "vulnerability": 300 + margin,
+        "vulnerability": 600 + 300 + margin,
         "escalate": 60 + margin,
-        "classify": 300 + margin,
+        "classify": 600 + 300 + margin,
     }
     # AND the DefinitionSubstitutions are filled in
     deployed = machines.machines["eg-vehicle-claim"]["definition"]
@@ -195,7 +195,7 @@ def test_a_fan_out_step_waits_for_its_slowest_member_including_ones_of_the_same_
 
     # THEN classify waits for the slowest member
     timeouts = callback_timeouts(machines.definition("eg-complaint-triage"))
-    assert timeouts["classify"] == 1800 + STEP_TIMEOUT_MARGIN_SECONDS
+    assert timeouts["classify"] == 3600 + 1800 + STEP_TIMEOUT_MARGIN_SECONDS  # default queue time + its timeout
 
 
 def test_an_ensemble_step_waits_for_the_nested_ensembles_timeout():
@@ -613,4 +613,4 @@ def test_a_member_deactivated_in_the_batch_no_longer_sets_the_fan_out_timeout():
 
     # THEN classify waits for the slowest *active* member only
     timeouts = callback_timeouts(machines.definition("eg-complaint-triage"))
-    assert timeouts["classify"] == 300 + STEP_TIMEOUT_MARGIN_SECONDS
+    assert timeouts["classify"] == 600 + 300 + STEP_TIMEOUT_MARGIN_SECONDS

@@ -247,13 +247,22 @@ class DynamoPredictionStore:
             ExpressionAttributeValues={":a": self.table.value([dict(attempt)]), ":e": {"L": []}},
         )
 
-    def mark_webhook_delivered(self, prediction_id: str, event_type: str) -> bool:
+    def claim_webhook(self, prediction_id: str, event_type: str, now: datetime, lease_seconds: int) -> bool:
+        lease = _webhook_lease(event_type)
         item = self._update(
             prediction_id,
-            {f"delivered_{event_type.replace('.', '_')}": utcnow()},
-            condition=f"attribute_not_exists(delivered_{event_type.replace('.', '_')})",
+            {lease: now + timedelta(seconds=lease_seconds)},
+            condition=f"attribute_not_exists({lease}) OR {lease} < :now",
+            condition_values={":now": now},
         )
         return item is not None
+
+    def release_webhook(self, prediction_id: str, event_type: str) -> None:
+        self._update(prediction_id, {_webhook_lease(event_type): None})
+
+
+def _webhook_lease(event_type: str) -> str:
+    return "webhook_lease_" + event_type.replace(".", "_")
 
 
 def _prediction(item: Mapping[str, Any]) -> Prediction:

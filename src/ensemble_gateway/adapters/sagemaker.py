@@ -13,7 +13,13 @@ class SageMakerModelRuntime(LazyClient):
     service_name = "sagemaker-runtime"
 
     def invoke_async(
-        self, endpoint: str, input_uri: str, content_type: str, inference_id: str, timeout_seconds: int
+        self,
+        endpoint: str,
+        input_uri: str,
+        content_type: str,
+        inference_id: str,
+        timeout_seconds: int,
+        request_ttl_seconds: int = 3600,
     ) -> str:
         try:
             response = self.client.invoke_endpoint_async(
@@ -22,6 +28,7 @@ class SageMakerModelRuntime(LazyClient):
                 ContentType=content_type,
                 InferenceId=inference_id,
                 InvocationTimeoutSeconds=timeout_seconds,
+                RequestTTLSeconds=request_ttl_seconds,
             )
         except Exception as error:
             if error_code(error) in ("ValidationError", "ValidationException"):

@@ -9,9 +9,12 @@ from typing import Any, Protocol
 
 from .errors import InvalidRequestError, WebhookTransportError
 from .lifecycle import Gateway, jitter, prediction_delivered_events
-from .models import CallbackKind, utcnow
+from .models import CallbackKind, Prediction, utcnow
 from .ports import ClientDirectory
 from .webhooks import CheckedWebhookTarget, check_webhook_url, event_body, retry_delay, signed_headers
+
+# How long one attempt may hold a webhook: above the sender's bounded connect + read time.
+SEND_LEASE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -69,11 +72,32 @@ class WebhookDelivery:
             self._record(prediction_id, event_type, attempt, error=refused.message)
             self.gateway.webhooks.dead_letter({**job, "reason": refused.message})
             return "refused"
+        if not self.gateway.predictions.claim_webhook(prediction_id, event_type, now, SEND_LEASE_SECONDS):
+            # Another worker is sending this webhook right now (a duplicate job): look again once its
+            # attempt is over; by then it is delivered (and this job ends) or its retry is scheduled.
+            self.gateway.webhooks.enqueue(dict(job), delay_seconds=SEND_LEASE_SECONDS)
+            return "in-flight-elsewhere"
+        try:
+            return self._attempt(job, prediction, client.webhook_secrets, target, attempt, now)
+        finally:
+            self.gateway.predictions.release_webhook(prediction_id, event_type)
+
+    def _attempt(
+        self,
+        job: Mapping[str, Any],
+        prediction: Prediction,
+        secrets: list[str],
+        target: CheckedWebhookTarget,
+        attempt: int,
+        now: datetime,
+    ) -> str:
+        prediction_id = prediction.prediction_id
+        event_type = str(job["event_type"])
         document = self.gateway.document(prediction).model_dump(mode="json")
         body = event_body(event_type, now.isoformat().replace("+00:00", "Z"), document)
         # The same id on every retry lets receivers deduplicate, as the spec asks.
         msg_id = f"msg_{prediction_id}_{prediction.status.value.lower()}"
-        headers = signed_headers(client.webhook_secrets, msg_id, int(now.timestamp()), body)
+        headers = signed_headers(secrets, msg_id, int(now.timestamp()), body)
         status: int | None = None
         retry_after: int | None = None
         error: str | None = None

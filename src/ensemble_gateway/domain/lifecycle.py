@@ -328,6 +328,7 @@ class Gateway:
                     prediction.content_type,
                     prediction.prediction_id,
                     service.model.invocation_timeout_seconds,
+                    service.model.request_ttl_seconds,
                 )
                 self._log(
                     "sent to async endpoint",
@@ -498,7 +499,7 @@ class Gateway:
                     "finished_at": self.clock(),
                     "error": PredictionError(
                         code="Timeout",
-                        message=f"no result within {limit} s (the service's invocation timeout) "
+                        message=f"no result within {limit} s (the service's queue time and invocation timeout) "
                         f"plus {DEADLINE_MARGIN_SECONDS} s; the model never answered",
                     ),
                 },

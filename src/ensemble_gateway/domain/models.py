@@ -129,6 +129,9 @@ class ModelTarget(BaseModel):
     invocation: Literal["async", "realtime"] = "async"
     # SageMaker async's InvocationTimeoutSeconds (default 900, at most 3600); real-time is 60 s.
     invocation_timeout_seconds: int = Field(default=900, ge=1, le=3600)
+    # How long a request may wait in the endpoint's queue (SageMaker's RequestTTLSeconds, 60 s to
+    # 6 h): an endpoint scaled to zero takes minutes to come up, and the deadline must allow for it.
+    request_ttl_seconds: int = Field(default=3600, ge=60, le=21600)
 
 
 class FanOut(BaseModel):
@@ -205,7 +208,7 @@ class Service(BaseModel):
         if self.model is not None:
             if self.model.invocation == "realtime":
                 return 60
-            return self.model.invocation_timeout_seconds
+            return self.model.request_ttl_seconds + self.model.invocation_timeout_seconds
         assert self.ensemble is not None
         return self.ensemble.timeout_seconds or 3600
 

@@ -53,8 +53,10 @@ class PredictionStore(Protocol):
 
     def append_webhook_attempt(self, prediction_id: str, attempt: Mapping[str, Any]) -> None: ...
 
-    def mark_webhook_delivered(self, prediction_id: str, event_type: str) -> bool:
-        """Record a delivered webhook; False if it had been delivered already."""
+    def claim_webhook(self, prediction_id: str, event_type: str, now: datetime, lease_seconds: int) -> bool:
+        """Take the right to send one webhook attempt (False: another worker is sending it now)."""
+
+    def release_webhook(self, prediction_id: str, event_type: str) -> None: ...
 
     def children(self, parent_id: str) -> list[Prediction]: ...
 
@@ -95,7 +97,13 @@ class ObjectStore(Protocol):
 
 class ModelRuntime(Protocol):
     def invoke_async(
-        self, endpoint: str, input_uri: str, content_type: str, inference_id: str, timeout_seconds: int
+        self,
+        endpoint: str,
+        input_uri: str,
+        content_type: str,
+        inference_id: str,
+        timeout_seconds: int,
+        request_ttl_seconds: int = 3600,
     ) -> str:
         """Queue an async inference; return the output location SageMaker will write."""
 

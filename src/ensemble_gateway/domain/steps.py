@@ -55,9 +55,7 @@ class EnsembleSteps:
         if ensemble is None or ensemble.ensemble is None or step_name not in ensemble.ensemble.steps:
             raise LookupError(f"service '{parent.service}' has no step '{step_name}'")
         step = ensemble.ensemble.steps[step_name]
-        target_name = member or step.service
-        if target_name is None:
-            raise LookupError(f"fan-out step '{step_name}' was invoked without a member service")
+        target_name = self._target(step_name, step, member)
         child_id = child_prediction_id(parent_id, step_name, task_token)
         existing = gateway.predictions.get(child_id)
         if existing is None:
@@ -99,6 +97,23 @@ class EnsembleSteps:
             gateway.predictions.create(child)
         gateway.dispatch(child_id)
         return {"prediction_id": child_id, "status": "RUNNING"}
+
+    def _target(self, step_name: str, step: EnsembleStep, member: str | None) -> str:
+        """The service a step calls: its registered target, or a member of its fan-out task.
+
+        The state machine names the member of a fan-out; anything else it passes is not trusted.
+        """
+        if step.service is not None:
+            if member not in (None, step.service):
+                raise LookupError(f"step '{step_name}' calls '{step.service}', not '{member}'")
+            return step.service
+        assert step.fan_out is not None
+        if member is None:
+            raise LookupError(f"fan-out step '{step_name}' was invoked without a member service")
+        target = self.gateway.catalog.get(member)
+        if target is None or step.fan_out.task not in target.tasks:
+            raise LookupError(f"'{member}' is not a model of task '{step.fan_out.task}' (step '{step_name}')")
+        return member
 
     def _map_input(self, parent: Prediction, ensemble: Service, step_name: str, step: EnsembleStep) -> Any:
         roots = referenced_roots(step.mapping)

@@ -1,0 +1,383 @@
+"""Cost per prediction: every AWS API call, Lambda invocation and state transition, priced.
+
+Each prediction runs alone (sequentially) in the local runtime with the recorder installed
+(``bench.trace``): the window from ``POST /predictions`` to the webhook (and the work after it)
+holds exactly that prediction's calls. What is counted, and as what it is billed on AWS:
+
+- calls made by the gateway's functions (DynamoDB, S3, SQS, SNS, Step Functions, SageMaker);
+- the event source mappings' SQS ``ReceiveMessage``/``DeleteMessageBatch`` that returned or
+  deleted messages (idle long polls are a fixed cost per queue, not per prediction); the local
+  runtime's SNS → SQS → poller queues stand in for SNS → Lambda and are not counted (SNS delivers
+  to Lambda for free);
+- S3 → SQS event notifications (one ``SendMessage`` per upload, done inside moto: counted from the
+  records process-input received);
+- SageMaker's own S3 reads/writes and SNS publishes for async endpoints (on your bill too);
+- Step Functions → Lambda invocations (Lambda requests), state transitions from each execution's
+  history (``*StateEntered`` events, which is how Standard workflows are billed);
+- the client's side: one ``POST /predictions`` (API Gateway), one presigned POST upload (S3 PUT
+  class), one presigned GET of the result (S3 GET class). The client polls nothing: it gets a
+  webhook.
+
+Not counted: model compute (SageMaker instance time), KMS (the bucket uses S3 Bucket Keys, so
+per-object KMS calls are amortised away), CloudWatch Logs ingestion, X-Ray traces, data transfer,
+storage, free tiers, and the sweeper (a schedule: a fixed cost, not per prediction).
+
+Public us-east-1 prices (on-demand list prices from the AWS pricing pages; see PRICES).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Any
+
+from .common import fmt, say, table
+from .env import BenchEnv
+from .trace import Call, Invocation
+
+# Public us-east-1 list prices. Sources (pricing pages, figures as listed when this was written;
+# re-check before quoting):
+#   Lambda        https://aws.amazon.com/lambda/pricing/           $0.20 per 1M requests;
+#                 arm64 $0.0000133334 per GB-second (first 7.5 billion GB-s a month)
+#   Step Functions https://aws.amazon.com/step-functions/pricing/  Standard: $0.025 per 1,000 state transitions
+#   DynamoDB      https://aws.amazon.com/dynamodb/pricing/on-demand/  on-demand, Standard table class:
+#                 $0.625 per 1M write request units, $0.125 per 1M read request units (the prices
+#                 since the 50% on-demand reduction of 1 Nov 2024; before it: $1.25 and $0.25,
+#                 kept below as DYNAMODB_BEFORE_NOV_2024 for comparison)
+#   SQS           https://aws.amazon.com/sqs/pricing/              standard queue $0.40 per 1M requests
+#                 (each 64 KB chunk of a payload is a request)
+#   SNS           https://aws.amazon.com/sns/pricing/              $0.50 per 1M publishes (per 64 KB chunk);
+#                 deliveries to Lambda and SQS: no charge
+#   S3            https://aws.amazon.com/s3/pricing/               Standard: PUT/COPY/POST/LIST $0.005 per 1,000,
+#                 GET/SELECT/HEAD and others $0.0004 per 1,000
+#   API Gateway   https://aws.amazon.com/api-gateway/pricing/      REST API $3.50 per 1M requests (first 333M)
+PRICES: dict[str, float] = {
+    "lambda_request": 0.20 / 1e6,
+    "lambda_gb_second_arm64": 0.0000133334,
+    "sfn_standard_transition": 0.025 / 1e3,
+    "dynamodb_wru": 0.625 / 1e6,
+    "dynamodb_rru": 0.125 / 1e6,
+    "sqs_request": 0.40 / 1e6,
+    "sns_publish": 0.50 / 1e6,
+    "s3_put_class": 0.005 / 1e3,
+    "s3_get_class": 0.0004 / 1e3,
+    "apigw_rest_request": 3.50 / 1e6,
+}
+DYNAMODB_BEFORE_NOV_2024 = {"dynamodb_wru": 1.25 / 1e6, "dynamodb_rru": 0.25 / 1e6}
+LAMBDA_MEMORY_GB = 0.5  # template.yaml Globals: MemorySize 512, arm64
+S3_PUT_CLASS = {
+    "PutObject",
+    "CopyObject",
+    "CreateMultipartUpload",
+    "UploadPart",
+    "CompleteMultipartUpload",
+    "ListObjects",
+    "ListObjectsV2",
+}
+
+# (service, what it is, samples cycled through)
+SERVICES = [
+    ("fraud-score", "async model"),
+    ("repair-cost", "real-time model"),
+    ("vehicle-claim", "ensemble, 4 steps"),
+    ("complaint-triage", "ensemble, fan-out"),
+]
+TARGET_TRANSITIONS_PER_STEP = 2.0
+TARGET_CALLS_PER_STEP = 8.0
+
+
+def _billable(calls: list[Call], invocations: list[Invocation]) -> tuple[list[Call], list[Invocation]]:
+    """Drop what is not per prediction or not on AWS: the sweeper, idle polls, local-only queues."""
+    sweeper = {i.id for i in invocations if i.function == "sweeper"}
+    kept_invocations = [i for i in invocations if i.function != "sweeper"]
+    kept = []
+    for call in calls:
+        if call.invocation in sweeper:
+            continue
+        if call.service == "sqs" and call.info.get("local_only"):
+            continue
+        if call.source == "event-source" and call.operation == "ReceiveMessage" and not call.info.get("messages"):
+            continue
+        kept.append(call)
+    return kept, kept_invocations
+
+
+def account(
+    calls: list[Call],
+    invocations: list[Invocation],
+    history: list[dict[str, Any]],
+    child_ids: set[str],
+    *,
+    client_uploads: int = 1,
+    client_downloads: int = 1,
+) -> dict[str, Any]:
+    """Counts and dollars of one prediction."""
+    calls, invocations = _billable(calls, invocations)
+    by_function = Counter(i.function for i in invocations)
+    lambda_ms = sum(math.ceil(i.seconds * 1000) for i in invocations)
+    api_requests = sum(1 for i in invocations if i.trigger == "api")
+    s3_notifications = sum(len(i.info.get("prediction_ids", [])) for i in invocations if i.function == "process-input")
+    transitions = sum(1 for e in history if str(e.get("type", "")).endswith("StateEntered"))
+    steps = [i for i in invocations if i.function == "get-transform-call" and i.info.get("action") == "call"]
+
+    calls_by_source: dict[str, Counter[str]] = defaultdict(Counter)
+    for call in calls:
+        calls_by_source[call.source][call.name] += 1
+    function_of = {i.id: i.function for i in invocations}
+    calls_by_function: dict[str, Counter[str]] = defaultdict(Counter)
+    for call in calls:
+        if call.source == "function" and call.invocation in function_of:
+            calls_by_function[function_of[call.invocation]][call.name] += 1
+    gateway_calls = [c for c in calls if c.source == "function"]
+    sqs_requests = sum(1 for c in calls if c.service == "sqs") + s3_notifications
+    sns_publishes = sum(1 for c in calls if c.service == "sns" and c.operation == "Publish")
+    s3_put = sum(1 for c in calls if c.service == "s3" and c.operation in S3_PUT_CLASS) + client_uploads
+    s3_get = sum(1 for c in calls if c.service == "s3" and c.operation not in S3_PUT_CLASS) + client_downloads
+    rru = sum(float(c.info.get("rru", 0)) for c in calls)
+    wru = sum(float(c.info.get("wru", 0)) for c in calls)
+    dynamodb_calls = sum(1 for c in calls if c.service == "dynamodb")
+
+    dollars = {
+        "lambda_requests": len(invocations) * PRICES["lambda_request"],
+        "lambda_duration": lambda_ms / 1000 * LAMBDA_MEMORY_GB * PRICES["lambda_gb_second_arm64"],
+        "step_functions": transitions * PRICES["sfn_standard_transition"],
+        "dynamodb": wru * PRICES["dynamodb_wru"] + rru * PRICES["dynamodb_rru"],
+        "sqs": sqs_requests * PRICES["sqs_request"],
+        "sns": sns_publishes * PRICES["sns_publish"],
+        "s3": s3_put * PRICES["s3_put_class"] + s3_get * PRICES["s3_get_class"],
+        "api_gateway": api_requests * PRICES["apigw_rest_request"],
+    }
+    dynamodb_before = wru * DYNAMODB_BEFORE_NOV_2024["dynamodb_wru"] + rru * DYNAMODB_BEFORE_NOV_2024["dynamodb_rru"]
+
+    # What each ensemble step costs: its get-transform-call, its child's notification, the
+    # SageMaker side of its model call, and Step Functions' invocation of get-transform-call.
+    step_invocations = {i.id for i in steps}
+    step_invocations |= {
+        i.id for i in invocations if i.function == "notifications" and set(i.info.get("prediction_ids", [])) & child_ids
+    }
+    step_calls = [
+        c
+        for c in calls
+        if c.invocation in step_invocations
+        or (c.source == "sagemaker" and c.info.get("prediction_id") in child_ids)
+        or (c.source == "sagemaker" and str(c.info.get("key", "")).startswith("steps/"))
+        or (c.source == "stepfunctions" and c.info.get("action") == "call")
+    ]
+    n_steps = len(steps)
+    per_step: dict[str, Any] | None = None
+    if n_steps:
+        gateway_step_calls = [c for c in step_calls if c.source == "function"]
+        per_step = {
+            "steps": n_steps,
+            "transitions": transitions / n_steps,
+            "gateway_calls": len(gateway_step_calls) / n_steps,
+            "all_calls": len(step_calls) / n_steps,
+            "amortised_gateway_calls": len(gateway_calls) / n_steps,
+            "amortised_all_calls": len(calls) / n_steps,
+            "gateway_calls_by_operation": {
+                k: v / n_steps for k, v in Counter(c.name for c in gateway_step_calls).most_common()
+            },
+        }
+    return {
+        "lambda_invocations": dict(by_function),
+        "lambda_invocations_total": len(invocations),
+        "lambda_billed_ms": lambda_ms,
+        "api_requests": api_requests,
+        "state_transitions": transitions,
+        "steps": n_steps,
+        "aws_calls_total": len(calls) + s3_notifications,
+        "aws_calls_by_source": {
+            source: dict(counter.most_common()) for source, counter in sorted(calls_by_source.items())
+        },
+        "gateway_calls": len(gateway_calls),
+        "gateway_calls_by_function": {f: dict(c.most_common()) for f, c in sorted(calls_by_function.items())},
+        "s3_event_notifications": s3_notifications,
+        "dynamodb_calls": dynamodb_calls,
+        "dynamodb_rru": rru,
+        "dynamodb_wru": wru,
+        "sqs_requests": sqs_requests,
+        "sns_publishes": sns_publishes,
+        "s3_put_class": s3_put,
+        "s3_get_class": s3_get,
+        "dollars": dollars,
+        "dollars_total": sum(dollars.values()),
+        "dollars_total_dynamodb_pre_nov_2024": sum(dollars.values()) - dollars["dynamodb"] + dynamodb_before,
+        "per_step": per_step,
+    }
+
+
+def _mean_dict(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Average of numeric leaves (dicts merged key-wise; absent keys count as 0)."""
+    keys: list[str] = []
+    for item in items:
+        keys.extend(k for k in item if k not in keys)
+    out: dict[str, Any] = {}
+    for key in keys:
+        values = [item.get(key) for item in items]
+        present = [v for v in values if v is not None]
+        if present and all(isinstance(v, dict) for v in present):
+            out[key] = _mean_dict([v if isinstance(v, dict) else {} for v in values])
+        elif present and all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+            out[key] = sum(float(v or 0) for v in values) / len(items)
+        else:
+            out[key] = present[0] if present else None
+    return out
+
+
+def measure(env: BenchEnv, recorder: Any, service: str, data: bytes, content_type: str) -> dict[str, Any]:
+    env.settle()
+    mark = recorder.mark()
+    submission = env.submit(service, data, content_type)
+    if submission.error:
+        raise RuntimeError(f"{service}: submission failed: {submission.error}")
+    hook = env.receiver.wait_for(submission.prediction_id, timeout=120)
+    if hook is None:
+        raise RuntimeError(f"{service}: no webhook for {submission.prediction_id} within 120 s")
+    env.download(hook)
+    env.settle()
+    calls, invocations = recorder.since(mark)
+    record = env.record(submission.prediction_id)
+    is_ensemble = record is not None and env.service(service).kind == "ensemble"
+    history = env.execution_history(service, submission.prediction_id) if is_ensemble else []
+    child_ids = {c.prediction_id for c in env.children(submission.prediction_id)} if is_ensemble else set()
+    result = account(calls, invocations, history, child_ids)
+    result["status"] = hook.status
+    result["prediction_id"] = submission.prediction_id
+    return result
+
+
+def run(env: BenchEnv, quick: bool = False) -> dict[str, Any]:
+    runs = 1 if quick else 3
+    say(f"Cost per prediction: {runs} sequential prediction(s) per service, every AWS call recorded")
+    per_service: dict[str, Any] = {}
+    with env.recorder() as recorder:
+        for service, kind in SERVICES:
+            samples = env.samples(service)
+            measured = []
+            for index in range(runs):
+                data, content_type = samples[index % len(samples)]
+                measured.append(measure(env, recorder, service, data, content_type))
+            statuses = Counter(m["status"] for m in measured)
+            per_step = [m["per_step"] for m in measured if m["per_step"]]
+            mean = _mean_dict(
+                [{k: v for k, v in m.items() if k not in ("per_step", "status", "prediction_id")} for m in measured]
+            )
+            mean["per_step"] = _mean_dict(per_step) if per_step else None
+            if mean["per_step"]:
+                mean["per_step"]["transitions_target_met"] = (
+                    mean["per_step"]["transitions"] <= TARGET_TRANSITIONS_PER_STEP
+                )
+                mean["per_step"]["gateway_calls_target_met"] = (
+                    mean["per_step"]["gateway_calls"] <= TARGET_CALLS_PER_STEP
+                )
+                mean["per_step"]["all_calls_target_met"] = mean["per_step"]["all_calls"] <= TARGET_CALLS_PER_STEP
+            mean["kind"] = kind
+            mean["runs"] = runs
+            mean["statuses"] = dict(statuses)
+            mean["dollars_per_million"] = mean["dollars_total"] * 1e6
+            mean["dollars_per_million_by_service"] = {k: v * 1e6 for k, v in mean["dollars"].items()}
+            per_service[service] = mean
+    _print(per_service)
+    ensembles = {s: v["per_step"] for s, v in per_service.items() if v.get("per_step")}
+    return {
+        "quick": quick,
+        "runs_per_service": runs,
+        "prices_usd": PRICES,
+        "dynamodb_prices_before_nov_2024_usd": DYNAMODB_BEFORE_NOV_2024,
+        "lambda_memory_gb": LAMBDA_MEMORY_GB,
+        "notes": [
+            "Lambda duration is the locally measured handler time (a proxy for AWS duration), billed per ms.",
+            "ESM SQS receives/deletes are counted per message as measured with predictions one at a time; "
+            "under load one ReceiveMessage/DeleteMessageBatch serves up to 10 messages.",
+            "Excluded: model compute, KMS (bucket keys), CloudWatch Logs, X-Ray, storage, transfer, free tiers, "
+            "sweeper schedule, idle ESM long polls.",
+        ],
+        "services": per_service,
+        "targets": {
+            "transitions_per_step_max": TARGET_TRANSITIONS_PER_STEP,
+            "aws_calls_per_step_max": TARGET_CALLS_PER_STEP,
+            "met": {
+                s: bool(p["transitions_target_met"] and p["gateway_calls_target_met"]) for s, p in ensembles.items()
+            },
+        },
+    }
+
+
+def _print(per_service: dict[str, Any]) -> None:
+    names = list(per_service)
+    rows: list[list[Any]] = []
+
+    def row(label: str, getter: Any, digits: int = 1) -> None:
+        rows.append([label, *[fmt(getter(per_service[n]), digits) for n in names]])
+
+    row("Lambda invocations", lambda v: v["lambda_invocations_total"])
+    for function in sorted({f for v in per_service.values() for f in v["lambda_invocations"]}):
+        row(f"  {function}", lambda v, f=function: v["lambda_invocations"].get(f, 0.0))
+    row("Lambda billed ms (local)", lambda v: v["lambda_billed_ms"], 0)
+    row("Step Functions transitions", lambda v: v["state_transitions"])
+    row("AWS API calls (all)", lambda v: v["aws_calls_total"])
+    for source in ("function", "event-source", "sagemaker", "stepfunctions", "other"):
+        row(f"  by {source}", lambda v, s=source: sum(v["aws_calls_by_source"].get(s, {}).values()))
+    row("  S3 -> SQS notifications", lambda v: v["s3_event_notifications"])
+    row("DynamoDB calls", lambda v: v["dynamodb_calls"])
+    row("DynamoDB RRU", lambda v: v["dynamodb_rru"])
+    row("DynamoDB WRU (incl. GSI)", lambda v: v["dynamodb_wru"])
+    row("SQS requests", lambda v: v["sqs_requests"])
+    row("SNS publishes", lambda v: v["sns_publishes"])
+    row("S3 PUT-class / GET-class", lambda v: f"{v['s3_put_class']:.1f} / {v['s3_get_class']:.1f}")
+    row("API Gateway requests", lambda v: v["api_requests"])
+    say(table(["per prediction", *names], rows))
+    say()
+    money = [
+        [k, *[per_service[n]["dollars_per_million_by_service"][k] for n in names]]
+        for k in per_service[names[0]]["dollars_per_million_by_service"]
+    ]
+    money.append(["TOTAL $ / 1M predictions", *[per_service[n]["dollars_per_million"] for n in names]])
+    money.append(
+        [
+            "(DynamoDB at pre-Nov-2024 prices)",
+            *[per_service[n]["dollars_total_dynamodb_pre_nov_2024"] * 1e6 for n in names],
+        ]
+    )
+    say(table(["$ per 1M predictions (excl. model)", *names], money, digits=2))
+    say()
+    steps = [(n, per_service[n]["per_step"]) for n in names if per_service[n].get("per_step")]
+    if steps:
+        step_rows = []
+        for name, p in steps:
+            step_rows.append(
+                [
+                    name,
+                    p["steps"],
+                    p["transitions"],
+                    p["gateway_calls"],
+                    p["all_calls"],
+                    p["amortised_all_calls"],
+                    bool(p["transitions_target_met"] and p["gateway_calls_target_met"]),
+                ]
+            )
+        say(
+            table(
+                [
+                    "per ensemble step",
+                    "steps",
+                    "transitions",
+                    "gateway calls",
+                    "+integrations",
+                    "all/steps",
+                    "target met (<=2, <=8)",
+                ],
+                step_rows,
+                digits=2,
+            )
+        )
+        for name, p in steps:
+            ops = ", ".join(f"{k} {v:.2f}" for k, v in p["gateway_calls_by_operation"].items())
+            say(f"  {name}: gateway calls per step: {ops}")
+        say()
+    say("Gateway calls per prediction, by function:")
+    for name in names:
+        for function, ops in per_service[name]["gateway_calls_by_function"].items():
+            text = ", ".join(f"{op.split(':', 1)[1]} {n:.1f}" for op, n in ops.items())
+            say(f"  {name:17s} {function:19s} {text}")
+    say()
