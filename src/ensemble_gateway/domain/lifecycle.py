@@ -383,8 +383,6 @@ class Gateway:
         )
         try:
             response = self.models.invoke_realtime(endpoint, body, prediction.content_type, prediction.prediction_id)
-        except DispatchError:
-            raise
         except ModelInvocationError as error:
             failure_uri = self.objects.write(
                 failure_key(prediction.prediction_id), error.message.encode(), "text/plain"

@@ -39,10 +39,6 @@ class FunctionSpec:
     events: list[EventSource]
     dead_letter_arn: str | None = None
 
-    @property
-    def arn(self) -> str:
-        return f"arn:aws:lambda:{{region}}:{ACCOUNT_ID}:function:{self.function_name}"
-
 
 @dataclass
 class DeployedStack:
@@ -54,12 +50,7 @@ class DeployedStack:
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     outputs: dict[str, Any] = field(default_factory=dict)
     queue_urls_by_arn: dict[str, str] = field(default_factory=dict)
-
-    def function_by_name(self, name: str) -> FunctionSpec | None:
-        for spec in self.functions.values():
-            if name in (spec.function_name, spec.logical_id) or name.endswith(f":function:{spec.function_name}"):
-                return spec
-        return None
+    buckets: set[str] = field(default_factory=set)
 
 
 class LocalDeployer:
@@ -341,6 +332,7 @@ class LocalDeployer:
         else:
             s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.stack.region})
         self.stack.physical[logical_id] = name
+        self.stack.buckets.add(name)
         self.stack.attributes[(logical_id, "Arn")] = f"arn:aws:s3:::{name}"
         self.stack.attributes[(logical_id, "DomainName")] = f"{name}.s3.amazonaws.com"
         if "BucketEncryption" in props:

@@ -209,17 +209,8 @@ class LocalRuntime:
             response.read()
 
     def _bucket_names(self) -> set[str]:
-        if self.stack is None:
-            return set()
-        return {str(v) for k, v in self.stack.physical.items() if k in self._bucket_logical_ids()}
-
-    def _bucket_logical_ids(self) -> set[str]:
-        from .template import load_template
-
-        if not hasattr(self, "_bucket_ids"):
-            template = load_template(self.root / "template.yaml")
-            self._bucket_ids = {k for k, v in template["Resources"].items() if v["Type"] == "AWS::S3::Bucket"}
-        return self._bucket_ids
+        """The stack's buckets: the presign guard checks requests to these (read on every request)."""
+        return self.stack.buckets if self.stack is not None else set()
 
     def _start_event_sources(self) -> None:
         assert self.stack is not None and self.registry is not None
