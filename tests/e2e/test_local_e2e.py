@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -217,9 +218,14 @@ def test_the_cli_creates_clients_and_lists_services(
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGINT semantics")
 def test_local_command_serves_and_stops_cleanly_on_ctrl_c(trained_models: Path, tmp_path: Path) -> None:
     # GIVEN `ensemble-gateway local` started as a user would (free ports, its own directory)
-    env = {**os.environ, "ENSEMBLE_GATEWAY_STATE": str(tmp_path / ".local-runtime" / "state.json")}
-    for key in [k for k in env if k.startswith("AWS_") or k in ("MOTO_PORT",)]:
-        env.pop(key)
+    from ensemble_gateway.settings import Settings
+
+    # A user's shell: none of the variables the session's runtime put in this process's environment.
+    settings = {field.alias for field in Settings.model_fields.values()}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MOTO_", "POWERTOOLS_")) and k not in settings
+    }
+    env["ENSEMBLE_GATEWAY_STATE"] = str(tmp_path / ".local-runtime" / "state.json")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -239,17 +245,15 @@ def test_local_command_serves_and_stops_cleanly_on_ctrl_c(trained_models: Path, 
         stderr=subprocess.STDOUT,
         text=True,
     )
+    # Drain its output all along: a child blocked on a full pipe could not stop.
+    lines: list[str] = []
+    assert process.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
     try:
-        lines = []
         deadline = time.monotonic() + 120
-        assert process.stdout is not None
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Ctrl-C stops." in line:
-                break
+        while time.monotonic() < deadline and not any("Ctrl-C stops." in line for line in lines):
+            time.sleep(0.2)
         assert any(line.startswith("API") for line in lines), "".join(lines)
         state = json.loads((tmp_path / ".local-runtime" / "state.json").read_text())
 
@@ -258,7 +262,12 @@ def test_local_command_serves_and_stops_cleanly_on_ctrl_c(trained_models: Path, 
 
         document = GatewayClient(state["api_url"], state["api_key"]).predict("echo", b'{"hi": 1}', timeout=60)
         process.send_signal(signal.SIGINT)
-        code = process.wait(timeout=30)
+        try:
+            code = process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            reader.join(5)
+            raise AssertionError("did not stop within 60 s of Ctrl-C; it printed:\n" + "".join(lines)) from None
 
         # THEN the prediction completed, the process exited 0 and removed its state file
         assert document["status"] == "COMPLETED"
