@@ -296,6 +296,9 @@ class Gateway:
             )
             if moved is None:
                 self._log("upload raced with another transition", prediction_id=prediction_id)
+        elif prediction.status.is_terminal:
+            self._log("duplicate or late upload event: already finished", prediction_id=prediction_id)
+            return
         self.dispatch(prediction_id)
 
     def dispatch(self, prediction_id: str) -> None:

@@ -97,6 +97,15 @@ def summarise(output: Any) -> str:
     return " ".join(parts)
 
 
+def _elapsed(start: str, end: str) -> float:
+    from datetime import datetime
+
+    def parse(moment: str) -> datetime:
+        return datetime.fromisoformat(moment.replace("Z", "+00:00"))
+
+    return (parse(end) - parse(start)).total_seconds()
+
+
 def _samples(root: Path, service: str, limit: int) -> list[Path]:
     folder = root / "examples" / service / "samples"
     return sorted(p for p in folder.iterdir() if p.suffix in CONTENT_TYPES)[:limit] if folder.exists() else []
@@ -145,7 +154,6 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
                         "kind": service["kind"],
                         "sample": path.name,
                         "id": accepted["prediction_id"],
-                        "submitted": time.monotonic(),
                         "doc": None,
                     }
                 )
@@ -161,7 +169,9 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
         unexpected = 0
         for job in jobs:
             doc = job["doc"]
-            seconds = job.get("seconds", 0.0)
+            # Server-side time from the request to its terminal status (the demo polls round-robin,
+            # so its own clock would add the time spent submitting and polling the others).
+            seconds = _elapsed(doc["created_at"], doc["updated_at"])
             if doc["status"] == "COMPLETED":
                 detail = summarise(json.loads(api.download(doc)))
             else:
@@ -176,12 +186,7 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
             for step in doc.get("steps") or []:
                 took = ""
                 if step.get("started_at") and step.get("finished_at"):
-                    from datetime import datetime
-
-                    delta = datetime.fromisoformat(step["finished_at"].replace("Z", "+00:00")) - datetime.fromisoformat(
-                        step["started_at"].replace("Z", "+00:00")
-                    )
-                    took = f"{delta.total_seconds():4.1f}s"
+                    took = f"{_elapsed(step['started_at'], step['finished_at']):4.1f}s"
                 model = step.get("model") or {}
                 say(
                     f"      └ {step['name']:13} {step['service']:18} {step['status']:10} {took:5}  "
@@ -219,8 +224,6 @@ def _wait_all(
         for job in jobs:
             if job["doc"] is None or job["doc"]["status"] not in ("COMPLETED", "FAILED", "EXPIRED"):
                 job["doc"] = api.status(job["id"])
-                if job["doc"]["status"] in ("COMPLETED", "FAILED", "EXPIRED"):
-                    job["seconds"] = time.monotonic() - job["submitted"]
         counts: dict[str, int] = {}
         for job in jobs:
             counts[job["doc"]["status"]] = counts.get(job["doc"]["status"], 0) + 1
