@@ -18,6 +18,19 @@ logger = Logger(service="ensemble-gateway")
 metrics = Metrics(namespace="EnsembleGateway", service="ensemble-gateway")
 
 
+def count(name: str, value: float = 1) -> None:
+    """Add to a CloudWatch metric, unless metrics are disabled (as in the local runtime).
+
+    Why not ``metrics.add_metric`` directly: with metrics disabled Powertools skips the flush at the
+    end of each invocation but still prints the set once it holds 100 values, so a disabled metric
+    would surface as EMF blobs on stdout every 100 predictions.
+    """
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    if not is_metrics_disabled():
+        metrics.add_metric(name=name, unit="Count", value=value)
+
+
 def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
     """``handler``, wrapped with Powertools' Tracer when the settings ask for X-Ray SDK tracing.
 

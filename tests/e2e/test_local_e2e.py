@@ -141,16 +141,11 @@ def test_the_upload_policy_refuses_oversize_and_wrong_content_type(api: Any) -> 
     assert api.status(accepted["prediction_id"])["status"] == "PENDING_UPLOAD"
 
 
-def test_the_cli_predicts_and_reports_status(
-    runtime: Any,
-    client_credentials: dict[str, Any],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
-    from ensemble_gateway import cli
-
-    # GIVEN the CLI pointed at the running local runtime through its state file
+@pytest.fixture
+def cli_state(
+    runtime: Any, client_credentials: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """The CLI pointed at the session's local runtime through a state file, as `local` writes it."""
     state = tmp_path / "state.json"
     state.write_text(
         json.dumps(
@@ -164,6 +159,13 @@ def test_the_cli_predicts_and_reports_status(
         )
     )
     monkeypatch.setenv("ENSEMBLE_GATEWAY_STATE", str(state))
+    return state
+
+
+def test_the_cli_predicts_and_reports_status(cli_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ensemble_gateway import cli
+
+    # GIVEN the CLI pointed at the running local runtime through its state file
     claim = ROOT / "examples" / "vehicle-claim" / "samples" / "write-off.json"
 
     # WHEN a claim is predicted with --wait, and its status asked for
@@ -179,28 +181,8 @@ def test_the_cli_predicts_and_reports_status(
     assert sorted(step["name"] for step in status["steps"]) == ["cost", "damage", "decision", "fraud"]
 
 
-def test_the_cli_creates_clients_and_lists_services(
-    runtime: Any,
-    client_credentials: dict[str, Any],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+def test_the_cli_creates_clients_and_lists_services(cli_state: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ensemble_gateway import cli
-
-    state = tmp_path / "state.json"
-    state.write_text(
-        json.dumps(
-            {
-                "api_url": runtime.api_url,
-                "aws_url": runtime.aws_url,
-                "stack_name": runtime.stack.stack_name,
-                "outputs": runtime.stack.outputs,
-                "api_key": client_credentials["api_key"],
-            }
-        )
-    )
-    monkeypatch.setenv("ENSEMBLE_GATEWAY_STATE", str(state))
 
     # WHEN a client is created and the services are listed with its key
     assert cli.main(["clients", "create", "acme", "--json"]) == 0
@@ -279,28 +261,12 @@ def test_local_command_serves_and_stops_cleanly_on_ctrl_c(trained_models: Path, 
 
 
 def test_a_rotated_webhook_secret_keeps_old_and_new_receivers_verifying(
-    runtime: Any,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-    webhook_receiver: Any,
+    runtime: Any, cli_state: Path, capsys: pytest.CaptureFixture[str], webhook_receiver: Any
 ) -> None:
     from ensemble_gateway import cli
     from ensemble_gateway.client import GatewayClient
 
     # GIVEN a new client whose webhook secret is rotated with the CLI
-    state = tmp_path / "state.json"
-    state.write_text(
-        json.dumps(
-            {
-                "api_url": runtime.api_url,
-                "aws_url": runtime.aws_url,
-                "stack_name": runtime.stack.stack_name,
-                "outputs": runtime.stack.outputs,
-            }
-        )
-    )
-    monkeypatch.setenv("ENSEMBLE_GATEWAY_STATE", str(state))
     assert cli.main(["clients", "create", "rotating", "--json"]) == 0
     created = json.loads(capsys.readouterr().out)
     assert cli.main(["clients", "rotate-secret", created["client_id"]]) == 0

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..bootstrap import gateway
 from ..domain.api import NewPredictionRequest, ServiceDocument, ServiceListDocument
-from ..observability import logger, metrics, traced
+from ..observability import count, logger, metrics, traced
 from .api import authenticate, header, json_object_body, json_response, make_resolver, unreadable_body
 
 app = make_resolver()
@@ -22,7 +22,7 @@ def submit() -> Response[str]:
     body = json_object_body(app)
     request = NewPredictionRequest.model_validate(body)
     accepted = gateway().submit(client, request, idempotency_key=header(app, "Idempotency-Key"), raw_body=body)
-    metrics.add_metric(name="PredictionsAccepted", unit="Count", value=1)
+    count("PredictionsAccepted")
     return json_response(202, accepted)
 
 
