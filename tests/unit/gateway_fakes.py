@@ -191,9 +191,6 @@ class FakeObjectStore:
         """What the client's upload leaves in the bucket."""
         return self.write(key, body, content_type)
 
-    def content_type(self, uri: str) -> str | None:
-        return self.objects[uri][1] if uri in self.objects else None
-
 
 class FakeModelRuntime:
     """Records invocations; real-time calls answer ``realtime_answer`` (or raise it)."""

@@ -76,8 +76,3 @@ class S3ObjectStore(LazyClient):
             extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
         self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra)
         return f"s3://{self.bucket}/{key}"
-
-    def content_type(self, uri: str) -> str | None:
-        bucket, key = split_uri(uri)
-        head = self.client.head_object(Bucket=bucket, Key=key)
-        return head.get("ContentType")

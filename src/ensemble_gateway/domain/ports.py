@@ -92,8 +92,6 @@ class ObjectStore(Protocol):
     def write(self, key: str, body: bytes, content_type: str) -> str:
         """Store ``body`` under ``key``; return its ``s3://`` URI."""
 
-    def content_type(self, uri: str) -> str | None: ...
-
 
 class ModelRuntime(Protocol):
     def invoke_async(

@@ -7,13 +7,12 @@ endpoints, and serves the API on 127.0.0.1 like ``sam local start-api``.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -314,13 +313,3 @@ class LocalRuntime:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def running(**kwargs: Any) -> Iterator[LocalRuntime]:
-    runtime = LocalRuntime(**kwargs)
-    runtime.start()
-    try:
-        yield runtime
-    finally:
-        runtime.stop()
