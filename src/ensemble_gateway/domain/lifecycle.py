@@ -280,8 +280,8 @@ class Gateway:
         if prediction is None:
             self._log("ignoring upload for unknown prediction", prediction_id=prediction_id)
             return
+        service = self.catalog.get(prediction.service)
         if prediction.status is PENDING:
-            service = self.catalog.get(prediction.service)
             timeout = service.timeout_seconds() if service else 900
             now = self.clock()
             moved = self.predictions.transition(
@@ -299,15 +299,19 @@ class Gateway:
         elif prediction.status.is_terminal:
             self._log("duplicate or late upload event: already finished", prediction_id=prediction_id)
             return
-        self.dispatch(prediction_id)
+        self.dispatch(prediction_id, service)
 
-    def dispatch(self, prediction_id: str) -> None:
-        """Send a RUNNING prediction to its model or workflow, unless someone already has."""
+    def dispatch(self, prediction_id: str, service: Service | None = None) -> None:
+        """Send a RUNNING prediction to its model or workflow, unless someone already has.
+
+        ``service`` is the prediction's catalog entry when the caller has just read it (saves a read).
+        """
         claimed = self.predictions.claim_dispatch(prediction_id, self.clock(), lease_seconds=300)
         if claimed is None:
             self._log("dispatch skipped: already dispatched, claimed or not running", prediction_id=prediction_id)
             return
-        service = self.catalog.get(claimed.service)
+        if service is None or service.name != claimed.service:
+            service = self.catalog.get(claimed.service)
         try:
             if service is None:
                 raise DispatchError(f"service '{claimed.service}' no longer exists")

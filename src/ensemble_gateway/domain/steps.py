@@ -55,65 +55,66 @@ class EnsembleSteps:
         if ensemble is None or ensemble.ensemble is None or step_name not in ensemble.ensemble.steps:
             raise LookupError(f"service '{parent.service}' has no step '{step_name}'")
         step = ensemble.ensemble.steps[step_name]
-        target_name = self._target(step_name, step, member)
+        target_name, target = self._target(step_name, step, member)
         child_id = child_prediction_id(parent_id, step_name, task_token)
-        existing = gateway.predictions.get(child_id)
-        if existing is None:
-            target = gateway.catalog.get(target_name)
-            timeout = target.timeout_seconds() if target else 900
-            now = gateway.clock()
-            child = Prediction(
-                prediction_id=child_id,
-                service=target_name,
-                owner=parent.owner,
-                status=PredictionStatus.RUNNING,
-                created_at=now,
-                updated_at=now,
-                metadata=parent.metadata,
-                parent_id=parent_id,
-                step=step_name,
-                callback=Callback(kind=CallbackKind.TASK_TOKEN, target=task_token),
-                model=ModelInfo(
-                    endpoint=target.model.endpoint_name if target and target.model else None,
-                    version=target.version if target else None,
-                ),
-                started_at=now,
-                deadline_at=now + timedelta(seconds=timeout + DEADLINE_MARGIN_SECONDS),
-                expires_at=parent.expires_at,
-            )
-            try:
-                mapped = self._map_input(parent, ensemble, step_name, step)
-            except MappingError as error:
-                gateway.predictions.create(child)
+        timeout = target.timeout_seconds() if target else 900
+        now = gateway.clock()
+        child = Prediction(
+            prediction_id=child_id,
+            service=target_name,
+            owner=parent.owner,
+            status=PredictionStatus.RUNNING,
+            created_at=now,
+            updated_at=now,
+            metadata=parent.metadata,
+            parent_id=parent_id,
+            step=step_name,
+            callback=Callback(kind=CallbackKind.TASK_TOKEN, target=task_token),
+            model=ModelInfo(
+                endpoint=target.model.endpoint_name if target and target.model else None,
+                version=target.version if target else None,
+            ),
+            started_at=now,
+            deadline_at=now + timedelta(seconds=timeout + DEADLINE_MARGIN_SECONDS),
+            expires_at=parent.expires_at,
+        )
+        # A retried invocation (same task token) finds its child already created: create() says so,
+        # and dispatch() goes on from wherever the first attempt stopped.
+        try:
+            mapped = self._map_input(parent, ensemble, step_name, step)
+        except MappingError as error:
+            if gateway.predictions.create(child):
                 gateway.predictions.update(child_id, {"dispatched_at": now})
                 gateway.finish(
                     child_id,
                     succeeded=False,
                     error=PredictionError(code=error.code, message=error.message, step=step_name),
                 )
-                return {"prediction_id": child_id, "status": "FAILED"}
-            input_uri = gateway.objects.write(step_input_key(child_id), mapped.body, mapped.content_type)
-            child = child.model_copy(update={"input_uri": input_uri, "content_type": mapped.content_type})
-            gateway.predictions.create(child)
-        gateway.dispatch(child_id)
+            return {"prediction_id": child_id, "status": "FAILED"}
+        input_uri = gateway.objects.write(step_input_key(child_id), mapped.body, mapped.content_type)
+        gateway.predictions.create(
+            child.model_copy(update={"input_uri": input_uri, "content_type": mapped.content_type})
+        )
+        gateway.dispatch(child_id, target)
         return {"prediction_id": child_id, "status": "RUNNING"}
 
-    def _target(self, step_name: str, step: EnsembleStep, member: str | None) -> str:
-        """The service a step calls: its registered target, or a member of its fan-out task.
+    def _target(self, step_name: str, step: EnsembleStep, member: str | None) -> tuple[str, Service | None]:
+        """The service a step calls and its catalog entry: its registered target, or a member of its
+        fan-out task (None for a target deleted since registration: dispatch then fails the step).
 
         The state machine names the member of a fan-out; anything else it passes is not trusted.
         """
         if step.service is not None:
             if member not in (None, step.service):
                 raise LookupError(f"step '{step_name}' calls '{step.service}', not '{member}'")
-            return step.service
+            return step.service, self.gateway.catalog.get(step.service)
         assert step.fan_out is not None
         if member is None:
             raise LookupError(f"fan-out step '{step_name}' was invoked without a member service")
         target = self.gateway.catalog.get(member)
         if target is None or step.fan_out.task not in target.tasks:
             raise LookupError(f"'{member}' is not a model of task '{step.fan_out.task}' (step '{step_name}')")
-        return member
+        return member, target
 
     def _map_input(self, parent: Prediction, ensemble: Service, step_name: str, step: EnsembleStep) -> Any:
         roots = referenced_roots(step.mapping)
