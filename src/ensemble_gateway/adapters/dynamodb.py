@@ -176,16 +176,21 @@ class DynamoPredictionStore:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
         sets = []
-        for index, (field, value) in enumerate({**changes, "updated_at": utcnow()}.items()):
+        # updated_at is public (GET /predictions/{id}): it moves when the document changes, not when
+        # the gateway takes or releases its own leases.
+        if any(not _is_bookkeeping(field) for field in changes):
+            changes = {**changes, "updated_at": utcnow()}
+        for index, (field, value) in enumerate(changes.items()):
             names[f"#f{index}"] = field
             if value is None:
                 continue
             values[f":v{index}"] = self.table.value(value)
             sets.append(f"#f{index} = :v{index}")
         removes = [f"#f{i}" for i, value in enumerate(changes.values()) if value is None]
-        expression = "SET " + ", ".join(sets)
+        clauses = [f"SET {', '.join(sets)}"] if sets else []
         if removes:
-            expression += " REMOVE " + ", ".join(removes)
+            clauses.append(f"REMOVE {', '.join(removes)}")
+        expression = " ".join(clauses)
         kwargs: dict[str, Any] = {
             "TableName": self.table.table_name,
             "Key": self.table.serialize({"prediction_id": prediction_id}),
@@ -259,6 +264,11 @@ class DynamoPredictionStore:
 
     def release_webhook(self, prediction_id: str, event_type: str) -> None:
         self._update(prediction_id, {_webhook_lease(event_type): None})
+
+
+def _is_bookkeeping(field: str) -> bool:
+    """Fields of the gateway's own coordination, invisible in the public document."""
+    return field in ("dispatch_lease_until", "dispatched_at") or field.startswith("webhook_lease_")
 
 
 def _webhook_lease(event_type: str) -> str:

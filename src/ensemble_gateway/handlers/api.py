@@ -123,7 +123,8 @@ def authenticate(app: APIGatewayRestResolver) -> Client:
             if client is not None:
                 return client
         raise UnauthenticatedError(f"principal '{principal}' is not a registered client")
-    header = event.headers.get("Authorization") or event.headers.get("authorization") or ""
+    # Powertools' headers are case-insensitive.
+    header = event.headers.get("Authorization") or ""
     scheme, _, api_key = header.partition(" ")
     if scheme.lower() != "bearer" or not api_key:
         raise UnauthenticatedError("send 'Authorization: Bearer <api_key>'")
@@ -145,12 +146,3 @@ def json_object_body(app: APIGatewayRestResolver) -> dict[str, Any]:
 
 def json_response(status: int, document: BaseModel) -> Response[str]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=document.model_dump_json())
-
-
-def header(app: APIGatewayRestResolver, name: str) -> str | None:
-    headers = app.current_event.headers or {}
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None

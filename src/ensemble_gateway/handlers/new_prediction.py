@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from ..bootstrap import gateway
 from ..domain.api import NewPredictionRequest, ServiceDocument, ServiceListDocument
 from ..observability import count, logger, metrics, traced
-from .api import authenticate, header, json_object_body, json_response, make_resolver, unreadable_body
+from .api import authenticate, json_object_body, json_response, make_resolver, unreadable_body
 
 app = make_resolver()
 
@@ -21,7 +21,9 @@ def submit() -> Response[str]:
     client = authenticate(app)
     body = json_object_body(app)
     request = NewPredictionRequest.model_validate(body)
-    accepted = gateway().submit(client, request, idempotency_key=header(app, "Idempotency-Key"), raw_body=body)
+    accepted = gateway().submit(
+        client, request, idempotency_key=app.current_event.headers.get("Idempotency-Key"), raw_body=body
+    )
     count("PredictionsAccepted")
     return json_response(202, accepted)
 
