@@ -65,7 +65,8 @@ def test_cost(bench_results: tuple[Path, dict[str, Any]]) -> None:
     assert set(services) == {"fraud-score", "repair-cost", "vehicle-claim", "complaint-triage"}
     for name, service in services.items():
         assert service["statuses"] == {"COMPLETED": 1.0} or service["statuses"] == {"COMPLETED": 1}, name
-        assert service["lambda_invocations_total"] >= 4
+        # new-prediction, process-input, webhook-delivery at least (+ notifications when async)
+        assert service["lambda_invocations_total"] >= 3
         assert service["aws_calls_total"] > 0 and service["dynamodb_calls"] > 0
         assert service["dynamodb_wru"] > 0 and service["dynamodb_rru"] > 0
         assert service["api_requests"] == 1
@@ -119,6 +120,9 @@ def test_aws_latency(bench_results: tuple[Path, dict[str, Any]]) -> None:
         assert service["status"] == "COMPLETED"
         assert _positive(service["modelled_ms"]) and service["sequential_hops"] >= 2, name
         assert service["modelled_to_webhook_ms"] > service["modelled_ms"]
-    assert services["vehicle-claim"]["hops"].get("Step Functions -> Lambda", 0) >= 3
+    # The Parallel's steps, then the decision (whose success finishes the ensemble: the Complete
+    # task's hop is off the critical path); real-time models finish without an SNS hop.
+    assert services["vehicle-claim"]["hops"].get("Step Functions -> Lambda", 0) == 2
     assert services["fraud-score"]["hops"].get("SNS -> Lambda", 0) == 1
+    assert services["repair-cost"]["hops"].get("SNS -> Lambda", 0) == 0
     assert result["target"]["service"] == "vehicle-claim" and isinstance(result["target"]["met"], bool)

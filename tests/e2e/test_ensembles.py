@@ -429,9 +429,9 @@ def queue_depth(sqs: Any, url: str) -> int:
 def test_a_duplicate_step_notification_changes_nothing(
     api: Any, runtime: Any, test_ensembles: dict[str, Any], success_messages: Callable[[str], dict[str, Any]]
 ) -> None:
-    # GIVEN a completed ensemble (echo, then echo of the first output) and the success
-    # notification SageMaker-style that finished its first step
-    document = predict(api, "test-two-echoes", {"hello": "world"})
+    # GIVEN a completed ensemble (an async model, then echo of its output) and the success
+    # notification SageMaker async published for its first step
+    document = predict(api, "test-async-then-echo", {"hello": "world"})
     assert document["status"] == "COMPLETED", document
     first = only_step(document, "first")
     notification = success_messages(first["prediction_id"])

@@ -135,10 +135,10 @@ def test_duplicate_s3_events_dispatch_once(runtime: Any, api: Any, webhook_recei
 def test_duplicate_sns_notifications_finish_once(
     runtime: Any, api: Any, webhook_receiver: Any, notifications: Any
 ) -> None:
-    # GIVEN a completed prediction and the notification that finished it
-    accepted = api.submit("echo", webhook_url=webhook_receiver.url)
+    # GIVEN a completed async prediction and the notification that finished it
+    accepted = api.submit("slow-noop", webhook_url=webhook_receiver.url)
     pid = accepted["prediction_id"]
-    api.upload(accepted["upload"], b'{"n": 1}', "application/json")
+    api.upload(accepted["upload"], b'{"sleep_ms": 0}', "application/json")
     first = settle(api, pid, "COMPLETED")
     webhook_receiver.wait_for(pid)
     (message,) = notifications.messages(pid)
@@ -168,18 +168,18 @@ def test_a_crash_after_the_terminal_write_is_retried_without_a_duplicate(
     original = gateway.drive_callback
     crashed: list[str] = []
 
-    def crash_once(prediction: Prediction) -> None:
-        if prediction.service == "echo" and not crashed:
+    def crash_once(prediction: Prediction, output: bytes | None = None) -> None:
+        if prediction.service == "slow-noop" and not crashed:
             crashed.append(prediction.prediction_id)
             raise RuntimeError("injected crash after the write")
-        original(prediction)
+        original(prediction, output)
 
     monkeypatch.setattr(gateway, "drive_callback", crash_once)
 
     # WHEN a prediction finishes (SNS redelivers the failed event, as Lambda retries it)
-    accepted = api.submit("echo", webhook_url=webhook_receiver.url)
+    accepted = api.submit("slow-noop", webhook_url=webhook_receiver.url)
     pid = accepted["prediction_id"]
-    api.upload(accepted["upload"], b'{"crash": true}', "application/json")
+    api.upload(accepted["upload"], b'{"sleep_ms": 0}', "application/json")
     settle(api, pid, "COMPLETED")
 
     # THEN the retry drives the webhook that the crash skipped, exactly once
@@ -204,7 +204,7 @@ def test_concurrent_duplicate_s3_events_dispatch_once(
     monkeypatch.setattr(
         gateway,
         "input_uploaded",
-        lambda bucket, key: None if key == f"inputs/{pid}" else original_input_uploaded(bucket, key),
+        lambda bucket, key, size=None: None if key == f"inputs/{pid}" else original_input_uploaded(bucket, key, size),
     )
     api.upload(accepted["upload"], b'{"sleep_ms": 50}', "application/json")
     time.sleep(1.5)

@@ -258,7 +258,7 @@ def test_async_model_failure_is_reported_by_poll_and_signed_webhook(
 # ------------------------------------------------------------------------------------------------
 # real-time endpoint
 # ------------------------------------------------------------------------------------------------
-def test_realtime_model_prediction_completes_through_the_same_notification_path(
+def test_realtime_model_prediction_completes_in_process_input_without_an_sns_hop(
     stack: Any,
     realtime_service: dict[str, Any],
     client: dict[str, Any],
@@ -269,6 +269,7 @@ def test_realtime_model_prediction_completes_through_the_same_notification_path(
     estimate = {"repair_cost_eur": 1830.0}
     stack.queue_realtime_result(estimate, variant="blue")
     stack.capture_topic("SuccessTopic")
+    stack.sns_events_from("SuccessTopic")  # start from an empty capture
 
     # WHEN the client submits and uploads, and process-input handles the S3 event
     prediction_id = submit_and_upload(stack, realtime_service, client, webhook_receiver.url)
@@ -280,18 +281,13 @@ def test_realtime_model_prediction_completes_through_the_same_notification_path(
     assert calls[0]["EndpointName"] == realtime_service["model"]["endpoint_name"]
     assert json.loads(calls[0]["Body"]) == CLAIM
     assert sagemaker_calls.of("InvokeEndpointAsync") == []
-    # AND the gateway published SageMaker's success notification shape to the SuccessTopic
-    events = stack.sns_events_from("SuccessTopic")
-    assert len(events) == 1
-    message = json.loads(events[0]["Records"][0]["Sns"]["Message"])
-    assert message["invocationStatus"] == "Completed"
-    assert message["inferenceId"] == prediction_id
-    assert message["eventName"] == "InferenceResult"
-    assert message["responseParameters"]["outputLocation"] == f"s3://{stack.bucket}/outputs/{prediction_id}"
+    # AND the prediction finished right there: stored output, nothing published to the topics
+    record = stack.prediction_record(prediction_id)
+    assert record.status.value == "COMPLETED"
+    assert record.output_uri == f"s3://{stack.bucket}/outputs/{prediction_id}"
+    assert stack.sns_events_from("SuccessTopic") == []
 
-    # WHEN that notification reaches notifications, and the webhook job is delivered
-    outcome = notifications.handler(events[0], stack.context("NotificationsFunction"))
-    assert outcome == {"finished": 1}
+    # WHEN the webhook job is delivered
     run_webhook_delivery(stack)
 
     # THEN the receiver got one verified prediction.completed webhook
@@ -336,7 +332,7 @@ def test_duplicate_s3_events_dispatch_an_async_prediction_once(
     assert record.dispatched_at is not None
 
 
-def test_duplicate_s3_events_invoke_a_realtime_endpoint_and_notify_once(
+def test_duplicate_s3_events_invoke_a_realtime_endpoint_and_finish_once(
     stack: Any, realtime_service: dict[str, Any], client: dict[str, Any], sagemaker_calls: Any
 ) -> None:
     # GIVEN an upload to a real-time service whose S3 event arrives twice
@@ -352,10 +348,11 @@ def test_duplicate_s3_events_invoke_a_realtime_endpoint_and_notify_once(
         outcome = process_input.handler(stack.sqs_event(messages, arn), stack.context("ProcessInputFunction"))
         assert outcome == {"batchItemFailures": []}
 
-    # THEN the endpoint was invoked once and one success notification was published
+    # THEN the endpoint was invoked once and the prediction finished once
     assert len(sagemaker_calls.of("InvokeEndpoint")) == 1
-    events = stack.sns_events_from("SuccessTopic")
-    assert [json.loads(e["Records"][0]["Sns"]["Message"])["inferenceId"] for e in events] == [prediction_id]
+    record = stack.prediction_record(prediction_id)
+    assert record.status.value == "COMPLETED"
+    assert stack.sns_events_from("SuccessTopic") == []
 
 
 def test_duplicate_sns_notifications_finish_once_and_send_one_webhook(

@@ -16,7 +16,7 @@ from typing import Any
 from ensemble_gateway.domain.delivery import WebhookDelivery, WebhookResponse
 from ensemble_gateway.domain.errors import WebhookTransportError
 from ensemble_gateway.domain.lifecycle import Gateway, GatewayConfig
-from ensemble_gateway.domain.models import Client, Prediction, PredictionStatus, Service
+from ensemble_gateway.domain.models import Client, Prediction, PredictionStatus, Service, StepOutcome
 from ensemble_gateway.domain.ports import PresignedUpload, RealtimeResponse
 from ensemble_gateway.domain.webhooks import CheckedWebhookTarget, new_webhook_secret
 
@@ -49,6 +49,7 @@ class FakePredictionStore:
         self.records: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[tuple[str, str], str] = {}
         self.transitions: list[tuple[str, PredictionStatus, PredictionStatus]] = []
+        self.reads = 0  # get() calls, as DynamoDB GetItem
 
     def _load(self, prediction_id: str) -> Prediction | None:
         item = self.records.get(prediction_id)
@@ -69,18 +70,21 @@ class FakePredictionStore:
         assert loaded is not None
         return loaded
 
-    def create(self, prediction: Prediction) -> bool:
+    def create(self, prediction: Prediction, *, claim_dispatch_until: datetime | None = None) -> bool:
         key = (prediction.owner, prediction.idempotency_key or "")
         if prediction.prediction_id in self.records:
             return False
         if prediction.idempotency_key and key in self.idempotency:
             return False
         self.records[prediction.prediction_id] = prediction.model_dump(mode="json")
+        if claim_dispatch_until is not None:
+            self.records[prediction.prediction_id]["dispatch_lease_until"] = claim_dispatch_until
         if prediction.idempotency_key:
             self.idempotency[key] = prediction.prediction_id
         return True
 
     def get(self, prediction_id: str) -> Prediction | None:
+        self.reads += 1
         return self._load(prediction_id)
 
     def find_by_idempotency_key(self, owner: str, key: str) -> Prediction | None:
@@ -128,6 +132,13 @@ class FakePredictionStore:
     def release_webhook(self, prediction_id: str, event_type: str) -> None:
         self.records[prediction_id].pop(f"webhook_lease_{event_type.replace('.', '_')}", None)
 
+    def record_step_outcome(self, parent_id: str, child_id: str, outcome: StepOutcome) -> Prediction | None:
+        if parent_id not in self.records:
+            return None
+        # Bookkeeping, as in DynamoDB: updated_at does not move.
+        self.records[parent_id].setdefault("step_outputs", {})[child_id] = outcome.model_dump(mode="json")
+        return self._load(parent_id)
+
     def children(self, parent_id: str) -> list[Prediction]:
         found = [self._load(pid) for pid, item in self.records.items() if item.get("parent_id") == parent_id]
         return [p for p in found if p is not None]
@@ -149,11 +160,18 @@ class FakePredictionStore:
 class FakeCatalog:
     def __init__(self, services: Iterable[Service] = ()) -> None:
         self.services = {s.name: s for s in services}
+        self.reads = 0  # get/get_many/list calls
 
     def get(self, name: str) -> Service | None:
+        self.reads += 1
         return self.services.get(name)
 
+    def get_many(self, names: Iterable[str]) -> dict[str, Service]:
+        self.reads += 1
+        return {name: self.services[name] for name in names if name in self.services}
+
     def list(self, active_only: bool = True) -> list[Service]:
+        self.reads += 1
         return sorted((s for s in self.services.values() if s.active or not active_only), key=lambda s: s.name)
 
     def put(self, service: Service) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ensemble_gateway.domain.asl import analyse, prepare_definition, substitute
+from ensemble_gateway.domain.asl import analyse, final_step, prepare_definition, substitute
 from ensemble_gateway.domain.errors import CatalogValidationError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -341,6 +341,62 @@ def test_prepare_definition_sets_timeouts_on_every_callback_task_and_keeps_expli
     # AND the input definitions are not modified
     assert (triage, parallel) == originals
     assert all("TimeoutSeconds" not in state for state in callback_states(triage).values())
+
+
+def test_prepare_definition_passes_the_execution_input_to_every_callback_task():
+    # GIVEN complaint-triage (its fan-out step sits in a Map) and one task passing its own value
+    triage = real_definition("complaint-triage")
+    own = call("a")
+    own["Parameters"]["Payload"]["execution.$"] = "$.something_else"
+    custom = machine("A", A=own)
+    # WHEN they are prepared
+    prepared_triage = prepare_definition(triage, lambda step: 60)
+    prepared_custom = prepare_definition(custom, lambda step: 60)
+    # THEN every callback payload carries $$.Execution.Input, and an explicit value is kept
+    assert {
+        step: s["Parameters"]["Payload"]["execution.$"] for step, s in callback_states(prepared_triage).items()
+    } == {
+        "vulnerability": "$$.Execution.Input",
+        "escalate": "$$.Execution.Input",
+        "classify": "$$.Execution.Input",
+    }
+    assert callback_states(prepared_custom)["a"]["Parameters"]["Payload"]["execution.$"] == "$.something_else"
+    # AND the complete and fail tasks are left as they are
+    assert "execution.$" not in prepared_triage["States"]["Complete"]["Parameters"]["Payload"]
+
+
+def complete_task(output_step: str | None) -> dict[str, Any]:
+    payload: dict[str, Any] = {"action": "complete", "ensemble_prediction_id.$": "$.prediction_id"}
+    if output_step is not None:
+        payload["output_step"] = output_step
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": FUNCTION_ARN, "Payload": payload},
+        "End": True,
+    }
+
+
+def test_the_final_step_is_the_one_whose_task_goes_straight_to_the_complete_task():
+    # GIVEN the examples, and machines where the output step is not the last thing to run
+    vehicle = real_definition("vehicle-claim")
+    triage = real_definition("complaint-triage")
+    straight = machine("A", A=call("a", next_="B"), B=call("b", next_="Done"), Done=complete_task("b"))
+    other_output = machine("A", A=call("a", next_="B"), B=call("b", next_="Done"), Done=complete_task("a"))
+    detour = machine(
+        "A",
+        A=call("a", next_="Wait"),
+        Wait={"Type": "Wait", "Seconds": 1, "Next": "Done"},
+        Done=complete_task("a"),
+    )
+    no_output = machine("A", A=call("a", next_="Done"), Done=complete_task(None))
+    # THEN only a step that the Complete task directly follows, and names, ends the ensemble
+    assert final_step(vehicle) == "decision"
+    assert final_step(triage) is None  # the classify fan-out ends it: many members, no single step
+    assert final_step(straight) == "b"
+    assert final_step(other_output) is None
+    assert final_step(detour) is None
+    assert final_step(no_output) is None
 
 
 def test_substitute_fills_placeholders_and_rejects_unknown_ones():

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from gateway_fakes import ERROR_TOPIC, SUCCESS_TOPIC, World, make_world, model_service, new_client
+from gateway_fakes import World, make_world, model_service, new_client
 
 from ensemble_gateway.domain.api import NewPredictionRequest
 from ensemble_gateway.domain.errors import (
@@ -22,7 +22,7 @@ from ensemble_gateway.domain.errors import (
     NotFoundError,
     ServiceInactiveError,
 )
-from ensemble_gateway.domain.models import Callback, CallbackKind, PredictionError, PredictionStatus
+from ensemble_gateway.domain.models import Callback, CallbackKind, Prediction, PredictionError, PredictionStatus
 from ensemble_gateway.domain.notifications import InferenceResult
 from ensemble_gateway.domain.ports import RealtimeResponse
 
@@ -226,7 +226,7 @@ def test_a_refused_dispatch_fails_the_prediction_and_tells_the_webhook(world: Wo
     assert world.webhooks.take() == [{"prediction_id": prediction_id, "event_type": "prediction.failed", "attempt": 0}]
 
 
-def test_a_realtime_model_output_is_stored_and_announced_like_sagemaker_async(world: World) -> None:
+def test_a_realtime_model_output_is_stored_and_the_prediction_finished_without_an_sns_hop(world: World) -> None:
     # GIVEN a real-time service answering from its "green" variant
     world.models.realtime_answer = RealtimeResponse(
         body=b'{"repair_cost_eur": 900}', content_type="application/json", invoked_variant="green"
@@ -237,40 +237,59 @@ def test_a_realtime_model_output_is_stored_and_announced_like_sagemaker_async(wo
     # THEN the endpoint got the uploaded bytes, and the output is stored under outputs/{id}
     assert [c["body"] for c in world.models.realtime_calls] == [b'{"photo": "..."}']
     assert world.objects.read(f"s3://gw-data/outputs/{prediction_id}") == b'{"repair_cost_eur": 900}'
-    # AND SageMaker's success notification is published to the success topic
-    ((topic, message),) = world.publisher.published
-    assert topic == SUCCESS_TOPIC
-    result = InferenceResult.model_validate(message)
-    assert result.succeeded
-    assert result.inference_id == prediction_id
-    assert result.response_parameters.output_location == f"s3://gw-data/outputs/{prediction_id}"
-    # AND the record names the variant that answered
+    # AND the prediction is COMPLETED at once (nothing goes through the SNS topics)
+    assert world.publisher.published == []
     record = world.store.get(prediction_id)
     assert record is not None
+    assert record.status is COMPLETED
+    assert record.output_uri == f"s3://gw-data/outputs/{prediction_id}"
+    assert record.output_content_type == "application/json"
+    # AND the record names the variant that answered, and its webhook is queued once
     assert record.model.version == "2.0.0/green"
+    assert world.webhooks.take() == [
+        {"prediction_id": prediction_id, "event_type": "prediction.completed", "attempt": 0}
+    ]
 
 
-def test_a_realtime_model_error_is_announced_on_the_error_topic(world: World) -> None:
+def test_a_realtime_model_error_fails_the_prediction_with_the_models_reason(world: World) -> None:
     # GIVEN a real-time endpoint whose model raises
     world.models.realtime_answer = ModelInvocationError("ModelError: division by zero")
     prediction_id = submit(world, "repair-cost")
     # WHEN the upload is announced
     uploaded(world, prediction_id)
-    # THEN the failure is stored and the error topic gets SageMaker's failure notification
-    ((topic, message),) = world.publisher.published
-    assert topic == ERROR_TOPIC
-    result = InferenceResult.model_validate(message)
-    assert not result.succeeded
-    assert result.failure_reason == "ModelError: division by zero"
-    assert result.failure_location == f"s3://gw-data/failures/{prediction_id}"
+    # THEN the failure is stored and the prediction failed with the model's reason
     assert world.objects.read(f"s3://gw-data/failures/{prediction_id}") == b"ModelError: division by zero"
-    # WHEN that notification comes back through SNS
-    world.gateway.inference_finished(result)
-    # THEN the prediction failed with the model's reason
     record = world.store.get(prediction_id)
     assert record is not None
     assert record.status is FAILED
     assert record.error == PredictionError(code="ModelError", message="ModelError: division by zero")
+    assert record.failure_uri == f"s3://gw-data/failures/{prediction_id}"
+    # AND a duplicate upload event does not call the model again
+    uploaded(world, prediction_id)
+    assert len(world.models.realtime_calls) == 1
+
+
+def test_a_crash_after_a_realtime_terminal_write_is_made_good_by_the_redelivered_s3_event(world: World) -> None:
+    # GIVEN a real-time prediction whose process-input crashed right after the terminal write
+    prediction_id = submit(world, "repair-cost")
+    original = world.gateway.drive_callback
+
+    def crash(prediction: Prediction, output: bytes | None = None) -> None:
+        raise RuntimeError("injected crash after the terminal write")
+
+    world.gateway.drive_callback = crash  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        uploaded(world, prediction_id)
+    world.gateway.drive_callback = original  # type: ignore[method-assign]
+    assert status(world, prediction_id) is COMPLETED
+    assert world.webhooks.take() == []
+    # WHEN SQS redelivers the S3 event (the batch item failed)
+    uploaded(world, prediction_id)
+    # THEN the skipped webhook is queued, and the model was not called again
+    assert world.webhooks.take() == [
+        {"prediction_id": prediction_id, "event_type": "prediction.completed", "attempt": 0}
+    ]
+    assert len(world.models.realtime_calls) == 1
 
 
 # ------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from ..domain.models import Client, Prediction, PredictionStatus, Service, utcnow
+from ..domain.models import Client, Prediction, PredictionStatus, Service, StepOutcome, utcnow
 from .aws import LazyClient, error_code
 
 
@@ -127,8 +127,14 @@ class DynamoPredictionStore:
         return found
 
     # -- writing --------------------------------------------------------------------------
-    def create(self, prediction: Prediction) -> bool:
-        item = {"record_type": "prediction", **prediction.model_dump(mode="json")}
+    def create(self, prediction: Prediction, *, claim_dispatch_until: datetime | None = None) -> bool:
+        item: dict[str, Any] = {
+            "record_type": "prediction",
+            **prediction.model_dump(mode="json", exclude={"step_outputs"}),
+            **{_outcome_attribute(k): v.model_dump_json() for k, v in prediction.step_outputs.items()},
+        }
+        if claim_dispatch_until is not None:
+            item["dispatch_lease_until"] = claim_dispatch_until
         put = {
             "TableName": self.table.table_name,
             "Item": self.table.serialize(item),
@@ -265,6 +271,35 @@ class DynamoPredictionStore:
     def release_webhook(self, prediction_id: str, event_type: str) -> None:
         self._update(prediction_id, {_webhook_lease(event_type): None})
 
+    def record_step_outcome(self, parent_id: str, child_id: str, outcome: StepOutcome) -> Prediction | None:
+        # One attribute per child (not a map attribute: setting a key of a map that does not exist
+        # yet fails), as JSON text (DynamoDB would drop nulls and reject empty keys in a value).
+        # Bookkeeping: the ensemble's public updated_at does not move.
+        kwargs: dict[str, Any] = {
+            "TableName": self.table.table_name,
+            "Key": self.table.serialize({"prediction_id": parent_id}),
+            "UpdateExpression": "SET #o = :o",
+            "ConditionExpression": "attribute_exists(prediction_id)",
+            "ExpressionAttributeNames": {"#o": _outcome_attribute(child_id)},
+            "ExpressionAttributeValues": {":o": {"S": outcome.model_dump_json()}},
+            "ReturnValues": "ALL_NEW",
+        }
+        try:
+            try:
+                response = self.table.client.update_item(**kwargs)
+            except Exception as error:
+                if error_code(error) != "ValidationException" or not outcome.inline:
+                    raise
+                # The record would pass DynamoDB's 400 KB: keep the reference, drop the inline copy.
+                slim = outcome.model_copy(update={"output": None, "inline": False})
+                kwargs["ExpressionAttributeValues"] = {":o": {"S": slim.model_dump_json()}}
+                response = self.table.client.update_item(**kwargs)
+        except Exception as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _prediction(self.table.deserialize(response["Attributes"]))
+
 
 def _is_bookkeeping(field: str) -> bool:
     """Fields of the gateway's own coordination, invisible in the public document."""
@@ -275,8 +310,18 @@ def _webhook_lease(event_type: str) -> str:
     return "webhook_lease_" + event_type.replace(".", "_")
 
 
+_OUTCOME_PREFIX = "step_outcome#"
+
+
+def _outcome_attribute(child_id: str) -> str:
+    return _OUTCOME_PREFIX + child_id
+
+
 def _prediction(item: Mapping[str, Any]) -> Prediction:
     fields = {k: v for k, v in item.items() if k in Prediction.model_fields}
+    outcomes = {k[len(_OUTCOME_PREFIX) :]: v for k, v in item.items() if k.startswith(_OUTCOME_PREFIX)}
+    if outcomes:
+        fields["step_outputs"] = {k: StepOutcome.model_validate_json(v) for k, v in outcomes.items()}
     return Prediction.model_validate(fields)
 
 
@@ -293,6 +338,24 @@ class DynamoServiceCatalog:
     def get(self, name: str) -> Service | None:
         item = self.table.get_item({"name": name}, consistent=True)
         return Service.model_validate_json(item["document"]) if item else None
+
+    def get_many(self, names: Iterable[str]) -> dict[str, Service]:
+        wanted = list(dict.fromkeys(names))
+        found: dict[str, Service] = {}
+        for start in range(0, len(wanted), 100):  # BatchGetItem takes at most 100 keys
+            request: dict[str, Any] = {
+                self.table.table_name: {
+                    "Keys": [self.table.serialize({"name": name}) for name in wanted[start : start + 100]],
+                    "ConsistentRead": True,
+                }
+            }
+            while request:
+                response = self.table.client.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self.table.table_name, []):
+                    service = Service.model_validate_json(self.table.deserialize(raw)["document"])
+                    found[service.name] = service
+                request = response.get("UnprocessedKeys") or {}
+        return found
 
     def list(self, active_only: bool = True) -> list[Service]:
         services: list[Service] = []

@@ -1,4 +1,10 @@
-"""The public API documents (contract v1): request bodies and response documents."""
+"""The public API documents (contract v1): request bodies and response documents.
+
+Built on demand: every handler imports this module through the lifecycle, but only the API
+handlers and webhook delivery use the documents, so each model is declared with ``defer_build``
+and the handlers that serve a document build it at their cold start with :func:`build` (the
+others never pay for it; a model nobody built is built at its first use, as usual).
+"""
 
 from __future__ import annotations
 
@@ -15,14 +21,20 @@ MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE)]
 
 
+def build(*models: type[BaseModel]) -> None:
+    """Build the validators and serializers of ``models`` now (at cold start), not at first use."""
+    for model in models:
+        model.model_rebuild()
+
+
 class WebhookTarget(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     url: str = Field(max_length=2048, description="Where to POST the signed notification (https).")
 
 
 class NotificationRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     webhook: WebhookTarget | None = None
 
@@ -30,7 +42,7 @@ class NotificationRequest(BaseModel):
 class NewPredictionRequest(BaseModel):
     """Body of ``POST /predictions``. Unknown fields are rejected."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     service: str = Field(min_length=1, max_length=63, description="The service to run.")
     notification: NotificationRequest | None = None
@@ -45,6 +57,8 @@ class NewPredictionRequest(BaseModel):
 
 
 class UploadDocument(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     url: str
     fields: dict[str, str]
     method: Literal["POST"] = "POST"
@@ -53,6 +67,8 @@ class UploadDocument(BaseModel):
 
 
 class NewPredictionResponse(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     prediction_id: str
     service: str
     status: PredictionStatus
@@ -62,12 +78,16 @@ class NewPredictionResponse(BaseModel):
 
 
 class ResultDocument(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     url: str
     content_type: str
     expires_at: datetime
 
 
 class StepDocument(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     service: str
     prediction_id: str
@@ -80,6 +100,8 @@ class StepDocument(BaseModel):
 
 class PredictionDocument(BaseModel):
     """Body of ``GET /predictions/{id}`` and the ``data`` of every webhook."""
+
+    model_config = ConfigDict(defer_build=True)
 
     prediction_id: str
     service: str
@@ -94,6 +116,8 @@ class PredictionDocument(BaseModel):
 
 
 class ServiceDocument(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     kind: Literal["model", "ensemble"]
     description: str
@@ -114,11 +138,15 @@ class ServiceDocument(BaseModel):
 
 
 class ServiceListDocument(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     services: list[ServiceDocument]
 
 
 class ErrorDocument(BaseModel):
     """Every 4xx/5xx answer: a stable code and a message naming the problem."""
+
+    model_config = ConfigDict(defer_build=True)
 
     code: str
     message: str

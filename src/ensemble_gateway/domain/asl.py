@@ -166,17 +166,27 @@ def analyse(definition: Mapping[str, Any]) -> AslAnalysis:
 
 
 def prepare_definition(definition: Mapping[str, Any], timeouts: Callable[[str], int]) -> dict[str, Any]:
-    """A copy of the definition with ``TimeoutSeconds`` on every callback task that lacks one.
+    """A copy of the definition ready to deploy: every callback task bounded and given its context.
 
-    A lost notification must end the step FAILED, never waiting forever: each callback task waits at
-    most its target's own timeout (from the catalog) plus a margin.
+    - ``TimeoutSeconds`` on every callback task that lacks one: a lost notification must end the
+      step FAILED, never waiting forever, so each task waits at most its target's own timeout (from
+      the catalog) plus a margin.
+    - ``execution.$ = $$.Execution.Input`` in every callback task's payload: the execution input
+      carries what get-transform-call needs to start a step (the request's owner and metadata, the
+      step specs and targets, small requests inline), so a step starts without reading the catalog
+      or the ensemble's record.
     """
     prepared = copy.deepcopy(dict(definition))
 
     def visit(machine: dict[str, Any]) -> None:
         for state in machine.get("States", {}).values():
-            if is_callback_task(state) and "TimeoutSeconds" not in state and "TimeoutSecondsPath" not in state:
-                state["TimeoutSeconds"] = timeouts(str(_payload(state).get("step")))
+            if is_callback_task(state):
+                if "TimeoutSeconds" not in state and "TimeoutSecondsPath" not in state:
+                    state["TimeoutSeconds"] = timeouts(str(_payload(state).get("step")))
+                payload = (state.get("Parameters") or {}).get("Payload")
+                # JSONPath states only (a JSONata state's "Arguments" would need its own syntax).
+                if isinstance(payload, dict) and "execution" not in payload and "execution.$" not in payload:
+                    payload["execution.$"] = "$$.Execution.Input"
             for branch in state.get("Branches", []):
                 visit(branch)
             processor = state.get("ItemProcessor") or state.get("Iterator")
@@ -185,6 +195,28 @@ def prepare_definition(definition: Mapping[str, Any], timeouts: Callable[[str], 
 
     visit(prepared)
     return prepared
+
+
+def final_step(definition: Mapping[str, Any]) -> str | None:
+    """The step whose success ends the ensemble, if the definition has one.
+
+    That is a top-level callback task whose ``Next`` is the task completing the ensemble (payload
+    ``action: complete``) with that step as its ``output_step``: once the step succeeds nothing else
+    can run, so the gateway may finish the ensemble right away instead of a Lambda hop later.
+    """
+    states = definition.get("States", {})
+    completing = {
+        name: _payload(state).get("output_step")
+        for name, state in states.items()
+        if isinstance(state, Mapping) and state.get("Type") == "Task" and _payload(state).get("action") == "complete"
+    }
+    for state in states.values():
+        if isinstance(state, Mapping) and is_callback_task(state):
+            step = _payload(state).get("step")
+            following = state.get("Next")
+            if following in completing and completing[following] == step:
+                return str(step)
+    return None
 
 
 def substitute(text: str, values: Mapping[str, str]) -> str:

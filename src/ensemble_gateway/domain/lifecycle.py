@@ -20,6 +20,7 @@ from .api import (
     NewPredictionResponse,
     PredictionDocument,
     ResultDocument,
+    StepDocument,
     UploadDocument,
     step_document,
 )
@@ -35,15 +36,17 @@ from .models import (
     Callback,
     CallbackKind,
     Client,
+    EnsembleContext,
     ModelInfo,
     Prediction,
     PredictionError,
     PredictionStatus,
     Service,
+    StepOutcome,
     new_prediction_id,
     utcnow,
 )
-from .notifications import InferenceResult, inference_result_message
+from .notifications import InferenceResult
 from .ports import (
     ModelRuntime,
     NotificationPublisher,
@@ -63,8 +66,15 @@ EXPIRED = PredictionStatus.EXPIRED
 
 # Extra time past a model's own timeout before the gateway declares the prediction lost.
 DEADLINE_MARGIN_SECONDS = 120
-# Small JSON outputs travel inline in the Step Functions state so that Choice states can read them.
+# How long a dispatcher holds a prediction before another (a redelivered event) may take over.
+DISPATCH_LEASE_SECONDS = 300
+# Small JSON outputs travel inline in the Step Functions state so that Choice states can read them
+# (and on the ensemble's record, so that later steps read no S3 object).
 INLINE_OUTPUT_LIMIT = 4096
+# A JSON request up to this size travels in the execution input: its steps read no S3 object. The
+# state (and each task's payload) is limited to 256 KB, so larger requests stay in S3.
+INLINE_REQUEST_LIMIT = 32 * 1024
+JSON_TYPES = ("application/json", "text/json")
 
 
 def input_key(prediction_id: str) -> str:
@@ -267,10 +277,12 @@ class Gateway:
     # ----------------------------------------------------------------------------------------
     # process-input
     # ----------------------------------------------------------------------------------------
-    def input_uploaded(self, bucket: str, key: str) -> None:
+    def input_uploaded(self, bucket: str, key: str, size: int | None = None) -> None:
         """Handle one S3 ``ObjectCreated`` event for ``inputs/{id}``: start the prediction once.
 
-        A duplicate event, or one for an expired or unknown prediction, changes nothing.
+        ``size`` is the object's size from the event (a small JSON request to an ensemble then
+        travels inline in the execution input). A duplicate event, or one for an expired or unknown
+        prediction, changes nothing.
         """
         prediction_id = prediction_id_from_key(key)
         if prediction_id is None or not key.startswith("inputs/"):
@@ -284,6 +296,7 @@ class Gateway:
         if prediction.status is PENDING:
             timeout = service.timeout_seconds() if service else 900
             now = self.clock()
+            # The transition also takes the dispatch (one write): whoever starts it dispatches it.
             moved = self.predictions.transition(
                 prediction_id,
                 [PENDING],
@@ -292,43 +305,74 @@ class Gateway:
                     "input_uri": f"s3://{bucket}/{key}",
                     "started_at": now,
                     "deadline_at": now + timedelta(seconds=timeout + DEADLINE_MARGIN_SECONDS),
+                    "dispatch_lease_until": now + timedelta(seconds=DISPATCH_LEASE_SECONDS),
                 },
             )
-            if moved is None:
-                self._log("upload raced with another transition", prediction_id=prediction_id)
+            if moved is not None:
+                self._dispatch_and_mark(moved, service, input_size=size)
+                return
+            self._log("upload raced with another transition", prediction_id=prediction_id)
         elif prediction.status.is_terminal:
+            # A real-time prediction finishes inside process-input: if it crashed after the terminal
+            # write, this redelivery is what drives the callback it skipped (idempotent).
             self._log("duplicate or late upload event: already finished", prediction_id=prediction_id)
+            self.drive_callback(prediction)
             return
-        self.dispatch(prediction_id, service)
+        self.dispatch(prediction_id, service, input_size=size)
 
-    def dispatch(self, prediction_id: str, service: Service | None = None) -> None:
+    def dispatch(self, prediction_id: str, service: Service | None = None, *, input_size: int | None = None) -> None:
         """Send a RUNNING prediction to its model or workflow, unless someone already has.
 
         ``service`` is the prediction's catalog entry when the caller has just read it (saves a read).
         """
-        claimed = self.predictions.claim_dispatch(prediction_id, self.clock(), lease_seconds=300)
+        claimed = self.predictions.claim_dispatch(prediction_id, self.clock(), lease_seconds=DISPATCH_LEASE_SECONDS)
         if claimed is None:
             self._log("dispatch skipped: already dispatched, claimed or not running", prediction_id=prediction_id)
             return
         if service is None or service.name != claimed.service:
             service = self.catalog.get(claimed.service)
+        self._dispatch_and_mark(claimed, service, input_size=input_size)
+
+    def _dispatch_and_mark(self, claimed: Prediction, service: Service | None, *, input_size: int | None) -> None:
+        if self.dispatch_claimed(claimed, service, input_size=input_size):
+            self.predictions.update(claimed.prediction_id, {"dispatched_at": self.clock()})
+
+    def dispatch_claimed(
+        self,
+        prediction: Prediction,
+        service: Service | None,
+        *,
+        input_size: int | None = None,
+        body: bytes | None = None,
+    ) -> bool:
+        """Dispatch a prediction whose dispatch the caller holds; a refusal fails the prediction.
+
+        ``body`` is the input when the caller has it in memory (a real-time step: no S3 round trip).
+        Returns whether the prediction was dispatched (False: it was refused and is now FAILED).
+        """
         try:
             if service is None:
-                raise DispatchError(f"service '{claimed.service}' no longer exists")
-            if not service.active and claimed.parent_id is None:
-                raise DispatchError(f"service '{claimed.service}' was deactivated")
-            self._dispatch_to(claimed, service)
+                raise DispatchError(f"service '{prediction.service}' no longer exists")
+            if not service.active and prediction.parent_id is None:
+                raise DispatchError(f"service '{prediction.service}' was deactivated")
+            self._dispatch_to(prediction, service, input_size=input_size, body=body)
         except DispatchError as error:
-            self._log("dispatch failed", prediction_id=prediction_id, reason=error.message)
-            self.predictions.update(prediction_id, {"dispatched_at": self.clock()})
-            self.finish(prediction_id, succeeded=False, error=PredictionError(code=error.code, message=error.message))
-            return
-        self.predictions.update(prediction_id, {"dispatched_at": self.clock()})
+            self._log("dispatch failed", prediction_id=prediction.prediction_id, reason=error.message)
+            self.finish(
+                prediction.prediction_id,
+                succeeded=False,
+                error=PredictionError(code=error.code, message=error.message),
+                extra={"dispatched_at": self.clock()},
+            )
+            return False
+        return True
 
-    def _dispatch_to(self, prediction: Prediction, service: Service) -> None:
-        assert prediction.input_uri is not None
+    def _dispatch_to(
+        self, prediction: Prediction, service: Service, *, input_size: int | None, body: bytes | None
+    ) -> None:
         if service.model is not None:
             if service.model.invocation == "async":
+                assert prediction.input_uri is not None
                 self.models.invoke_async(
                     service.model.endpoint_name,
                     prediction.input_uri,
@@ -343,7 +387,7 @@ class Gateway:
                     endpoint=service.model.endpoint_name,
                 )
             else:
-                self._invoke_realtime(prediction, service)
+                self._invoke_realtime(prediction, service, body)
             return
         assert service.ensemble is not None
         if not service.ensemble.state_machine_arn:
@@ -351,20 +395,55 @@ class Gateway:
         self.workflows.start(
             service.ensemble.state_machine_arn,
             prediction.prediction_id,
-            self.execution_input(prediction, service),
+            self.execution_input(prediction, service, input_size),
         )
         self._log("started ensemble", prediction_id=prediction.prediction_id, service=service.name)
 
-    def execution_input(self, prediction: Prediction, service: Service) -> dict[str, Any]:
-        """The state machine input: references only, plus the fan-out lists from the catalog."""
+    def execution_input(
+        self, prediction: Prediction, service: Service, input_size: int | None = None
+    ) -> dict[str, Any]:
+        """The state machine input: references, the fan-out lists, and every step's context.
+
+        ``context`` (a :class:`~.models.EnsembleContext`) is what get-transform-call needs to start
+        any step of this execution without reading the catalog or the ensemble's record: the
+        owner, metadata and retention, the step specs, every target's catalog entry as it was when
+        the execution started, and the request itself when it is JSON of at most
+        ``INLINE_REQUEST_LIMIT`` bytes.
+        """
         assert service.ensemble is not None
         fanout: dict[str, list[dict[str, str]]] = {}
+        targets: dict[str, Service] = {}
+        active: list[Service] | None = None
         for step_name, step in service.ensemble.steps.items():
             if step.fan_out is not None:
-                members = [
-                    s for s in self.catalog.list(active_only=True) if step.fan_out.task in s.tasks and s.kind == "model"
-                ]
-                fanout[step_name] = [{"service": s.name} for s in sorted(members, key=lambda s: s.name)]
+                if active is None:
+                    active = self.catalog.list(active_only=True)
+                members = sorted(
+                    (s for s in active if step.fan_out.task in s.tasks and s.kind == "model"), key=lambda s: s.name
+                )
+                fanout[step_name] = [{"service": s.name} for s in members]
+                targets.update((s.name, s) for s in members)
+        named = {
+            step.service for step in service.ensemble.steps.values() if step.service and step.service not in targets
+        }
+        targets.update(self.catalog.get_many(sorted(named)))
+        context = EnsembleContext(
+            prediction_id=prediction.prediction_id,
+            service=service.name,
+            owner=prediction.owner,
+            metadata=prediction.metadata,
+            expires_at=prediction.expires_at,
+            input_uri=prediction.input_uri,
+            content_type=prediction.content_type,
+            steps=service.ensemble.steps,
+            targets=targets,
+            final_step=service.ensemble.final_step,
+        )
+        if input_size is not None and input_size <= INLINE_REQUEST_LIMIT and is_json_type(prediction.content_type):
+            assert prediction.input_uri is not None
+            with contextlib.suppress(ValueError):
+                context.request = json.loads(self.objects.read(prediction.input_uri))
+                context.request_inline = True
         return {
             "prediction_id": prediction.prediction_id,
             "service": service.name,
@@ -372,46 +451,46 @@ class Gateway:
             "content_type": prediction.content_type,
             "fanout": fanout,
             "steps": {},
+            "context": context.model_dump(mode="json", exclude_defaults=True),
         }
 
-    def _invoke_realtime(self, prediction: Prediction, service: Service) -> None:
-        """Call a real-time endpoint, then publish what SageMaker async would have published."""
-        assert service.model is not None and prediction.input_uri is not None
-        body = self.objects.read(prediction.input_uri)
-        received = self.clock()
+    def _invoke_realtime(self, prediction: Prediction, service: Service, body: bytes | None = None) -> None:
+        """Call a real-time endpoint and finish the prediction with its answer.
+
+        Why not publish to the success topic as SageMaker async does: that would add an SNS hop
+        (and a notifications invocation) to every real-time prediction and ensemble step for no
+        gain; ``finish`` is the one path both take.
+        """
+        assert service.model is not None
+        if body is None:
+            assert prediction.input_uri is not None
+            body = self.objects.read(prediction.input_uri)
         endpoint = service.model.endpoint_name
-        common: dict[str, Any] = dict(
-            region=self.config.region,
-            inference_id=prediction.prediction_id,
-            endpoint_name=endpoint,
-            input_location=prediction.input_uri,
-            input_content_type=prediction.content_type,
-            received_at=received,
-        )
         try:
             response = self.models.invoke_realtime(endpoint, body, prediction.content_type, prediction.prediction_id)
         except ModelInvocationError as error:
             failure_uri = self.objects.write(
                 failure_key(prediction.prediction_id), error.message.encode(), "text/plain"
             )
-            message = inference_result_message(
-                **common, finished_at=self.clock(), failure_reason=error.message, failure_location=failure_uri
+            self.finish(
+                prediction.prediction_id,
+                succeeded=False,
+                failure_uri=failure_uri,
+                error=PredictionError(code="ModelError", message=error.message),
             )
-            self.publisher.publish(self.config.error_topic_arn, message)
             return
         output_uri = self.objects.write(output_key(prediction.prediction_id), response.body, response.content_type)
+        extra: dict[str, Any] = {}
         if response.invoked_variant:
-            self.predictions.update(
-                prediction.prediction_id,
-                {"model": ModelInfo(endpoint=endpoint, version=f"{service.version}/{response.invoked_variant}")},
-            )
-        message = inference_result_message(
-            **common,
-            finished_at=self.clock(),
-            output_location=output_uri,
+            extra["model"] = ModelInfo(endpoint=endpoint, version=f"{service.version}/{response.invoked_variant}")
+        self.finish(
+            prediction.prediction_id,
+            succeeded=True,
+            output_uri=output_uri,
             output_content_type=response.content_type,
+            extra=extra,
+            output_body=response.body,
         )
-        self.publisher.publish(self.config.success_topic_arn, message)
 
     # ----------------------------------------------------------------------------------------
     # notifications
@@ -442,14 +521,20 @@ class Gateway:
         output_content_type: str | None = None,
         failure_uri: str | None = None,
         error: PredictionError | None = None,
+        extra: Mapping[str, Any] | None = None,
+        output_body: bytes | None = None,
     ) -> Prediction | None:
         """Move a RUNNING prediction to COMPLETED or FAILED once, then drive its callback.
+
+        ``extra`` are further fields written in the same conditional update. ``output_body`` is the
+        output when the caller has it in memory (a real-time answer): a step's outcome then reads
+        nothing back from S3.
 
         A duplicate finds the record terminal and only re-drives the callback, which is itself
         idempotent (task tokens answer once; webhooks are delivered once per terminal status).
         """
         now = self.clock()
-        changes: dict[str, Any] = {"finished_at": now}
+        changes: dict[str, Any] = {**(extra or {}), "finished_at": now}
         if succeeded:
             changes.update(output_uri=output_uri, output_content_type=output_content_type)
         else:
@@ -476,7 +561,7 @@ class Gateway:
             self.drive_callback(current)
             return current
         self._log("prediction finished", prediction_id=prediction_id, status=moved.status)
-        self.drive_callback(moved)
+        self.drive_callback(moved, output=output_body)
         return moved
 
     def expire_or_timeout(self, prediction: Prediction) -> Prediction | None:
@@ -525,11 +610,11 @@ class Gateway:
                     swept += 1
         return swept
 
-    def drive_callback(self, prediction: Prediction) -> None:
-        """Tell whoever waits that ``prediction`` is terminal."""
+    def drive_callback(self, prediction: Prediction, output: bytes | None = None) -> None:
+        """Tell whoever waits that ``prediction`` is terminal (``output``: its output, if in memory)."""
         kind = prediction.callback.kind
         if kind is CallbackKind.TASK_TOKEN and prediction.callback.target:
-            self._answer_task(prediction, prediction.callback.target)
+            self._answer_task(prediction, prediction.callback.target, output)
         elif kind is CallbackKind.WEBHOOK and prediction.callback.target:
             event_type = f"prediction.{prediction.status.value.lower()}"
             if event_type in prediction_delivered_events(prediction):
@@ -539,55 +624,113 @@ class Gateway:
                 delay_seconds=0,
             )
 
-    def _answer_task(self, prediction: Prediction, token: str) -> None:
-        if prediction.status is COMPLETED:
-            self.workflows.succeed_task(token, self.step_result(prediction))
+    def _answer_task(self, step: Prediction, token: str, output: bytes | None) -> None:
+        """A step finished: leave its outcome on the ensemble's record, then resume the workflow.
+
+        The outcome is recorded before the token is answered, so the steps the state machine runs
+        next find it. When this step's success ends the ensemble (``final_step``), the ensemble is
+        finished here and the Complete task that follows finds it done.
+        """
+        outcome = self.step_outcome(step, output)
+        parent = None
+        if step.parent_id is not None:
+            parent = self.predictions.record_step_outcome(step.parent_id, step.prediction_id, outcome)
+        if step.status is COMPLETED and step.final_step and parent is not None and parent.status is RUNNING:
+            self.complete_ensemble(parent, step.step)
+        if step.status is COMPLETED:
+            self.workflows.succeed_task(token, task_result(step, outcome))
             return
-        if self._is_optional_step(prediction):
+        if step.optional:
             # The ensemble goes on without it; later mappings see the step's declared default.
-            self.workflows.succeed_task(token, {**self.step_result(prediction), "skipped": True})
+            self.workflows.succeed_task(token, {**task_result(step, outcome), "skipped": True})
             return
-        error = prediction.error or PredictionError(code="StepFailed", message="the step failed")
+        error = step.error or PredictionError(code="StepFailed", message="the step failed")
         self.workflows.fail_task(
             token,
             "StepFailed",
             json.dumps(
                 {
-                    "step": prediction.step,
-                    "prediction_id": prediction.prediction_id,
+                    "step": step.step,
+                    "prediction_id": step.prediction_id,
                     "code": error.code,
                     "message": error.message,
                 }
             ),
         )
 
-    def _is_optional_step(self, prediction: Prediction) -> bool:
-        if prediction.parent_id is None or prediction.step is None:
-            return False
-        parent = self.predictions.get(prediction.parent_id)
-        service = self.catalog.get(parent.service) if parent else None
-        if service is None or service.ensemble is None:
-            return False
-        step = service.ensemble.steps.get(prediction.step)
-        return bool(step and step.optional)
+    def step_outcome(self, step: Prediction, output: bytes | None = None) -> StepOutcome:
+        """What a finished step leaves for the steps after it: small JSON output inline.
 
-    def step_result(self, prediction: Prediction) -> dict[str, Any]:
-        """What a finished step passes on in the Step Functions state: a reference, small output."""
-        result: dict[str, Any] = {
-            "prediction_id": prediction.prediction_id,
-            "status": prediction.status.value,
-            "output_uri": prediction.output_uri,
-            "content_type": prediction.output_content_type,
-        }
-        if prediction.output_uri and (prediction.output_content_type or "").startswith("application/json"):
-            try:
-                raw = self.objects.read(prediction.output_uri)
-            except Exception:
-                raw = b""
+        ``output`` is the step's output when the caller has it; otherwise it is read from S3.
+        """
+        outcome = StepOutcome(
+            step=step.step or "",
+            service=step.service,
+            fan_out=step.fan_out,
+            status=step.status,
+            started_at=step.started_at,
+            finished_at=step.finished_at,
+            model=step.model,
+            error=step.error,
+            optional=step.optional,
+            default=json.loads(step.step_default) if step.step_default else None,
+            output_uri=step.output_uri,
+            content_type=step.output_content_type,
+        )
+        if step.status is COMPLETED and step.output_uri and is_json_type(step.output_content_type or ""):
+            raw = output
+            if raw is None:
+                try:
+                    raw = self.objects.read(step.output_uri)
+                except Exception:  # the reference still travels; readers fetch it themselves
+                    raw = b""
             if 0 < len(raw) <= INLINE_OUTPUT_LIMIT:
                 with contextlib.suppress(ValueError):
-                    result["output"] = json.loads(raw)
-        return result
+                    outcome.output = json.loads(raw)
+                    outcome.inline = True
+        return outcome
+
+    def ensemble_outputs(self, parent: Prediction, names: set[str] | None = None) -> dict[str, Any]:
+        """The outputs of the finished steps of ``parent`` (all, or only ``names``), parsed as JSON.
+
+        A fan-out step's output is a dict keyed by member service. A failed optional step
+        contributes its declared default (``defaults``). An output that is not JSON is passed on
+        as ``{"output_uri": ...}``.
+        """
+        outputs: dict[str, Any] = {}
+        ordered = sorted(parent.step_outputs.values(), key=lambda o: (o.finished_at or parent.created_at, o.service))
+        for outcome in ordered:
+            if names is not None and outcome.step not in names:
+                continue
+            if outcome.status is COMPLETED:
+                value = outcome.output if outcome.inline else self._read_output(outcome)
+            elif outcome.optional:
+                value = outcome.default
+            else:
+                continue
+            if outcome.fan_out:
+                outputs.setdefault(outcome.step, {})[outcome.service] = value
+            else:
+                outputs[outcome.step] = value
+        return outputs
+
+    def _read_output(self, outcome: StepOutcome) -> Any:
+        if not outcome.output_uri:
+            return None
+        if is_json_type(outcome.content_type or ""):
+            with contextlib.suppress(ValueError):
+                return json.loads(self.objects.read(outcome.output_uri))
+        # Not JSON (an image, say): later steps can only pass it on as a reference.
+        return {"output_uri": outcome.output_uri}
+
+    def complete_ensemble(self, parent: Prediction, output_step: str | None) -> Prediction | None:
+        """Store an ensemble's output document and finish it (a no-op once it is terminal)."""
+        if parent.status.is_terminal:
+            return parent
+        outputs = self.ensemble_outputs(parent)
+        document = {"result": outputs.get(output_step) if output_step else None, "steps": outputs}
+        uri = self.objects.write(output_key(parent.prediction_id), json.dumps(document).encode(), "application/json")
+        return self.finish(parent.prediction_id, succeeded=True, output_uri=uri, output_content_type="application/json")
 
     # ----------------------------------------------------------------------------------------
     # results
@@ -603,13 +746,34 @@ class Gateway:
                 expires_at=self.clock() + timedelta(seconds=expiry),
             )
         steps = None
-        service = self.catalog.get(prediction.service)
-        if service is not None and service.kind == "ensemble":
-            children = sorted(
-                self.predictions.children(prediction.prediction_id),
-                key=lambda child: (child.created_at, child.step or ""),
+        if prediction.status is COMPLETED and prediction.step_outputs:
+            # A completed ensemble: every step has finished and left its outcome on this record, so
+            # the lineage needs no query of the children.
+            outcomes = sorted(
+                prediction.step_outputs.items(),
+                key=lambda item: (item[1].started_at or prediction.created_at, item[1].step),
             )
-            steps = [step_document(child) for child in children]
+            steps = [
+                StepDocument(
+                    name=outcome.step,
+                    service=outcome.service,
+                    prediction_id=child_id,
+                    status=outcome.status,
+                    started_at=outcome.started_at,
+                    finished_at=outcome.finished_at,
+                    model=outcome.model,
+                    error=outcome.error,
+                )
+                for child_id, outcome in outcomes
+            ]
+        else:
+            service = self.catalog.get(prediction.service)
+            if service is not None and service.kind == "ensemble":
+                children = sorted(
+                    self.predictions.children(prediction.prediction_id),
+                    key=lambda child: (child.created_at, child.step or ""),
+                )
+                steps = [step_document(child) for child in children]
         return PredictionDocument(
             prediction_id=prediction.prediction_id,
             service=prediction.service,
@@ -635,6 +799,25 @@ class Gateway:
     def _log(self, message: str, **fields: Any) -> None:
         if self.logger is not None:
             self.logger.info(message, extra=fields)
+
+
+def task_result(step: Prediction, outcome: StepOutcome) -> dict[str, Any]:
+    """What a finished step passes on in the Step Functions state: a reference, small output inline
+    (so that Choice states can read it)."""
+    result: dict[str, Any] = {
+        "prediction_id": step.prediction_id,
+        "status": step.status.value,
+        "output_uri": step.output_uri,
+        "content_type": step.output_content_type,
+    }
+    if outcome.inline:
+        result["output"] = outcome.output
+    return result
+
+
+def is_json_type(content_type: str) -> bool:
+    """Whether a content type (parameters ignored) is JSON."""
+    return content_type.split(";")[0].strip().lower() in JSON_TYPES
 
 
 def prediction_delivered_events(prediction: Prediction) -> set[str]:

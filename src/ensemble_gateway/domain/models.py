@@ -82,6 +82,31 @@ class ModelInfo(BaseModel):
     version: str | None = None
 
 
+class StepOutcome(BaseModel):
+    """What a finished step left for the steps after it (kept on the ensemble's record).
+
+    ``output`` is the step's JSON output when it is small enough to travel inline; otherwise the
+    step's output is read from ``output_uri``.
+    """
+
+    step: str
+    service: str
+    # A member of a fan-out step (its output is keyed by service under the step's name).
+    fan_out: bool = False
+    status: PredictionStatus
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    model: ModelInfo = Field(default_factory=ModelInfo)
+    error: PredictionError | None = None
+    optional: bool = False
+    # What an optional step that failed contributes instead of an output.
+    default: Any = None
+    output_uri: str | None = None
+    content_type: str | None = None
+    output: Any = None
+    inline: bool = False
+
+
 class Prediction(BaseModel):
     """One prediction: a top-level request, or one step of an ensemble (a *child*)."""
 
@@ -114,6 +139,16 @@ class Prediction(BaseModel):
     webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
     # Epoch seconds; DynamoDB TTL deletes the record some time after it (lazily: filter on it).
     expires_at: int | None = None
+    # A step (child): whether the ensemble goes on without it when it fails, and whether its success
+    # finishes the ensemble (the step the state machine completes with, see EnsembleSpec).
+    optional: bool = False
+    final_step: bool = False
+    fan_out: bool = False
+    # An optional step's declared default, as JSON text (DynamoDB would drop nulls inside a value).
+    step_default: str | None = None
+    # An ensemble (parent): the outcome of each finished step, by child prediction ID, written by the
+    # step's notification so that later steps and the ensemble's output read one record.
+    step_outputs: dict[str, StepOutcome] = Field(default_factory=dict)
 
     @property
     def is_step(self) -> bool:
@@ -169,6 +204,10 @@ class EnsembleSpec(BaseModel):
     steps: dict[str, EnsembleStep]
     state_machine_arn: str | None = None
     timeout_seconds: int | None = Field(default=None, ge=1)
+    # Set at registration from the ASL: the step whose success ends the ensemble (its task goes
+    # straight to the Complete task). That step's notification finishes the ensemble at once,
+    # without waiting for the Complete task's Lambda hop.
+    final_step: str | None = None
 
 
 class Service(BaseModel):
@@ -211,6 +250,30 @@ class Service(BaseModel):
             return self.model.request_ttl_seconds + self.model.invocation_timeout_seconds
         assert self.ensemble is not None
         return self.ensemble.timeout_seconds or 3600
+
+
+class EnsembleContext(BaseModel):
+    """What every step of one ensemble execution needs, carried in the execution input.
+
+    Built when the execution starts (process-input) from the ensemble's record and the catalog;
+    get-transform-call receives it in each task's payload (``$$.Execution.Input``) and so starts a
+    step without reading either. Targets are the catalog entries as they were at the start: an
+    execution runs against one version of its ensemble, as it runs one version of its state machine.
+    """
+
+    prediction_id: str
+    service: str
+    owner: str
+    metadata: dict[str, str] = Field(default_factory=dict)
+    expires_at: int | None = None
+    input_uri: str | None = None
+    content_type: str = "application/json"
+    steps: dict[str, EnsembleStep]
+    targets: dict[str, Service] = Field(default_factory=dict)
+    final_step: str | None = None
+    # The request itself, when it is small JSON (``request_inline``); otherwise read from input_uri.
+    request: Any = None
+    request_inline: bool = False
 
 
 class Client(BaseModel):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from .models import Client, Prediction, PredictionStatus, Service
+from .models import Client, Prediction, PredictionStatus, Service, StepOutcome
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,12 @@ class RealtimeResponse:
 
 
 class PredictionStore(Protocol):
-    def create(self, prediction: Prediction) -> bool:
-        """Store a new record; False if the ID exists already."""
+    def create(self, prediction: Prediction, *, claim_dispatch_until: datetime | None = None) -> bool:
+        """Store a new record; False if the ID exists already.
+
+        ``claim_dispatch_until``: the record is created with its dispatch taken until then (the
+        creator dispatches it; ``claim_dispatch`` refuses everyone else).
+        """
 
     def get(self, prediction_id: str) -> Prediction | None: ...
 
@@ -60,12 +64,19 @@ class PredictionStore(Protocol):
 
     def children(self, parent_id: str) -> list[Prediction]: ...
 
+    def record_step_outcome(self, parent_id: str, child_id: str, outcome: StepOutcome) -> Prediction | None:
+        """Leave a finished step's outcome on its ensemble's record; the updated ensemble record
+        (None if it does not exist). Recording the same child again replaces its outcome."""
+
     def overdue(self, status: PredictionStatus, now: datetime, limit: int) -> list[Prediction]:
         """Records in ``status`` whose ``deadline_at`` has passed."""
 
 
 class ServiceCatalog(Protocol):
     def get(self, name: str) -> Service | None: ...
+
+    def get_many(self, names: Iterable[str]) -> dict[str, Service]:
+        """The entries of ``names`` that exist, read together."""
 
     def list(self, active_only: bool = True) -> list[Service]: ...
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .asl import analyse, prepare_definition, substitute
+from .asl import analyse, final_step, prepare_definition, substitute
 from .errors import CatalogValidationError, MappingError
 from .mapping import validate_mapping
 from .models import Service
@@ -79,7 +79,11 @@ class Registrar:
                     f"{self.name_prefix}-{service.name}"[:80], definition, self.role_arn
                 )
                 service = service.model_copy(
-                    update={"ensemble": service.ensemble.model_copy(update={"state_machine_arn": arn})}
+                    update={
+                        "ensemble": service.ensemble.model_copy(
+                            update={"state_machine_arn": arn, "final_step": final_step(json.loads(definition))}
+                        )
+                    }
                 )
             registered.append(service)
         for service in registered:

@@ -11,11 +11,12 @@ from datetime import timedelta
 from typing import Any
 
 from .errors import MappingError
-from .lifecycle import DEADLINE_MARGIN_SECONDS, Gateway, output_key, step_input_key
-from .mapping import evaluate_mapping, referenced_roots
+from .lifecycle import DEADLINE_MARGIN_SECONDS, Gateway, is_json_type, step_input_key
+from .mapping import RAW_KEY, evaluate_mapping, referenced_roots
 from .models import (
     Callback,
     CallbackKind,
+    EnsembleContext,
     EnsembleStep,
     ModelInfo,
     Prediction,
@@ -24,7 +25,6 @@ from .models import (
     Service,
 )
 
-JSON_TYPES = ("application/json", "text/json")
 # The cause a state machine gives a step timeout (see statemachines/*.asl.json).
 TIMED_OUT_CAUSE = re.compile(r"^step '(?P<step>[^']+)' timed out")
 
@@ -41,32 +41,41 @@ class EnsembleSteps:
 
     gateway: Gateway
 
-    def call(self, parent_id: str, step_name: str, task_token: str, member: str | None = None) -> dict[str, Any]:
+    def call(
+        self,
+        parent_id: str,
+        step_name: str,
+        task_token: str,
+        member: str | None = None,
+        execution: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
         """Start one step: map its input, record the child holding the task token, dispatch it.
+
+        ``execution`` is the execution input (``$$.Execution.Input``, added to every callback
+        task's payload at registration): its ``context`` spares reading the ensemble's record and
+        the catalog. Without it both are read.
 
         A mapping that cannot be applied fails the step (and so the ensemble, unless the step is
         optional) with an error naming the step, the key and the path.
         """
         gateway = self.gateway
-        parent = gateway.predictions.get(parent_id)
-        if parent is None:
-            raise LookupError(f"ensemble prediction '{parent_id}' does not exist")
-        ensemble = gateway.catalog.get(parent.service)
-        if ensemble is None or ensemble.ensemble is None or step_name not in ensemble.ensemble.steps:
-            raise LookupError(f"service '{parent.service}' has no step '{step_name}'")
-        step = ensemble.ensemble.steps[step_name]
-        target_name, target = self._target(step_name, step, member)
+        context = self._context(parent_id, execution)
+        step = context.steps.get(step_name)
+        if step is None:
+            raise LookupError(f"service '{context.service}' has no step '{step_name}'")
+        target_name, target = self._target(context, step_name, step, member)
         child_id = child_prediction_id(parent_id, step_name, task_token)
         timeout = target.timeout_seconds() if target else 900
         now = gateway.clock()
+        deadline = now + timedelta(seconds=timeout + DEADLINE_MARGIN_SECONDS)
         child = Prediction(
             prediction_id=child_id,
             service=target_name,
-            owner=parent.owner,
+            owner=context.owner,
             status=PredictionStatus.RUNNING,
             created_at=now,
             updated_at=now,
-            metadata=parent.metadata,
+            metadata=context.metadata,
             parent_id=parent_id,
             step=step_name,
             callback=Callback(kind=CallbackKind.TASK_TOKEN, target=task_token),
@@ -75,117 +84,134 @@ class EnsembleSteps:
                 version=target.version if target else None,
             ),
             started_at=now,
-            deadline_at=now + timedelta(seconds=timeout + DEADLINE_MARGIN_SECONDS),
-            expires_at=parent.expires_at,
+            deadline_at=deadline,
+            expires_at=context.expires_at,
+            optional=step.optional,
+            final_step=step_name == context.final_step,
+            fan_out=step.fan_out is not None,
+            step_default=json.dumps(step.default) if step.optional else None,
         )
-        # A retried invocation (same task token) finds its child already created: create() says so,
-        # and dispatch() goes on from wherever the first attempt stopped.
         try:
-            mapped = self._map_input(parent, ensemble, step_name, step)
+            mapped = self._map_input(context, step_name, step)
         except MappingError as error:
-            if gateway.predictions.create(child):
-                gateway.predictions.update(child_id, {"dispatched_at": now})
-                gateway.finish(
-                    child_id,
-                    succeeded=False,
-                    error=PredictionError(code=error.code, message=error.message, step=step_name),
-                )
+            failed = child.model_copy(
+                update={
+                    "status": PredictionStatus.FAILED,
+                    "finished_at": now,
+                    "dispatched_at": now,
+                    "error": PredictionError(code=error.code, message=error.message, step=step_name),
+                }
+            )
+            if gateway.predictions.create(failed):
+                gateway.drive_callback(failed)
+            else:
+                self._resume(child_id)
             return {"prediction_id": child_id, "status": "FAILED"}
-        input_uri = gateway.objects.write(step_input_key(child_id), mapped.body, mapped.content_type)
-        gateway.predictions.create(
-            child.model_copy(update={"input_uri": input_uri, "content_type": mapped.content_type})
-        )
-        gateway.dispatch(child_id, target)
+
+        realtime = target is not None and target.model is not None and target.model.invocation == "realtime"
+        if realtime:
+            # The model gets the body from memory: nothing to read back from S3.
+            running = child.model_copy(update={"content_type": mapped.content_type})
+        else:
+            input_uri = gateway.objects.write(step_input_key(child_id), mapped.body, mapped.content_type)
+            running = child.model_copy(update={"input_uri": input_uri, "content_type": mapped.content_type})
+        # The child is created holding its dispatch until its deadline: a retried invocation (same
+        # task token) finds it and leaves the first attempt's call alone.
+        if not gateway.predictions.create(running, claim_dispatch_until=deadline):
+            self._resume(child_id)
+            return {"prediction_id": child_id, "status": "RUNNING"}
+        gateway.dispatch_claimed(running, target, input_size=len(mapped.body), body=mapped.body if realtime else None)
         return {"prediction_id": child_id, "status": "RUNNING"}
 
-    def _target(self, step_name: str, step: EnsembleStep, member: str | None) -> tuple[str, Service | None]:
+    def _resume(self, child_id: str) -> None:
+        """A retried invocation: re-drive a finished child's answer; leave a running one alone."""
+        existing = self.gateway.predictions.get(child_id)
+        if existing is not None and existing.status.is_terminal:
+            self.gateway.drive_callback(existing)
+
+    def _context(self, parent_id: str, execution: Mapping[str, Any] | None) -> EnsembleContext:
+        """The step context from the execution input, or else from the records (one read each)."""
+        carried = (execution or {}).get("context")
+        if isinstance(carried, Mapping) and carried.get("prediction_id") == parent_id:
+            return EnsembleContext.model_validate(carried)
+        gateway = self.gateway
+        parent = gateway.predictions.get(parent_id)
+        if parent is None:
+            raise LookupError(f"ensemble prediction '{parent_id}' does not exist")
+        ensemble = gateway.catalog.get(parent.service)
+        if ensemble is None or ensemble.ensemble is None:
+            raise LookupError(f"service '{parent.service}' is not an ensemble")
+        named = sorted({s.service for s in ensemble.ensemble.steps.values() if s.service})
+        return EnsembleContext(
+            prediction_id=parent_id,
+            service=parent.service,
+            owner=parent.owner,
+            metadata=parent.metadata,
+            expires_at=parent.expires_at,
+            input_uri=parent.input_uri,
+            content_type=parent.content_type,
+            steps=ensemble.ensemble.steps,
+            targets=gateway.catalog.get_many(named),
+            final_step=ensemble.ensemble.final_step,
+        )
+
+    def _target(
+        self, context: EnsembleContext, step_name: str, step: EnsembleStep, member: str | None
+    ) -> tuple[str, Service | None]:
         """The service a step calls and its catalog entry: its registered target, or a member of its
-        fan-out task (None for a target deleted since registration: dispatch then fails the step).
+        fan-out task (None for a target missing from the catalog: dispatch then fails the step).
 
         The state machine names the member of a fan-out; anything else it passes is not trusted.
         """
         if step.service is not None:
             if member not in (None, step.service):
                 raise LookupError(f"step '{step_name}' calls '{step.service}', not '{member}'")
-            return step.service, self.gateway.catalog.get(step.service)
+            return step.service, context.targets.get(step.service)
         assert step.fan_out is not None
         if member is None:
             raise LookupError(f"fan-out step '{step_name}' was invoked without a member service")
-        target = self.gateway.catalog.get(member)
+        target = context.targets.get(member)
+        if target is None:
+            target = self.gateway.catalog.get(member)
         if target is None or step.fan_out.task not in target.tasks:
             raise LookupError(f"'{member}' is not a model of task '{step.fan_out.task}' (step '{step_name}')")
         return member, target
 
-    def _map_input(self, parent: Prediction, ensemble: Service, step_name: str, step: EnsembleStep) -> Any:
+    def _map_input(self, context: EnsembleContext, step_name: str, step: EnsembleStep) -> Any:
         roots = referenced_roots(step.mapping)
         raw: bytes | None = None
-        request: Any = None
-        if any(root == "input" for root, _ in roots):
-            assert parent.input_uri is not None
-            raw = self.gateway.objects.read(parent.input_uri)
-            if parent.content_type.split(";")[0].strip() in JSON_TYPES:
+        request: Any = context.request
+        needs_raw = isinstance(step.mapping, dict) and RAW_KEY in step.mapping
+        if any(root == "input" for root, _ in roots) and (needs_raw or not context.request_inline):
+            assert context.input_uri is not None
+            raw = self.gateway.objects.read(context.input_uri)
+            if not needs_raw and is_json_type(context.content_type):
                 try:
                     request = json.loads(raw)
                 except ValueError:
                     raise MappingError("the uploaded input is not valid JSON", step=step_name) from None
         wanted = {name for root, name in roots if root == "steps"}
-        every_step = None in wanted
-        outputs = self.step_outputs(parent, ensemble, None if every_step else wanted)
-        context = {"input": request, "steps": outputs, "metadata": parent.metadata}
+        outputs: dict[str, Any] = {}
+        if wanted:
+            # One consistent read: every finished step left its outcome on the ensemble's record.
+            parent = self.gateway.predictions.get(context.prediction_id)
+            if parent is None:
+                raise LookupError(f"ensemble prediction '{context.prediction_id}' does not exist")
+            outputs = self.gateway.ensemble_outputs(parent, None if None in wanted else {n for n in wanted if n})
+        scope = {"input": request, "steps": outputs, "metadata": context.metadata}
         return evaluate_mapping(
-            step.mapping, context, step=step_name, raw_input=raw, raw_content_type=parent.content_type
+            step.mapping, scope, step=step_name, raw_input=raw, raw_content_type=context.content_type
         )
 
-    def step_outputs(self, parent: Prediction, ensemble: Service, names: set[str | None] | None) -> dict[str, Any]:
-        """Outputs of the finished steps of ``parent`` (all, or only ``names``), parsed as JSON.
-
-        A fan-out step's output is a dict keyed by member service. A failed optional step
-        contributes its declared default.
-        """
-        assert ensemble.ensemble is not None
-        outputs: dict[str, Any] = {}
-        children = sorted(self.gateway.predictions.children(parent.prediction_id), key=lambda c: c.created_at)
-        for child in children:
-            name = child.step or ""
-            if names is not None and name not in names:
-                continue
-            spec = ensemble.ensemble.steps.get(name)
-            if spec is None:
-                continue
-            if child.status is PredictionStatus.COMPLETED and child.output_uri:
-                value = self._read_json(child.output_uri)
-            elif child.status is PredictionStatus.FAILED and spec.optional:
-                value = spec.default
-            else:
-                continue
-            if spec.fan_out is not None:
-                outputs.setdefault(name, {})[child.service] = value
-            else:
-                outputs[name] = value
-        return outputs
-
-    def _read_json(self, uri: str) -> Any:
-        raw = self.gateway.objects.read(uri)
-        try:
-            return json.loads(raw)
-        except ValueError:
-            # Not JSON (an image, say): later steps can only pass it on as a reference.
-            return {"output_uri": uri}
-
     def complete(self, parent_id: str, output_step: str | None) -> dict[str, Any]:
-        """The state machine reached its end: store the ensemble's output and finish the parent."""
-        gateway = self.gateway
-        parent = gateway.predictions.get(parent_id)
+        """The state machine reached its end: store the ensemble's output and finish the parent.
+
+        Usually the final step's notification has finished it already, and this only confirms.
+        """
+        parent = self.gateway.predictions.get(parent_id)
         if parent is None:
             raise LookupError(f"ensemble prediction '{parent_id}' does not exist")
-        if parent.status.is_terminal:
-            return {"prediction_id": parent_id, "status": parent.status.value}
-        ensemble = gateway.catalog.get(parent.service)
-        assert ensemble is not None and ensemble.ensemble is not None
-        outputs = self.step_outputs(parent, ensemble, None)
-        document = {"result": outputs.get(output_step) if output_step else None, "steps": outputs}
-        uri = gateway.objects.write(output_key(parent_id), json.dumps(document).encode(), "application/json")
-        finished = gateway.finish(parent_id, succeeded=True, output_uri=uri, output_content_type="application/json")
+        finished = self.gateway.complete_ensemble(parent, output_step)
         return {"prediction_id": parent_id, "status": finished.status.value if finished else "UNKNOWN"}
 
     def fail(self, parent_id: str, error: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -201,8 +227,6 @@ class EnsembleSteps:
         error_name = str((error or {}).get("Error", "States.Runtime"))
         cause = str((error or {}).get("Cause", ""))
         children = gateway.predictions.children(parent_id)
-        ensemble = gateway.catalog.get(parent.service)
-        steps = ensemble.ensemble.steps if ensemble and ensemble.ensemble else {}
         now = gateway.clock()
         timed_out_step: str | None = None
         if error_name.startswith("States.Timeout") or error_name == "StepTimedOut":
@@ -231,9 +255,7 @@ class EnsembleSteps:
         failed = [
             c
             for c in children
-            if c.status is PredictionStatus.FAILED
-            and not (c.step in steps and steps[c.step].optional)
-            and timed_out_step in (None, c.step)
+            if c.status is PredictionStatus.FAILED and not c.optional and timed_out_step in (None, c.step)
         ]
         if failed:
             first = min(failed, key=lambda c: c.finished_at or now)

@@ -11,12 +11,15 @@ from pydantic import BaseModel, ValidationError
 
 from ..adapters.dynamodb import hash_api_key
 from ..bootstrap import client_directory
-from ..domain.api import ErrorDocument
+from ..domain.api import ErrorDocument, build
 from ..domain.auth import principal_candidates
 from ..domain.errors import GatewayError, InvalidRequestError, UnauthenticatedError
 from ..domain.models import Client
 from ..observability import logger
 from ..settings import get_settings
+
+# Every error answer is one: built at cold start (see domain/api.py).
+build(ErrorDocument)
 
 
 def error_response(status: int, code: str, message: str) -> Response:

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..bootstrap import gateway
-from ..domain.api import NewPredictionRequest, ServiceDocument, ServiceListDocument
+from ..domain.api import (
+    NewPredictionRequest,
+    NewPredictionResponse,
+    ServiceDocument,
+    ServiceListDocument,
+    UploadDocument,
+    build,
+)
 from ..observability import count, logger, metrics, traced
 from .api import authenticate, json_object_body, json_response, make_resolver, unreadable_body
+
+if TYPE_CHECKING:
+    # Only a type annotation: nothing to import at cold start.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+# Built at cold start: the documents this function validates or answers with (see domain/api.py).
+build(NewPredictionRequest, NewPredictionResponse, UploadDocument, ServiceListDocument, ServiceDocument)
 
 app = make_resolver()
 

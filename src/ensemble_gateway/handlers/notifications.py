@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from ..bootstrap import gateway
 from ..domain.notifications import InferenceResult
 from ..observability import logger, traced
+
+if TYPE_CHECKING:
+    # Only a type annotation: nothing to import at cold start.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @logger.inject_lambda_context

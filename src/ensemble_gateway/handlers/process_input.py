@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..bootstrap import gateway
 from ..observability import logger, traced
 
+if TYPE_CHECKING:
+    # Only a type annotation: nothing to import at cold start.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def uploaded_objects(body: str) -> list[tuple[str, str]]:
-    """(bucket, key) of every ``ObjectCreated`` record in an S3 notification message body."""
+def uploaded_objects(body: str) -> list[tuple[str, str, int | None]]:
+    """(bucket, key, size) of every ``ObjectCreated`` record in an S3 notification message body."""
     message = json.loads(body)
     if message.get("Event") == "s3:TestEvent":
         return []
@@ -27,13 +30,16 @@ def uploaded_objects(body: str) -> list[tuple[str, str]]:
             continue
         s3 = record["s3"]
         # Keys arrive URL-encoded ('+' for spaces).
-        objects.append((s3["bucket"]["name"], unquote_plus(s3["object"]["key"])))
+        size = s3["object"].get("size")
+        objects.append(
+            (s3["bucket"]["name"], unquote_plus(s3["object"]["key"]), int(size) if size is not None else None)
+        )
     return objects
 
 
 def record_handler(record: SQSRecord) -> None:
-    for bucket, key in uploaded_objects(record.body):
-        gateway().input_uploaded(bucket, key)
+    for bucket, key, size in uploaded_objects(record.body):
+        gateway().input_uploaded(bucket, key, size)
 
 
 @logger.inject_lambda_context

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..bootstrap import gateway
+from ..domain.api import PredictionDocument, ResultDocument, StepDocument, build
 from ..observability import logger, traced
 from .api import authenticate, json_response, make_resolver
+
+if TYPE_CHECKING:
+    # Only a type annotation: nothing to import at cold start.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+# Built at cold start: the documents this function answers with (see domain/api.py).
+build(PredictionDocument, ResultDocument, StepDocument)
 
 app = make_resolver()
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from ..bootstrap import gateway
 from ..observability import logger
+
+if TYPE_CHECKING:
+    # Only a type annotation: nothing to import at cold start.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @logger.inject_lambda_context

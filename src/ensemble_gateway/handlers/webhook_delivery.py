@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from ..bootstrap import webhook_delivery
+from ..domain.api import PredictionDocument, ResultDocument, StepDocument, build
 from ..observability import logger, traced
+
+if TYPE_CHECKING:
+    # Only a type annotation: nothing to import at cold start.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+# Built at cold start: every webhook carries the prediction's document (see domain/api.py).
+build(PredictionDocument, ResultDocument, StepDocument)
 
 processor = BatchProcessor(event_type=EventType.SQS)
 

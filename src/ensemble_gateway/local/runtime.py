@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .deployer import DeployedStack, LocalDeployer
+from .dynamodb_atomicity import AtomicDynamoDBMiddleware
 from .lambdas import FunctionRegistry, LambdaInvokeMiddleware
 from .pollers import ScheduleRunner, SqsPoller, schedule_interval, sns_event_records
 from .presign_guard import PresignGuardMiddleware
@@ -149,7 +150,8 @@ class LocalRuntime:
 
         self.registry = FunctionRegistry({}, REGION, on_invoke=self._on_invoke)
         moto_app = DomainDispatcherApplication(create_backend_app)
-        app: Any = LambdaInvokeMiddleware(moto_app, self.registry)
+        app: Any = AtomicDynamoDBMiddleware(moto_app)
+        app = LambdaInvokeMiddleware(app, self.registry)
         app = PresignGuardMiddleware(app, {LOCAL_ACCESS_KEY: LOCAL_SECRET_KEY}, self._bucket_names)
         if self.host_models:
             from .sagemaker_runtime import LocalSageMakerRuntime

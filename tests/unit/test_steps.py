@@ -1,0 +1,285 @@
+"""Ensemble steps (get-transform-call and the step half of notifications) against in-memory fakes.
+
+The tests play the state machine: they start the ensemble through process-input's use case, take
+the execution input it was started with, and invoke the steps with the payload the registered
+definition passes (``execution.$ = $$.Execution.Input``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from gateway_fakes import World, make_world, model_service, new_client
+
+from ensemble_gateway.domain.api import NewPredictionRequest, step_document
+from ensemble_gateway.domain.lifecycle import INLINE_OUTPUT_LIMIT
+from ensemble_gateway.domain.models import ModelTarget, Prediction, PredictionStatus, Service
+from ensemble_gateway.domain.notifications import InferenceResult
+from ensemble_gateway.domain.ports import RealtimeResponse
+from ensemble_gateway.domain.steps import EnsembleSteps, child_prediction_id
+
+COMPLETED = PredictionStatus.COMPLETED
+FAILED = PredictionStatus.FAILED
+RUNNING = PredictionStatus.RUNNING
+CLAIM = {"claim": {"amount": 1200, "vehicle_value": 9000}}
+
+
+def claim_ensemble(**steps: Any) -> Service:
+    default_steps = {
+        "fraud": {"service": "fraud-score", "mapping": {"claim": "$.input.claim"}},
+        "cost": {"service": "repair-cost", "mapping": {"claim": "$.input.claim"}},
+        "decision": {
+            "service": "claim-decision",
+            "mapping": {
+                "fraud": "$.steps.fraud.p",
+                "cost": "$.steps.cost.eur",
+                "value": "$.input.claim.vehicle_value",
+            },
+        },
+    }
+    return Service.model_validate(
+        {
+            "name": "claim",
+            "kind": "ensemble",
+            "ensemble": {
+                "definition": "claim.asl.json",
+                "steps": {**default_steps, **steps},
+                "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:gw-claim",
+                "final_step": "decision",
+            },
+        }
+    )
+
+
+@pytest.fixture
+def world() -> World:
+    return make_world(
+        services=[
+            model_service("fraud-score"),
+            model_service("repair-cost", invocation="realtime"),
+            model_service("claim-decision", invocation="realtime"),
+            model_service("always-fails"),
+            claim_ensemble(),
+        ],
+        clients=[new_client("c_owner")],
+    )
+
+
+def start_ensemble(world: World, request: dict[str, Any] = CLAIM, service: str = "claim") -> tuple[str, dict[str, Any]]:
+    """Submit and upload; return the ensemble's prediction ID and its execution input."""
+    client = world.clients.get("c_owner")
+    assert client is not None
+    body = {"service": service, "metadata": {"case": "c-17"}}
+    prediction_id = world.gateway.submit(client, NewPredictionRequest.model_validate(body), raw_body=body).prediction_id
+    raw = json.dumps(request).encode()
+    world.objects.put_upload(f"inputs/{prediction_id}", raw)
+    world.gateway.input_uploaded(world.objects.bucket, f"inputs/{prediction_id}", len(raw))
+    (_, name, execution) = world.workflows.started[-1]
+    assert name == prediction_id
+    # Through JSON, as Step Functions carries it.
+    return prediction_id, json.loads(json.dumps(execution))
+
+
+def realtime_answers(world: World, *answers: dict[str, Any]) -> None:
+    queue = [RealtimeResponse(body=json.dumps(a).encode(), content_type="application/json") for a in answers]
+
+    def answer(endpoint: str, body: bytes, content_type: str, inference_id: str) -> RealtimeResponse:
+        world.models.realtime_calls.append({"endpoint": endpoint, "body": body, "inference_id": inference_id})
+        return queue.pop(0)
+
+    world.models.invoke_realtime = answer  # type: ignore[method-assign]
+
+
+def async_succeeds(world: World, child_id: str, output: bytes) -> None:
+    """SageMaker async writes the output and publishes its success notification."""
+    uri = world.objects.write(f"outputs/{child_id}.out", output, "application/json")
+    world.gateway.inference_finished(
+        InferenceResult.model_validate(
+            {
+                "inferenceId": child_id,
+                "invocationStatus": "Completed",
+                "responseParameters": {"contentType": "application/json", "outputLocation": uri},
+            }
+        )
+    )
+
+
+def record(world: World, prediction_id: str) -> Prediction:
+    found = world.store._load(prediction_id)
+    assert found is not None
+    return found
+
+
+def answers_for(world: World, token: str) -> list[tuple[str, Any]]:
+    return [(kind, output) for t, kind, output in world.workflows.answers if t == token]
+
+
+def test_a_step_starts_from_the_execution_input_without_reading_the_catalog_or_the_ensemble(world: World) -> None:
+    # GIVEN a started ensemble, and its fraud model moved to another endpoint after the start
+    parent_id, execution = start_ensemble(world)
+    world.catalog.put(model_service("fraud-score").model_copy(update={"model": ModelTarget(endpoint_name="fraud-v2")}))
+    reads_before = (world.store.reads, world.catalog.reads)
+    # WHEN the state machine runs the fraud step
+    result = EnsembleSteps(world.gateway).call(parent_id, "fraud", "token-fraud", execution=execution)
+    # THEN nothing was read: the request, the owner and the targets came in the execution input
+    assert (world.store.reads, world.catalog.reads) == reads_before
+    # AND the step ran against the catalog as it was when the execution started
+    (call,) = world.models.async_calls
+    assert call["endpoint"] == "fraud-score-endpoint"
+    assert call["inference_id"] == result["prediction_id"] == child_prediction_id(parent_id, "fraud", "token-fraud")
+    assert json.loads(world.objects.read(call["input_uri"])) == {"claim": CLAIM["claim"]}
+    child = record(world, result["prediction_id"])
+    assert (child.status, child.owner, child.metadata, child.parent_id) == (
+        RUNNING,
+        "c_owner",
+        {"case": "c-17"},
+        parent_id,
+    )
+    assert child.final_step is False
+
+
+def test_a_realtime_step_finishes_inline_and_leaves_its_output_on_the_ensemble(world: World) -> None:
+    # GIVEN a started ensemble whose repair-cost model answers in real time
+    parent_id, execution = start_ensemble(world)
+    realtime_answers(world, {"eur": 900})
+    # WHEN the state machine runs the cost step
+    result = EnsembleSteps(world.gateway).call(parent_id, "cost", "token-cost", execution=execution)
+    # THEN the model got the mapped input from memory and the child is COMPLETED right away
+    (call,) = world.models.realtime_calls
+    assert json.loads(call["body"]) == {"claim": CLAIM["claim"]}
+    child = record(world, result["prediction_id"])
+    assert child.status is COMPLETED and child.input_uri is None
+    # AND its outcome is on the ensemble's record, the token answered with the output inline,
+    # and nothing went through SNS
+    outcome = record(world, parent_id).step_outputs[child.prediction_id]
+    assert (outcome.step, outcome.status, outcome.output, outcome.inline) == ("cost", COMPLETED, {"eur": 900}, True)
+    ((kind, output),) = answers_for(world, "token-cost")
+    assert kind == "success" and output["output"] == {"eur": 900}
+    assert world.publisher.published == []
+
+
+def test_the_final_step_finishes_the_ensemble_before_the_complete_task_runs(world: World) -> None:
+    # GIVEN an ensemble whose fraud (async) and cost (real-time) steps have finished
+    parent_id, execution = start_ensemble(world)
+    steps = EnsembleSteps(world.gateway)
+    realtime_answers(world, {"eur": 900}, {"decision": "repair"})
+    fraud = steps.call(parent_id, "fraud", "token-fraud", execution=execution)["prediction_id"]
+    world.clock.advance(seconds=1)
+    async_succeeds(world, fraud, b'{"p": 0.1}')
+    steps.call(parent_id, "cost", "token-cost", execution=execution)
+    assert record(world, parent_id).status is RUNNING
+    # WHEN the decision step runs
+    world.clock.advance(seconds=1)
+    steps.call(parent_id, "decision", "token-decision", execution=execution)
+    # THEN its mapping saw the earlier outputs ...
+    decision_call = world.models.realtime_calls[-1]
+    assert json.loads(decision_call["body"]) == {"fraud": 0.1, "cost": 900, "value": 9000}
+    # ... and the ensemble is COMPLETED with its output document and one webhook-less finish
+    parent = record(world, parent_id)
+    assert parent.status is COMPLETED
+    assert parent.output_uri is not None
+    document = json.loads(world.objects.read(parent.output_uri))
+    assert document == {
+        "result": {"decision": "repair"},
+        "steps": {"fraud": {"p": 0.1}, "cost": {"eur": 900}, "decision": {"decision": "repair"}},
+    }
+    # AND its lineage comes from the outcomes on its record, the same as from its children
+    reads = (world.store.reads, world.catalog.reads)
+    lineage = world.gateway.document(parent).steps
+    assert (world.store.reads, world.catalog.reads) == reads
+    children = sorted(world.store.children(parent_id), key=lambda c: (c.created_at, c.step or ""))
+    assert lineage == [step_document(child) for child in children]
+    assert [step.name for step in lineage or []] == ["fraud", "cost", "decision"]
+    # WHEN the state machine's Complete task runs afterwards
+    writes = len(world.objects.objects)
+    finished_at = parent.finished_at
+    assert steps.complete(parent_id, "decision") == {"prediction_id": parent_id, "status": "COMPLETED"}
+    # THEN it only confirms: nothing rewritten
+    assert len(world.objects.objects) == writes
+    assert record(world, parent_id).finished_at == finished_at
+
+
+def test_a_large_step_output_is_read_from_s3_by_the_step_that_maps_it(world: World) -> None:
+    # GIVEN a fraud step whose output is too large to travel inline
+    parent_id, execution = start_ensemble(world)
+    steps = EnsembleSteps(world.gateway)
+    realtime_answers(world, {"eur": 900}, {"decision": "refer"})
+    large = json.dumps({"p": 0.9, "explanation": "x" * INLINE_OUTPUT_LIMIT}).encode()
+    fraud = steps.call(parent_id, "fraud", "token-fraud", execution=execution)["prediction_id"]
+    async_succeeds(world, fraud, large)
+    outcome = record(world, parent_id).step_outputs[fraud]
+    assert not outcome.inline and outcome.output is None
+    ((_, fraud_answer),) = answers_for(world, "token-fraud")
+    assert "output" not in fraud_answer
+    steps.call(parent_id, "cost", "token-cost", execution=execution)
+    # WHEN the decision step maps it
+    steps.call(parent_id, "decision", "token-decision", execution=execution)
+    # THEN the value came from the stored output
+    assert json.loads(world.models.realtime_calls[-1]["body"])["fraud"] == 0.9
+
+
+def test_a_failed_optional_step_contributes_its_default(world: World) -> None:
+    # GIVEN an ensemble with an optional step whose model fails
+    world.catalog.put(
+        claim_ensemble(
+            fraud={"service": "always-fails", "mapping": "$.input", "optional": True, "default": {"p": None}},
+            decision={"service": "claim-decision", "mapping": {"fraud": "$.steps.fraud"}},
+        )
+    )
+    parent_id, execution = start_ensemble(world)
+    steps = EnsembleSteps(world.gateway)
+    realtime_answers(world, {"decision": "refer"})
+    fraud = steps.call(parent_id, "fraud", "token-fraud", execution=execution)["prediction_id"]
+    world.gateway.inference_finished(
+        InferenceResult.model_validate(
+            {"inferenceId": fraud, "invocationStatus": "Failed", "failureReason": "ModelError: boom"}
+        )
+    )
+    # THEN the ensemble goes on: the token is answered as a skipped success
+    ((kind, output),) = answers_for(world, "token-fraud")
+    assert kind == "success" and output["skipped"] is True
+    # WHEN a later step maps the optional step
+    steps.call(parent_id, "decision", "token-decision", execution=execution)
+    # THEN it sees the declared default, null included
+    assert json.loads(world.models.realtime_calls[-1]["body"]) == {"fraud": {"p": None}}
+
+
+def test_a_mapping_error_fails_the_step_once_and_a_retried_invocation_only_answers_again(world: World) -> None:
+    # GIVEN a request without the field the cost step maps
+    parent_id, execution = start_ensemble(world, request={"not_a_claim": 1})
+    steps = EnsembleSteps(world.gateway)
+    # WHEN the cost step runs, and Step Functions invokes it again with the same token
+    first = steps.call(parent_id, "cost", "token-cost", execution=execution)
+    again = steps.call(parent_id, "cost", "token-cost", execution=execution)
+    # THEN one child, FAILED with the key and path, the token failed (answered twice, the second
+    # answer stale), and the model never called
+    assert first == again == {"prediction_id": first["prediction_id"], "status": "FAILED"}
+    child = record(world, first["prediction_id"])
+    assert child.status is FAILED and child.error is not None
+    assert child.error.step == "cost" and "$.input.claim" in child.error.message
+    assert [kind for kind, _ in answers_for(world, "token-cost")] == ["failure", "failure"]
+    assert world.models.realtime_calls == []
+    assert len(world.store.children(parent_id)) == 1
+
+
+def test_without_the_execution_input_a_step_reads_the_ensemble_and_the_catalog(world: World) -> None:
+    # GIVEN a state machine registered before the execution input was passed to steps
+    parent_id, _ = start_ensemble(world)
+    reads_before = world.store.reads
+    # WHEN the fraud step is invoked with the old payload
+    EnsembleSteps(world.gateway).call(parent_id, "fraud", "token-fraud")
+    # THEN it read the ensemble's record and still dispatched the step
+    assert world.store.reads > reads_before
+    assert [c["endpoint"] for c in world.models.async_calls] == ["fraud-score-endpoint"]
+
+
+def test_a_small_json_request_travels_in_the_execution_input_and_a_large_one_does_not(world: World) -> None:
+    # GIVEN a small request and a request above the inline limit
+    _, small = start_ensemble(world)
+    _, large = start_ensemble(world, request={"claim": {"amount": 1, "notes": "x" * 40_000}})
+    # THEN only the small one is carried; the large one is read from S3 by the steps that need it
+    assert small["context"]["request"] == CLAIM and small["context"]["request_inline"] is True
+    assert "request" not in large["context"]
+    assert set(small["context"]["targets"]) == {"fraud-score", "repair-cost", "claim-decision"}
