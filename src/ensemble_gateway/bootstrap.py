@@ -23,7 +23,7 @@ def build_gateway(settings: Settings, logger: object = None) -> Gateway:
     """Wire the use cases to AWS. Clients are created on first use, never here."""
     from .adapters.dns import resolve_all
     from .adapters.dynamodb import DynamoPredictionStore, DynamoServiceCatalog
-    from .adapters.messaging import SnsPublisher, SqsWebhookQueue
+    from .adapters.messaging import SqsWebhookQueue
     from .adapters.s3 import S3ObjectStore
     from .adapters.sagemaker import SageMakerModelRuntime
     from .adapters.stepfunctions import StepFunctionsEngine
@@ -32,8 +32,6 @@ def build_gateway(settings: Settings, logger: object = None) -> Gateway:
     return Gateway(
         config=GatewayConfig(
             region=settings.region,
-            success_topic_arn=settings.success_topic_arn,
-            error_topic_arn=settings.error_topic_arn,
             upload_expiry_seconds=settings.upload_expiry_seconds,
             result_url_expiry_seconds=settings.result_url_expiry_seconds,
             retention_days=settings.retention_days,
@@ -45,7 +43,6 @@ def build_gateway(settings: Settings, logger: object = None) -> Gateway:
         objects=S3ObjectStore(settings.bucket, settings.kms_key_id),
         models=SageMakerModelRuntime(),
         workflows=StepFunctionsEngine(),
-        publisher=SnsPublisher(),
         webhooks=SqsWebhookQueue(settings.webhook_queue_url, settings.webhook_dlq_url),
         resolve=resolve_all,
         logger=logger,

@@ -23,8 +23,6 @@ class Settings(BaseModel):
     clients_table: str = Field(alias="CLIENTS_TABLE")
     bucket: str = Field(alias="BUCKET")
     kms_key_id: str | None = Field(alias="KMS_KEY_ID", default=None)
-    success_topic_arn: str = Field(alias="SUCCESS_TOPIC_ARN")
-    error_topic_arn: str = Field(alias="ERROR_TOPIC_ARN")
     webhook_queue_url: str = Field(alias="WEBHOOK_QUEUE_URL")
     webhook_dlq_url: str = Field(alias="WEBHOOK_DLQ_URL")
     upload_expiry_seconds: int = Field(alias="UPLOAD_URL_EXPIRY_SECONDS", default=900, ge=5, le=604800)

@@ -21,8 +21,6 @@ from ensemble_gateway.domain.ports import PresignedUpload, RealtimeResponse
 from ensemble_gateway.domain.webhooks import CheckedWebhookTarget, new_webhook_secret
 
 T0 = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
-SUCCESS_TOPIC = "arn:aws:sns:us-east-1:123456789012:gw-SuccessTopic"
-ERROR_TOPIC = "arn:aws:sns:us-east-1:123456789012:gw-ErrorTopic"
 BUCKET = "gw-data"
 
 
@@ -280,15 +278,6 @@ class FakeWorkflows:
         return True
 
 
-class FakePublisher:
-    def __init__(self) -> None:
-        self.published: list[tuple[str, dict[str, Any]]] = []
-
-    def publish(self, topic_arn: str, message: Mapping[str, Any]) -> None:
-        # Through JSON, as SNS carries it.
-        self.published.append((topic_arn, json.loads(json.dumps(message))))
-
-
 class FakeWebhookQueue:
     def __init__(self) -> None:
         self.jobs: list[tuple[dict[str, Any], int]] = []
@@ -403,7 +392,6 @@ class World:
     objects: FakeObjectStore
     models: FakeModelRuntime
     workflows: FakeWorkflows
-    publisher: FakePublisher
     webhooks: FakeWebhookQueue
     resolver: FakeResolver
     clients: FakeClients
@@ -434,15 +422,12 @@ def make_world(
     objects = FakeObjectStore(clock)
     models = FakeModelRuntime()
     workflows = FakeWorkflows()
-    publisher = FakePublisher()
     webhooks = FakeWebhookQueue()
     resolver = FakeResolver({"hooks.example.com": ["93.184.216.34"], **(hosts or {})})
     directory = FakeClients(clients)
     gateway = Gateway(
         config=GatewayConfig(
             region="us-east-1",
-            success_topic_arn=SUCCESS_TOPIC,
-            error_topic_arn=ERROR_TOPIC,
             upload_expiry_seconds=900,
             result_url_expiry_seconds=3600,
             retention_days=30,
@@ -453,9 +438,8 @@ def make_world(
         objects=objects,
         models=models,
         workflows=workflows,
-        publisher=publisher,
         webhooks=webhooks,
         resolve=resolver,
         clock=clock,
     )
-    return World(clock, store, catalog, objects, models, workflows, publisher, webhooks, resolver, directory, gateway)
+    return World(clock, store, catalog, objects, models, workflows, webhooks, resolver, directory, gateway)

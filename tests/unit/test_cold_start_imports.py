@@ -24,8 +24,6 @@ ENVIRONMENT = {
     "SERVICES_TABLE": "services",
     "CLIENTS_TABLE": "clients",
     "BUCKET": "bucket",
-    "SUCCESS_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:success",
-    "ERROR_TOPIC_ARN": "arn:aws:sns:us-east-1:123456789012:error",
     "WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks",
     "WEBHOOK_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks-dlq",
 }

@@ -1,4 +1,4 @@
-"""SNS and SQS adapters: notification publishing and the webhook delivery queue."""
+"""SQS adapter: the webhook delivery queue."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ from typing import Any
 from .aws import LazyClient
 
 SQS_MAX_DELAY_SECONDS = 900
-
-
-class SnsPublisher(LazyClient):
-    service_name = "sns"
-
-    def publish(self, topic_arn: str, message: Mapping[str, Any]) -> None:
-        self.client.publish(TopicArn=topic_arn, Message=json.dumps(message))
 
 
 class SqsWebhookQueue(LazyClient):

@@ -49,7 +49,6 @@ from .models import (
 from .notifications import InferenceResult
 from .ports import (
     ModelRuntime,
-    NotificationPublisher,
     ObjectStore,
     PredictionStore,
     ServiceCatalog,
@@ -114,8 +113,6 @@ class GatewayConfig:
     """The values the lifecycle needs from the settings (never read from the environment here)."""
 
     region: str
-    success_topic_arn: str
-    error_topic_arn: str
     upload_expiry_seconds: int = 900
     result_url_expiry_seconds: int = 3600
     retention_days: int = 30
@@ -136,7 +133,6 @@ class Gateway:
     objects: ObjectStore
     models: ModelRuntime
     workflows: WorkflowEngine
-    publisher: NotificationPublisher
     webhooks: WebhookQueue
     resolve: Resolver
     clock: Callable[[], datetime] = field(default=utcnow)

@@ -1,13 +1,11 @@
-"""The SageMaker asynchronous inference notification: parse it, and build it for real-time models.
+"""The SageMaker asynchronous inference notification.
 
-SageMaker async publishes one JSON document to the endpoint's success or error SNS topic. The
-gateway publishes the same shape for real-time endpoints so that one path finishes everything.
+SageMaker async publishes one JSON document to the endpoint's success or error SNS topic; the
+notifications function parses it with :class:`InferenceResult`. (Real-time answers finish their
+prediction where they are received: nothing is published for them.)
 """
 
 from __future__ import annotations
-
-from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,47 +40,3 @@ class InferenceResult(BaseModel):
     @property
     def succeeded(self) -> bool:
         return self.invocation_status == "Completed"
-
-
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def inference_result_message(
-    *,
-    region: str,
-    inference_id: str,
-    endpoint_name: str,
-    input_location: str,
-    input_content_type: str,
-    received_at: datetime,
-    finished_at: datetime,
-    output_location: str | None = None,
-    output_content_type: str | None = None,
-    failure_reason: str | None = None,
-    failure_location: str | None = None,
-) -> dict[str, Any]:
-    """Build the notification SageMaker async publishes, field for field."""
-    message: dict[str, Any] = {
-        "awsRegion": region,
-        "eventTime": _iso(finished_at),
-        "receivedTime": _iso(received_at),
-        "invocationStatus": "Failed" if failure_reason else "Completed",
-        "requestParameters": {
-            "contentType": input_content_type,
-            "endpointName": endpoint_name,
-            "inputLocation": input_location,
-        },
-        "responseParameters": {"contentType": output_content_type or "application/json"},
-        "inferenceId": inference_id,
-        "eventVersion": "1.0",
-        "eventSource": "aws:sagemaker",
-        "eventName": "InferenceResult",
-    }
-    if failure_reason:
-        message["failureReason"] = failure_reason
-        if failure_location:
-            message["failureLocation"] = failure_location
-    else:
-        message["responseParameters"]["outputLocation"] = output_location
-    return message

@@ -128,10 +128,6 @@ class WorkflowEngine(Protocol):
     def fail_task(self, token: str, error: str, cause: str) -> bool: ...
 
 
-class NotificationPublisher(Protocol):
-    def publish(self, topic_arn: str, message: Mapping[str, Any]) -> None: ...
-
-
 class WebhookQueue(Protocol):
     def enqueue(self, job: Mapping[str, Any], delay_seconds: int) -> None: ...
 
