@@ -90,6 +90,7 @@ API_P50: dict[str, float] = {
     "dynamodb:UpdateItem": 6.0,
     "dynamodb:DeleteItem": 6.0,
     "dynamodb:Query": 8.0,
+    "dynamodb:BatchGetItem": 8.0,  # a handful of small items, like a Query
     "dynamodb:Scan": 10.0,
     "dynamodb:TransactWriteItems": 15.0,
     "s3:GetObject": 25.0,
