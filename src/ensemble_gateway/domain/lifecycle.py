@@ -423,18 +423,7 @@ class Gateway:
             step.service for step in service.ensemble.steps.values() if step.service and step.service not in targets
         }
         targets.update(self.catalog.get_many(sorted(named)))
-        context = EnsembleContext(
-            prediction_id=prediction.prediction_id,
-            service=service.name,
-            owner=prediction.owner,
-            metadata=prediction.metadata,
-            expires_at=prediction.expires_at,
-            input_uri=prediction.input_uri,
-            content_type=prediction.content_type,
-            steps=service.ensemble.steps,
-            targets=targets,
-            final_step=service.ensemble.final_step,
-        )
+        context = EnsembleContext.of(prediction, service, targets)
         if input_size is not None and input_size <= INLINE_REQUEST_LIMIT and is_json_type(prediction.content_type):
             assert prediction.input_uri is not None
             with contextlib.suppress(ValueError):

@@ -275,6 +275,23 @@ class EnsembleContext(BaseModel):
     request: Any = None
     request_inline: bool = False
 
+    @classmethod
+    def of(cls, prediction: Prediction, ensemble: Service, targets: dict[str, Service]) -> EnsembleContext:
+        """The context of ``prediction``, an execution of ``ensemble`` (request not inlined)."""
+        assert ensemble.ensemble is not None
+        return cls(
+            prediction_id=prediction.prediction_id,
+            service=ensemble.name,
+            owner=prediction.owner,
+            metadata=prediction.metadata,
+            expires_at=prediction.expires_at,
+            input_uri=prediction.input_uri,
+            content_type=prediction.content_type,
+            steps=ensemble.ensemble.steps,
+            targets=targets,
+            final_step=ensemble.ensemble.final_step,
+        )
+
 
 class Client(BaseModel):
     """An API client: who owns predictions and with what secret their webhooks are signed."""

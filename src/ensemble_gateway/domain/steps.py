@@ -142,18 +142,7 @@ class EnsembleSteps:
         if ensemble is None or ensemble.ensemble is None:
             raise LookupError(f"service '{parent.service}' is not an ensemble")
         named = sorted({s.service for s in ensemble.ensemble.steps.values() if s.service})
-        return EnsembleContext(
-            prediction_id=parent_id,
-            service=parent.service,
-            owner=parent.owner,
-            metadata=parent.metadata,
-            expires_at=parent.expires_at,
-            input_uri=parent.input_uri,
-            content_type=parent.content_type,
-            steps=ensemble.ensemble.steps,
-            targets=gateway.catalog.get_many(named),
-            final_step=ensemble.ensemble.final_step,
-        )
+        return EnsembleContext.of(parent, ensemble, gateway.catalog.get_many(named))
 
     def _target(
         self, context: EnsembleContext, step_name: str, step: EnsembleStep, member: str | None
