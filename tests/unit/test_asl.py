@@ -390,13 +390,33 @@ def test_the_final_step_is_the_one_whose_task_goes_straight_to_the_complete_task
         Done=complete_task("a"),
     )
     no_output = machine("A", A=call("a", next_="Done"), Done=complete_task(None))
-    # THEN only a step that the Complete task directly follows, and names, ends the ensemble
+
+    def fan_out(items_path: str, *steps: str) -> dict[str, Any]:
+        chain = {
+            f"Run-{s}": call(s, next_=f"Run-{steps[i + 1]}" if i + 1 < len(steps) else None)
+            for i, s in enumerate(steps)
+        }
+        return {
+            "Type": "Map",
+            "ItemsPath": items_path,
+            "ItemProcessor": machine(f"Run-{steps[0]}", **chain),
+            "Next": "Done",
+        }
+
+    fan_out_last = machine("M", M=fan_out("$.fanout.f", "f"), Done=complete_task("f"))
+    fan_out_then_more = machine("M", M=fan_out("$.fanout.f", "f", "g"), Done=complete_task("f"))
+    fan_out_elsewhere = machine("M", M=fan_out("$.members", "f"), Done=complete_task("f"))
+    # THEN only a step that the Complete task directly follows, and names, ends the ensemble ...
     assert final_step(vehicle) == "decision"
-    assert final_step(triage) is None  # the classify fan-out ends it: many members, no single step
     assert final_step(straight) == "b"
     assert final_step(other_output) is None
     assert final_step(detour) is None
     assert final_step(no_output) is None
+    # ... or a fan-out whose Map over the gateway's member list runs that step and nothing else
+    assert final_step(triage) == "classify"
+    assert final_step(fan_out_last) == "f"
+    assert final_step(fan_out_then_more) is None
+    assert final_step(fan_out_elsewhere) is None
 
 
 def test_substitute_fills_placeholders_and_rejects_unknown_ones():

@@ -176,9 +176,9 @@ def test_the_example_catalog_registers_with_state_machines_and_step_timeouts():
     # AND the DefinitionSubstitutions are filled in
     deployed = machines.machines["eg-vehicle-claim"]["definition"]
     assert "${" not in deployed and FUNCTION_ARN in deployed
-    # AND the step that ends each ensemble is known (triage ends with a fan-out: none)
+    # AND the step that ends each ensemble is known (triage ends with its classify fan-out)
     assert catalog.services["vehicle-claim"].ensemble.final_step == "decision"  # type: ignore[union-attr]
-    assert catalog.services["complaint-triage"].ensemble.final_step is None  # type: ignore[union-attr]
+    assert catalog.services["complaint-triage"].ensemble.final_step == "classify"  # type: ignore[union-attr]
 
 
 def test_a_fan_out_step_waits_for_its_slowest_member_including_ones_of_the_same_batch():

@@ -282,3 +282,40 @@ def test_a_small_json_request_travels_in_the_execution_input_and_a_large_one_doe
     assert small["context"]["request"] == CLAIM and small["context"]["request_inline"] is True
     assert "request" not in large["context"]
     assert set(small["context"]["targets"]) == {"fraud-score", "repair-cost", "claim-decision"}
+
+
+def test_a_final_fan_out_finishes_the_ensemble_when_its_last_member_succeeds(world: World) -> None:
+    # GIVEN an ensemble ending with a fan-out over two async classifiers
+    for name in ("classifier-a", "classifier-b"):
+        world.catalog.put(model_service(name, tasks=["classification"]))
+    world.catalog.put(
+        Service.model_validate(
+            {
+                "name": "triage",
+                "kind": "ensemble",
+                "ensemble": {
+                    "definition": "triage.asl.json",
+                    "steps": {"classify": {"fan_out": {"task": "classification"}, "mapping": "$.input"}},
+                    "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:gw-triage",
+                    "final_step": "classify",
+                },
+            }
+        )
+    )
+    parent_id, execution = start_ensemble(world, request={"text": "my card was stolen"}, service="triage")
+    assert execution["fanout"] == {"classify": [{"service": "classifier-a"}, {"service": "classifier-b"}]}
+    steps = EnsembleSteps(world.gateway)
+    a = steps.call(parent_id, "classify", "token-a", "classifier-a", execution=execution)["prediction_id"]
+    b = steps.call(parent_id, "classify", "token-b", "classifier-b", execution=execution)["prediction_id"]
+    # WHEN the first member succeeds, and its notification is delivered twice
+    async_succeeds(world, a, b'{"label": "fraud"}')
+    async_succeeds(world, a, b'{"label": "fraud"}')
+    # THEN the ensemble is still running: the other member has not answered
+    assert record(world, parent_id).status is RUNNING
+    # WHEN the last member succeeds
+    async_succeeds(world, b, b'{"label": "cards"}')
+    # THEN the ensemble is COMPLETED with both members' outputs, keyed by service
+    parent = record(world, parent_id)
+    assert parent.status is COMPLETED and parent.output_uri is not None
+    expected = {"classifier-a": {"label": "fraud"}, "classifier-b": {"label": "cards"}}
+    assert json.loads(world.objects.read(parent.output_uri)) == {"result": expected, "steps": {"classify": expected}}

@@ -202,7 +202,9 @@ def final_step(definition: Mapping[str, Any]) -> str | None:
 
     That is a top-level callback task whose ``Next`` is the task completing the ensemble (payload
     ``action: complete``) with that step as its ``output_step``: once the step succeeds nothing else
-    can run, so the gateway may finish the ensemble right away instead of a Lambda hop later.
+    can run, so the gateway may finish the ensemble right away instead of a Lambda hop later. A
+    fan-out qualifies too: a top-level Map over ``$.fanout.<step>`` running that step, followed by
+    the completing task (the ensemble finishes when every member has succeeded).
     """
     states = definition.get("States", {})
     completing = {
@@ -211,12 +213,34 @@ def final_step(definition: Mapping[str, Any]) -> str | None:
         if isinstance(state, Mapping) and state.get("Type") == "Task" and _payload(state).get("action") == "complete"
     }
     for state in states.values():
-        if isinstance(state, Mapping) and is_callback_task(state):
-            step = _payload(state).get("step")
-            following = state.get("Next")
-            if following in completing and completing[following] == step:
-                return str(step)
+        if not isinstance(state, Mapping) or state.get("Next") not in completing:
+            continue
+        output_step = completing[state["Next"]]
+        if is_callback_task(state) and _payload(state).get("step") == output_step:
+            return str(output_step)
+        if state.get("Type") == "Map" and state.get("ItemsPath") == f"$.fanout.{output_step}":
+            processor = state.get("ItemProcessor") or state.get("Iterator") or {}
+            # Each iteration must run that step and no other: a later step would still be running.
+            if isinstance(processor, Mapping) and _steps_in(processor) == {output_step}:
+                return str(output_step)
     return None
+
+
+def _steps_in(machine: Mapping[str, Any]) -> set[str]:
+    """Every step a (sub-)machine runs, in its branches and Map processors too."""
+    found: set[str] = set()
+    for state in machine.get("States", {}).values():
+        if not isinstance(state, Mapping):
+            continue
+        if is_callback_task(state):
+            found.add(str(_payload(state).get("step")))
+        for branch in state.get("Branches", []):
+            if isinstance(branch, Mapping):
+                found |= _steps_in(branch)
+        processor = state.get("ItemProcessor") or state.get("Iterator")
+        if isinstance(processor, Mapping):
+            found |= _steps_in(processor)
+    return found
 
 
 def substitute(text: str, values: Mapping[str, str]) -> str:

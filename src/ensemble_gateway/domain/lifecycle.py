@@ -423,7 +423,8 @@ class Gateway:
             step.service for step in service.ensemble.steps.values() if step.service and step.service not in targets
         }
         targets.update(self.catalog.get_many(sorted(named)))
-        context = EnsembleContext.of(prediction, service, targets)
+        fan_out_members = {step: [m["service"] for m in listed] for step, listed in fanout.items()}
+        context = EnsembleContext.of(prediction, service, targets, fan_out_members)
         if input_size is not None and input_size <= INLINE_REQUEST_LIMIT and is_json_type(prediction.content_type):
             assert prediction.input_uri is not None
             with contextlib.suppress(ValueError):
@@ -620,7 +621,13 @@ class Gateway:
         parent = None
         if step.parent_id is not None:
             parent = self.predictions.record_step_outcome(step.parent_id, step.prediction_id, outcome)
-        if step.status is COMPLETED and step.final_step and parent is not None and parent.status is RUNNING:
+        if (
+            step.status is COMPLETED
+            and step.final_step
+            and parent is not None
+            and parent.status is RUNNING
+            and _ends_ensemble(step, parent)
+        ):
             self.complete_ensemble(parent, step.step)
         if step.status is COMPLETED:
             self.workflows.succeed_task(token, task_result(step, outcome))
@@ -679,8 +686,8 @@ class Gateway:
         """The outputs of the finished steps of ``parent`` (all, or only ``names``), parsed as JSON.
 
         A fan-out step's output is a dict keyed by member service. A failed optional step
-        contributes its declared default (``defaults``). An output that is not JSON is passed on
-        as ``{"output_uri": ...}``.
+        contributes its declared default. An output that is not JSON is passed on as
+        ``{"output_uri": ...}``.
         """
         outputs: dict[str, Any] = {}
         ordered = sorted(parent.step_outputs.values(), key=lambda o: (o.finished_at or parent.created_at, o.service))
@@ -702,7 +709,8 @@ class Gateway:
     def _read_output(self, outcome: StepOutcome) -> Any:
         if not outcome.output_uri:
             return None
-        if is_json_type(outcome.content_type or ""):
+        # An output without a content type may still be JSON: try it.
+        if outcome.content_type is None or is_json_type(outcome.content_type):
             with contextlib.suppress(ValueError):
                 return json.loads(self.objects.read(outcome.output_uri))
         # Not JSON (an image, say): later steps can only pass it on as a reference.
@@ -784,6 +792,24 @@ class Gateway:
     def _log(self, message: str, **fields: Any) -> None:
         if self.logger is not None:
             self.logger.info(message, extra=fields)
+
+
+def _ends_ensemble(step: Prediction, parent: Prediction) -> bool:
+    """Whether the success of ``step`` (a final step) leaves nothing else to run in ``parent``.
+
+    A single step: yes. A member of a fan-out: once every member has succeeded (counted by service,
+    so a retried member counts once).
+    """
+    if not step.fan_out:
+        return True
+    if not step.fan_out_size:
+        return False
+    succeeded = {
+        outcome.service
+        for outcome in parent.step_outputs.values()
+        if outcome.step == step.step and outcome.status is COMPLETED
+    }
+    return len(succeeded) >= step.fan_out_size
 
 
 def task_result(step: Prediction, outcome: StepOutcome) -> dict[str, Any]:

@@ -144,6 +144,9 @@ class Prediction(BaseModel):
     optional: bool = False
     final_step: bool = False
     fan_out: bool = False
+    # A member of a final fan-out step: how many members the fan-out has (the last one to succeed
+    # finishes the ensemble). None when unknown: the Complete task finishes the ensemble then.
+    fan_out_size: int | None = None
     # An optional step's declared default, as JSON text (DynamoDB would drop nulls inside a value).
     step_default: str | None = None
     # An ensemble (parent): the outcome of each finished step, by child prediction ID, written by the
@@ -270,13 +273,21 @@ class EnsembleContext(BaseModel):
     content_type: str = "application/json"
     steps: dict[str, EnsembleStep]
     targets: dict[str, Service] = Field(default_factory=dict)
+    # The members of each fan-out step, as the state machine's Map iterates them.
+    fan_out_members: dict[str, list[str]] = Field(default_factory=dict)
     final_step: str | None = None
     # The request itself, when it is small JSON (``request_inline``); otherwise read from input_uri.
     request: Any = None
     request_inline: bool = False
 
     @classmethod
-    def of(cls, prediction: Prediction, ensemble: Service, targets: dict[str, Service]) -> EnsembleContext:
+    def of(
+        cls,
+        prediction: Prediction,
+        ensemble: Service,
+        targets: dict[str, Service],
+        fan_out_members: dict[str, list[str]] | None = None,
+    ) -> EnsembleContext:
         """The context of ``prediction``, an execution of ``ensemble`` (request not inlined)."""
         assert ensemble.ensemble is not None
         return cls(
@@ -289,6 +300,7 @@ class EnsembleContext(BaseModel):
             content_type=prediction.content_type,
             steps=ensemble.ensemble.steps,
             targets=targets,
+            fan_out_members=fan_out_members or {},
             final_step=ensemble.ensemble.final_step,
         )
 
