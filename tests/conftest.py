@@ -50,6 +50,28 @@ def runtime(trained_models: Path) -> Iterator[Any]:
         local.stop()
 
 
+@pytest.fixture
+def scratch_store(runtime: Any) -> Iterator[Any]:
+    """A DynamoPredictionStore on a predictions table of its own in the session's local AWS.
+
+    Not mock_aws: entering it would reset moto's in-process backends, which the runtime shares.
+    """
+    import time
+
+    from ensemble_gateway.adapters.dynamodb import DynamoPredictionStore
+
+    client: Any = runtime.client("dynamodb")
+    name = f"scratch-{time.monotonic_ns()}"
+    client.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "prediction_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "prediction_id", "AttributeType": "S"}],
+    )
+    yield DynamoPredictionStore(name, client)
+    client.delete_table(TableName=name)
+
+
 @pytest.fixture(scope="session")
 def client_credentials(runtime: Any) -> dict[str, Any]:
     from ensemble_gateway.adapters.dynamodb import DynamoClientDirectory

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
 import pytest
 
@@ -14,19 +11,8 @@ from ensemble_gateway.domain.models import Prediction, PredictionStatus, StepOut
 
 
 @pytest.fixture
-def store(runtime: Any) -> Iterator[DynamoPredictionStore]:
-    # A table of its own on the session's local AWS (moto). Not mock_aws: entering it would reset
-    # moto's in-process backends, which the session's runtime shares.
-    client: Any = runtime.client("dynamodb")
-    name = f"store-test-{time.monotonic_ns()}"
-    client.create_table(
-        TableName=name,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "prediction_id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "prediction_id", "AttributeType": "S"}],
-    )
-    yield DynamoPredictionStore(name, client)
-    client.delete_table(TableName=name)
+def store(scratch_store: DynamoPredictionStore) -> DynamoPredictionStore:
+    return scratch_store
 
 
 def test_leases_do_not_move_updated_at_but_transitions_do(store: DynamoPredictionStore) -> None:
