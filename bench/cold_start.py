@@ -110,6 +110,7 @@ def lambda_environment(function: str) -> dict[str, str]:
             "WEBHOOK_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks-dlq",
             "AUTH_MODE": "iam",
             "STAGE": "dev",
+            "PYDANTIC_DISABLE_PLUGINS": "__all__",  # as template.yaml's Globals set it
             "POWERTOOLS_SERVICE_NAME": "ensemble-gateway",
             "POWERTOOLS_METRICS_NAMESPACE": "EnsembleGateway",
             "LOG_LEVEL": "INFO",

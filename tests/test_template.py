@@ -334,8 +334,9 @@ def test_environment_provides_every_required_setting(template: dict[str, Any]) -
     # THEN every setting without a default is provided
     required = {alias for alias, field in aliases.items() if field.is_required()}
     assert required <= set(variables), f"missing: {sorted(required - set(variables))}"
-    # AND every variable is a setting or a Powertools/logging variable (no typo goes unnoticed)
-    unknown = {v for v in variables if v not in aliases and not v.startswith("POWERTOOLS_") and v != "LOG_LEVEL"}
+    # AND every variable is a setting or a Powertools/pydantic/logging variable (no typo goes unnoticed)
+    libraries = {"LOG_LEVEL", "PYDANTIC_DISABLE_PLUGINS"}
+    unknown = {v for v in variables if v not in aliases and not v.startswith("POWERTOOLS_") and v not in libraries}
     assert unknown == set()
     assert variables["AUTH_MODE"] == "iam"
 
