@@ -251,6 +251,13 @@ def build_graph(
             g.edge(s, e, _api_ms(job_call), "api", f"sagemaker: {job_call.name}")
             previous = e
 
+    def link_senders(inv: Invocation, sends: list[Call], hop_name: str, label: str) -> None:
+        """An edge from the latest send for each prediction of ``inv`` to its start: one hop."""
+        for target in inv.info.get("prediction_ids", []):
+            found = latest([c for c in sends if c.info.get("prediction_id") == target], inv.t0)
+            if found is not None and id(found) in call_start:
+                g.edge(call_start[id(found)], f"inv{inv.id}:start", hop[hop_name], "hop", label, hop_name)
+
     # Triggers of invocations.
     for inv in invocations:
         start = f"inv{inv.id}:start"
@@ -259,29 +266,9 @@ def build_graph(
             g.edge(root, queued, hop["s3_event_to_sqs"], "hop", "S3 ObjectCreated -> SQS", "s3_event_to_sqs")
             g.edge(queued, start, hop["sqs_to_lambda"], "hop", "SQS -> Lambda (process-input)", "sqs_to_lambda")
         elif inv.trigger == "sns":
-            for target in inv.info.get("prediction_ids", []):
-                found = latest([c for c in publishes if c.info.get("prediction_id") == target], inv.t0)
-                if found is not None and id(found) in call_start:
-                    g.edge(
-                        call_start[id(found)],
-                        start,
-                        hop["sns_to_lambda"],
-                        "hop",
-                        "SNS -> Lambda (notifications)",
-                        "sns_to_lambda",
-                    )
+            link_senders(inv, publishes, "sns_to_lambda", "SNS -> Lambda (notifications)")
         elif inv.function == "webhook-delivery":
-            for target in inv.info.get("prediction_ids", []):
-                found = latest([c for c in webhook_sends if c.info.get("prediction_id") == target], inv.t0)
-                if found is not None and id(found) in call_start:
-                    g.edge(
-                        call_start[id(found)],
-                        start,
-                        hop["sqs_to_lambda"],
-                        "hop",
-                        "SQS -> Lambda (webhook-delivery)",
-                        "sqs_to_lambda",
-                    )
+            link_senders(inv, webhook_sends, "sqs_to_lambda", "SQS -> Lambda (webhook-delivery)")
 
     # Step Functions: the execution's events, linked by previousEventId, joins, callbacks.
     events = {int(e["id"]): e for e in history}
@@ -499,16 +486,7 @@ def measure(env: BenchEnv, recorder: Any, service: str) -> dict[str, Any]:
     data, content_type = (
         env.samples(service)[0] if service != CHAIN_SERVICE else (b'{"sleep_ms": 0}', "application/json")
     )
-    env.settle()
-    mark = recorder.mark()
-    submission = env.submit(service, data, content_type)
-    if submission.error:
-        raise RuntimeError(f"{service}: {submission.error}")
-    hook = env.receiver.wait_for(submission.prediction_id, timeout=120)
-    if hook is None:
-        raise RuntimeError(f"{service}: no webhook for {submission.prediction_id}")
-    env.settle()
-    calls, invocations = recorder.since(mark)
+    submission, hook, calls, invocations = env.traced_prediction(recorder, service, data, content_type)
     is_ensemble = env.service(service).kind == "ensemble"
     history = env.execution_history(service, submission.prediction_id) if is_ensemble else []
     graph, terminal, webhook = build_graph(

@@ -225,17 +225,7 @@ def _mean_dict(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measure(env: BenchEnv, recorder: Any, service: str, data: bytes, content_type: str) -> dict[str, Any]:
-    env.settle()
-    mark = recorder.mark()
-    submission = env.submit(service, data, content_type)
-    if submission.error:
-        raise RuntimeError(f"{service}: submission failed: {submission.error}")
-    hook = env.receiver.wait_for(submission.prediction_id, timeout=120)
-    if hook is None:
-        raise RuntimeError(f"{service}: no webhook for {submission.prediction_id} within 120 s")
-    env.download(hook)
-    env.settle()
-    calls, invocations = recorder.since(mark)
+    submission, hook, calls, invocations = env.traced_prediction(recorder, service, data, content_type, download=True)
     record = env.record(submission.prediction_id)
     is_ensemble = record is not None and env.service(service).kind == "ensemble"
     history = env.execution_history(service, submission.prediction_id) if is_ensemble else []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import ROOT
-from .trace import Recorder, untraced
+from .trace import Call, Invocation, Recorder, untraced
 
 EXAMPLES = ROOT / "examples"
 BENCH_CATALOG = Path(__file__).resolve().parent / "fixtures" / "noop-chain.json"
@@ -293,6 +293,25 @@ class BenchEnv:
         except Exception as error:
             submission.error = f"{type(error).__name__}: {error}"
         return submission
+
+    def traced_prediction(
+        self, recorder: Recorder, service: str, data: bytes, content_type: str, *, download: bool = False
+    ) -> tuple[Submission, Webhook, list[Call], list[Invocation]]:
+        """One prediction on a quiet runtime, to its webhook (and its result downloaded): what it
+        submitted, the webhook, and every call and invocation recorded meanwhile."""
+        self.settle()
+        mark = recorder.mark()
+        submission = self.submit(service, data, content_type)
+        if submission.error:
+            raise RuntimeError(f"{service}: submission failed: {submission.error}")
+        hook = self.receiver.wait_for(submission.prediction_id, timeout=120)
+        if hook is None:
+            raise RuntimeError(f"{service}: no webhook for {submission.prediction_id} within 120 s")
+        if download:
+            self.download(hook)
+        self.settle()
+        calls, invocations = recorder.since(mark)
+        return submission, hook, calls, invocations
 
     def download(self, hook: Webhook) -> bytes | None:
         result = hook.document.get("result") or {}

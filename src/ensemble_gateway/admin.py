@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,23 +78,25 @@ def load_services(path: Path) -> list[Service]:
 
 def build_registrar(
     *,
-    services_table: str,
-    function_arn: str,
-    role_arn: str,
+    stack_outputs: Mapping[str, str],
     name_prefix: str,
     root: Path,
     client_factory: Any = None,
 ) -> Registrar:
-    """A registrar writing to ``services_table`` and creating state machines named ``{prefix}-{service}``."""
+    """A registrar for a deployed stack (its ``ServicesTableName``, ``GetTransformCallFunctionArn``
+    and ``EnsembleStateMachineRoleArn`` outputs), creating state machines named ``{prefix}-{service}``.
+    """
 
     def read_definition(relative: str) -> str:
         return (root / relative).read_text(encoding="utf-8")
 
     return Registrar(
-        catalog=DynamoServiceCatalog(services_table, client_factory("dynamodb") if client_factory else None),
+        catalog=DynamoServiceCatalog(
+            stack_outputs["ServicesTableName"], client_factory("dynamodb") if client_factory else None
+        ),
         machines=StepFunctionsMachines(client_factory("stepfunctions") if client_factory else None),
         read_definition=read_definition,
-        substitutions={"GetTransformCallFunctionArn": function_arn},
+        substitutions={"GetTransformCallFunctionArn": stack_outputs["GetTransformCallFunctionArn"]},
         name_prefix=name_prefix,
-        role_arn=role_arn,
+        role_arn=stack_outputs["EnsembleStateMachineRoleArn"],
     )

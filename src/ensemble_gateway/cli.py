@@ -160,12 +160,7 @@ def cmd_services_apply(args: argparse.Namespace) -> int:
 
     outputs, factory, stack_name = _aws_target(args)
     registrar = build_registrar(
-        services_table=outputs["ServicesTableName"],
-        function_arn=outputs["GetTransformCallFunctionArn"],
-        role_arn=outputs["EnsembleStateMachineRoleArn"],
-        name_prefix=stack_name,
-        root=Path(args.root),
-        client_factory=factory,
+        stack_outputs=outputs, name_prefix=stack_name, root=Path(args.root), client_factory=factory
     )
     registered = registrar.apply(load_services(Path(args.file)))
     for service in registered:

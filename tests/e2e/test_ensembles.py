@@ -28,17 +28,17 @@ ALWAYS_FAILS_REASON = "this model always fails: it exists to test error handling
 
 
 def registrar(runtime: Any) -> Any:
-    from ensemble_gateway.admin import build_registrar
+    from ensemble_gateway.local.catalog import local_registrar
 
-    outputs = runtime.stack.outputs
-    return build_registrar(
-        services_table=outputs["ServicesTableName"],
-        function_arn=outputs["GetTransformCallFunctionArn"],
-        role_arn=outputs["EnsembleStateMachineRoleArn"],
-        name_prefix=runtime.stack.stack_name,
-        root=runtime.root,
-        client_factory=runtime.client,
-    )
+    return local_registrar(runtime)
+
+
+def deployed_definition(runtime: Any, service: str) -> dict[str, Any]:
+    """The definition of an ensemble's state machine as registration deployed it."""
+    machine_arn = gateway().catalog.get(service).ensemble.state_machine_arn
+    described = runtime.client("stepfunctions").describe_state_machine(stateMachineArn=machine_arn)
+    definition: dict[str, Any] = json.loads(described["definition"])
+    return definition
 
 
 def gateway() -> Any:
@@ -326,10 +326,7 @@ def test_a_step_timeout_fails_the_ensemble_naming_the_step(
 ) -> None:
     # GIVEN test-parallel-timeout: in one Parallel, 'slow' (slow-noop for 5 s, callback task
     # TimeoutSeconds 2 in its ASL) beside 'steady' (slow-noop for 3.5 s, the registered timeout)
-    machine_arn = gateway().catalog.get("test-parallel-timeout").ensemble.state_machine_arn
-    definition = json.loads(
-        runtime.client("stepfunctions").describe_state_machine(stateMachineArn=machine_arn)["definition"]
-    )
+    definition = deployed_definition(runtime, "test-parallel-timeout")
     branches = definition["States"]["Both"]["Branches"]
     assert branches[0]["States"]["Slow"]["TimeoutSeconds"] == 2  # explicit: kept at registration
     assert (
@@ -365,10 +362,7 @@ def test_a_step_timeout_inside_a_fan_out_fails_the_ensemble_naming_the_step(
 ) -> None:
     # GIVEN test-fan-out-timeout: a Map over the catalog task 'test-slow-fan-out' (one member,
     # slow-noop asked to sleep 5 s) whose callback task has TimeoutSeconds 2 in its ASL
-    machine_arn = gateway().catalog.get("test-fan-out-timeout").ensemble.state_machine_arn
-    definition = json.loads(
-        runtime.client("stepfunctions").describe_state_machine(stateMachineArn=machine_arn)["definition"]
-    )
+    definition = deployed_definition(runtime, "test-fan-out-timeout")
     assert definition["States"]["Spread"]["Iterator"]["States"]["SpreadOne"]["TimeoutSeconds"] == 2
 
     # WHEN a request is predicted

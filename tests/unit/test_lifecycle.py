@@ -243,6 +243,7 @@ def test_a_realtime_model_output_is_stored_and_the_prediction_finished_without_a
     assert record.status is COMPLETED
     assert record.output_uri == f"s3://gw-data/outputs/{prediction_id}"
     assert record.output_content_type == "application/json"
+    assert record.dispatched_at is not None  # written with the terminal status: a redelivery won't call again
     # AND the record names the variant that answered, and its webhook is queued once
     assert record.model.version == "2.0.0/green"
     assert world.webhooks.take() == [

@@ -330,7 +330,10 @@ class Gateway:
         self._dispatch_and_mark(claimed, service, input_size=input_size)
 
     def _dispatch_and_mark(self, claimed: Prediction, service: Service | None, *, input_size: int | None) -> None:
-        if self.dispatch_claimed(claimed, service, input_size=input_size):
+        dispatched = self.dispatch_claimed(claimed, service, input_size=input_size)
+        # A real-time answer finished the prediction, marking it dispatched in the same write.
+        realtime = service is not None and service.model is not None and service.model.invocation == "realtime"
+        if dispatched and not realtime:
             self.predictions.update(claimed.prediction_id, {"dispatched_at": self.clock()})
 
     def dispatch_claimed(
@@ -463,10 +466,11 @@ class Gateway:
                 succeeded=False,
                 failure_uri=failure_uri,
                 error=PredictionError(code="ModelError", message=error.message),
+                extra={"dispatched_at": self.clock()},
             )
             return
         output_uri = self.objects.write(output_key(prediction.prediction_id), response.body, response.content_type)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"dispatched_at": self.clock()}
         if response.invoked_variant:
             extra["model"] = ModelInfo(endpoint=endpoint, version=f"{service.version}/{response.invoked_variant}")
         self.finish(

@@ -280,6 +280,12 @@ class EnsembleContext(BaseModel):
     request: Any = None
     request_inline: bool = False
 
+    def final_fan_out_size(self, step: str) -> int | None:
+        """How many members ``step`` fans out to when it is the fan-out that ends the ensemble."""
+        if step != self.final_step or step not in self.fan_out_members:
+            return None
+        return len(self.fan_out_members[step])
+
     @classmethod
     def of(
         cls,

@@ -89,11 +89,7 @@ class EnsembleSteps:
             optional=step.optional,
             final_step=step_name == context.final_step,
             fan_out=step.fan_out is not None,
-            fan_out_size=(
-                len(context.fan_out_members[step_name])
-                if step.fan_out is not None and step_name == context.final_step and step_name in context.fan_out_members
-                else None
-            ),
+            fan_out_size=context.final_fan_out_size(step_name) if step.fan_out is not None else None,
             step_default=json.dumps(step.default) if step.optional else None,
         )
         try:

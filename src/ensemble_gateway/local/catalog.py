@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..admin import build_registrar, load_services
 from ..domain.models import Service
+from ..domain.registration import Registrar
 from .runtime import LocalRuntime
 
 
@@ -38,19 +39,20 @@ def host_endpoints(runtime: LocalRuntime, services: list[Service], models_dir: P
     return hosted
 
 
-def apply_catalog(runtime: LocalRuntime, path: Path, models_dir: Path | None = None) -> list[Service]:
-    """Validate and register a catalog file (state machines included), then host its models."""
+def local_registrar(runtime: LocalRuntime) -> Registrar:
+    """The registrar of the runtime's deployed stack."""
     assert runtime.stack is not None
-    outputs = runtime.stack.outputs
-    registrar = build_registrar(
-        services_table=outputs["ServicesTableName"],
-        function_arn=outputs["GetTransformCallFunctionArn"],
-        role_arn=outputs["EnsembleStateMachineRoleArn"],
+    return build_registrar(
+        stack_outputs=runtime.stack.outputs,
         name_prefix=runtime.stack.stack_name,
         root=runtime.root,
         client_factory=runtime.client,
     )
-    services = registrar.apply(load_services(path))
+
+
+def apply_catalog(runtime: LocalRuntime, path: Path, models_dir: Path | None = None) -> list[Service]:
+    """Validate and register a catalog file (state machines included), then host its models."""
+    services = local_registrar(runtime).apply(load_services(path))
     if runtime.sagemaker is not None:
         host_endpoints(runtime, services, models_dir or runtime.root / "examples" / "models")
     return services
