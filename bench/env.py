@@ -176,7 +176,7 @@ class BenchEnv:
         runtime = LocalRuntime(ROOT, api_port=0, sweep_interval=3600.0)
         runtime.start()
         try:
-            apply_catalog(runtime, EXAMPLES / "catalog.json", EXAMPLES / "models")
+            apply_catalog(runtime, EXAMPLES / "catalog.json")
             return cls(runtime, owns_runtime=True)
         except BaseException:
             runtime.stop()

@@ -44,7 +44,7 @@ def runtime(trained_models: Path) -> Iterator[Any]:
     local = LocalRuntime(ROOT, api_port=0, parameter_overrides={"UploadUrlExpirySeconds": "10"}, sweep_interval=1.0)
     local.start()
     try:
-        apply_catalog(local, EXAMPLES / "catalog.json", trained_models)
+        apply_catalog(local, EXAMPLES / "catalog.json")
         yield local
     finally:
         local.stop()

@@ -55,11 +55,16 @@ def retire_old_webhook_secrets(directory: DynamoClientDirectory, client_id: str)
 def load_services(path: Path) -> list[Service]:
     """Read a catalog file: one service or a list of them, JSON.
 
+    A model's ``model_data`` that is a relative path is resolved against the catalog file's
+    directory, and a local one is checked to be a model the framework container can load.
+
     Raises
     ------
     CatalogValidationError
         The file is unreadable or a service is malformed (naming the service and field).
     """
+    from .model_package import check_model_data, resolve_model_data
+
     try:
         document: Any = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
@@ -67,13 +72,63 @@ def load_services(path: Path) -> list[Service]:
     entries = document if isinstance(document, list) else [document]
     services = []
     for index, entry in enumerate(entries):
+        name = entry.get("name", f"#{index}") if isinstance(entry, dict) else f"#{index}"
         try:
-            services.append(Service.model_validate(entry))
+            service = Service.model_validate(entry)
         except ValidationError as error:
-            name = entry.get("name", f"#{index}") if isinstance(entry, dict) else f"#{index}"
             problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors())
             raise CatalogValidationError(f"{path}: service '{name}': {problems}") from None
+        if service.model is not None and service.model.model_data is not None:
+            model = service.model.model_copy(
+                update={"model_data": resolve_model_data(service.model.model_data, path.resolve().parent)}
+            )
+            try:
+                check_model_data(service.name, model)
+            except CatalogValidationError as error:
+                raise CatalogValidationError(f"{path}: {error.message}") from None
+            service = service.model_copy(update={"model": model})
+        services.append(service)
     return services
+
+
+def apply_catalog_file(
+    path: Path,
+    *,
+    stack_outputs: Mapping[str, str],
+    name_prefix: str,
+    root: Path,
+    client_factory: Any,
+    region: str,
+    host: bool,
+) -> list[Service]:
+    """``services apply``: validate ``path``, host its models (when ``host``), register it all.
+
+    Models are hosted first, so that a model that cannot load is reported (naming its file and
+    the exception) before anything is written to the catalog.
+
+    Raises
+    ------
+    CatalogValidationError
+        The file or a service in it is invalid; nothing was registered.
+    ModelHostingError
+        A model failed to load; nothing was registered.
+    """
+    services = load_services(path)
+    registrar = build_registrar(
+        stack_outputs=stack_outputs, name_prefix=name_prefix, root=root, client_factory=client_factory
+    )
+    plan = registrar.plan(services)  # ensembles validated before any model is rolled out
+    if host:
+        from .adapters.sagemaker_endpoints import SageMakerEndpoints
+        from .model_hosting import host_models
+
+        host_models(
+            services,
+            SageMakerEndpoints(client_factory("sagemaker")),
+            stack_outputs=stack_outputs,
+            region=region,
+        )
+    return registrar.commit(plan)
 
 
 def build_registrar(

@@ -156,15 +156,27 @@ def cmd_services_list(args: argparse.Namespace) -> int:
 
 
 def cmd_services_apply(args: argparse.Namespace) -> int:
-    from .admin import build_registrar, load_services
+    from .admin import apply_catalog_file
 
     outputs, factory, stack_name = _aws_target(args)
-    registrar = build_registrar(
-        stack_outputs=outputs, name_prefix=stack_name, root=Path(args.root), client_factory=factory
+    local = not args.stack_name
+    registered = apply_catalog_file(
+        Path(args.file),
+        stack_outputs=outputs,
+        name_prefix=stack_name,
+        root=Path(args.root),
+        client_factory=factory,
+        region="us-east-1" if local else args.region,
+        # The local runtime hosts each model that names model_data at once; on AWS an endpoint
+        # is deployed on its own (apply registers the catalog entry).
+        host=local,
     )
-    registered = registrar.apply(load_services(Path(args.file)))
     for service in registered:
         extra = f" -> {service.ensemble.state_machine_arn}" if service.ensemble else ""
+        if service.model is not None and service.model.model_data and local:
+            extra = (
+                f" -> endpoint {service.model.endpoint_name} ({service.model.framework}, {service.model.model_data})"
+            )
         print(f"registered {service.kind} {service.name} v{service.version}{extra}")
     return 0
 
@@ -179,6 +191,9 @@ def _content_type(path: Path, given: str | None) -> str:
         ".jpeg": "image/jpeg",
         ".txt": "text/plain",
         ".csv": "text/csv",
+        ".npy": "application/x-npy",
+        ".npz": "application/x-npz",
+        ".libsvm": "text/libsvm",
     }.get(path.suffix.lower(), "application/octet-stream")
 
 
@@ -186,7 +201,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     api = _api(args)
     path = Path(args.file)
     content_type = _content_type(path, args.content_type)
-    accepted = api.submit(args.service, content_type=content_type, webhook_url=args.webhook)
+    accepted = api.submit(args.service, content_type=content_type, accept=args.accept, webhook_url=args.webhook)
     api.upload(accepted["upload"], path.read_bytes(), content_type)
     prediction_id = accepted["prediction_id"]
     if not args.wait:
@@ -287,7 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("service")
     predict.add_argument("file")
     predict.add_argument("--wait", action="store_true", help="show progress until the prediction finishes")
-    predict.add_argument("--content-type")
+    predict.add_argument("--content-type", help="the input's media type (default: from the file's extension)")
+    predict.add_argument("--accept", help="the media type wanted for the output (the model's Accept)")
     predict.add_argument("--webhook", help="https URL to notify when done")
     predict.add_argument("--timeout", type=float, default=300.0)
     predict.set_defaults(func=cmd_predict)

@@ -87,11 +87,14 @@ class GatewayClient:
         *,
         webhook_url: str | None = None,
         content_type: str | None = None,
+        accept: str | None = None,
         metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"service": service}
+        if accept:
+            body["accept"] = accept
         if webhook_url:
             body["notification"] = {"webhook": {"url": webhook_url}}
         if content_type:

@@ -89,8 +89,8 @@ def test_ensembles(runtime: Any) -> Iterator[dict[str, Any]]:
     from ensemble_gateway.admin import load_services
     from ensemble_gateway.local.catalog import apply_catalog
 
-    # models_dir: the fixture's one model service reuses the hosted slow-noop endpoint as it is.
-    services = apply_catalog(runtime, FIXTURES / "ensembles.json", models_dir=FIXTURES)
+    # The fixture's one model service names no model_data: it reuses the hosted slow-noop endpoint.
+    services = apply_catalog(runtime, FIXTURES / "ensembles.json")
     try:
         yield {s.name: s for s in services}
     finally:

@@ -219,8 +219,11 @@ class Harness:
         return events
 
     # -- moto's static SageMaker runtime ------------------------------------------------------
-    def queue_realtime_result(self, body: dict[str, Any], variant: str = "AllTraffic") -> None:
-        """The next new InvokeEndpoint request gets this answer (moto's moto-api)."""
+    def queue_realtime_result(
+        self, body: dict[str, Any] | str, variant: str = "AllTraffic", content_type: str = "application/json"
+    ) -> None:
+        """The next new InvokeEndpoint request gets this answer (moto's moto-api): ``body`` as JSON,
+        or as it is when it is text."""
         import requests
 
         response = requests.post(
@@ -230,8 +233,8 @@ class Harness:
                 "region": REGION,
                 "results": [
                     {
-                        "Body": json.dumps(body),
-                        "ContentType": "application/json",
+                        "Body": body if isinstance(body, str) else json.dumps(body),
+                        "ContentType": content_type,
                         "InvokedProductionVariant": variant,
                     }
                 ],

@@ -130,6 +130,51 @@ def test_unsupported_content_type_is_400_naming_it_and_listing_accepted(
     assert "image/jpeg" in message
 
 
+def test_content_type_with_parameters_is_accepted_for_its_media_type(
+    stack: Any, services: dict[str, str], api_key: str
+) -> None:
+    # GIVEN an image service that accepts PNG and JPEG
+    # WHEN a client declares PNG with a parameter, in capitals
+    answer = stack.submit({"service": services["image"], "content_type": "Image/PNG; q=1"}, api_key)
+    # THEN it is accepted, and the upload must carry the content type as given
+    assert answer.status == 202, answer.body
+    assert answer.body["upload"]["fields"]["Content-Type"] == "Image/PNG; q=1"
+
+
+@pytest.mark.parametrize(
+    ("body", "named"),
+    [
+        ({"content_type": "json"}, ["field 'content_type'", "'json' is not a media type"]),
+        ({"content_type": "application/json; charset"}, ["field 'content_type'", "is not a media type"]),
+        ({"accept": "csv"}, ["field 'accept'", "'csv' is not a media type", "HTTP Accept header"]),
+        ({"accept": "text/csv,"}, ["field 'accept'", "HTTP Accept header"]),
+        ({"accept": "text/" + "x" * 128}, ["field 'accept'", "128"]),
+        ({"accept": None}, ["field 'accept'"]),
+    ],
+    ids=[
+        "content-type-no-subtype",
+        "content-type-bad-parameter",
+        "accept-no-subtype",
+        "accept-trailing-comma",
+        "accept-too-long",
+        "accept-null",
+    ],
+)
+def test_a_malformed_content_type_or_accept_is_400_naming_the_field(
+    stack: Any, services: dict[str, str], api_key: str, body: dict[str, Any], named: list[str]
+) -> None:
+    # GIVEN a request whose content_type or accept is not a media type (list)
+    before = predictions_in_table(stack)
+    # WHEN it is submitted
+    answer = stack.submit({"service": services["json"], **body}, api_key)
+    # THEN 400 naming the field and what is wrong, and nothing was recorded
+    assert answer.status == 400
+    assert answer.body["code"] == "InvalidRequest"
+    for fragment in named:
+        assert fragment in answer.body["message"]
+    assert predictions_in_table(stack) == before
+
+
 @pytest.mark.parametrize(
     ("raw", "named"),
     [

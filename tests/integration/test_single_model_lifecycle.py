@@ -388,3 +388,113 @@ def test_duplicate_sns_notifications_finish_once_and_send_one_webhook(
     assert verified(client["secret"], webhook_receiver.delivered(prediction_id)[0])["type"] == ("prediction.completed")
     # AND the late duplicate queued no new webhook job at all
     assert late_jobs == []
+
+
+# ------------------------------------------------------------------------------------------------
+# accept and content types
+# ------------------------------------------------------------------------------------------------
+def test_an_async_prediction_asks_for_its_accept_and_reports_the_models_content_type(
+    stack: Any, async_service: dict[str, Any], client: dict[str, Any], sagemaker_calls: Any
+) -> None:
+    # GIVEN a JSON service, and a client sending JSON with a charset and asking for CSV back
+    body = {
+        "service": async_service["name"],
+        "content_type": "application/json; charset=utf-8",
+        "accept": "text/csv",
+    }
+    # WHEN it submits through new-prediction
+    answer = stack.submit(body, client["api_key"])
+    # THEN it is accepted, and the upload form carries the content type as given
+    assert answer.status == 202, answer.body
+    assert answer.body["upload"]["fields"]["Content-Type"] == "application/json; charset=utf-8"
+    prediction_id = str(answer.body["prediction_id"])
+    # WHEN the client uploads with it, and process-input handles the S3 event
+    upload(answer.body, json.dumps(CLAIM).encode(), content_type="application/json; charset=utf-8")
+    run_process_input(stack)
+    # THEN the object and SageMaker's ContentType are the content type as given, and SageMaker was asked for CSV
+    stored = stack.client("s3").head_object(Bucket=stack.bucket, Key=f"inputs/{prediction_id}")
+    assert stored["ContentType"] == "application/json; charset=utf-8"
+    (call,) = sagemaker_calls.of("InvokeEndpointAsync")
+    assert call["ContentType"] == "application/json; charset=utf-8"
+    assert call["Accept"] == "text/csv"
+
+    # WHEN the model answers CSV and SageMaker publishes its success notification saying so
+    output_key = f"outputs/{uuid.uuid4()}.out"
+    stack.client("s3").put_object(Bucket=stack.bucket, Key=output_key, Body=b"fraud_probability\n0.12\n")
+    notify(
+        stack,
+        "SuccessTopic",
+        sagemaker_message(
+            "success",
+            inferenceId=prediction_id,
+            responseParameters={"contentType": "text/csv", "outputLocation": f"s3://{stack.bucket}/{output_key}"},
+        ),
+    )
+    # THEN polling shows the content type the model returned, and the URL downloads its CSV
+    done = stack.get_prediction(prediction_id, client["api_key"])
+    assert done.body["status"] == "COMPLETED"
+    assert done.body["result"]["content_type"] == "text/csv"
+    assert requests.get(done.body["result"]["url"], timeout=10).content == b"fraud_probability\n0.12\n"
+
+
+def test_a_realtime_prediction_asks_for_its_accept_and_reports_the_models_content_type(
+    stack: Any, realtime_service: dict[str, Any], client: dict[str, Any], sagemaker_calls: Any
+) -> None:
+    # GIVEN a real-time endpoint whose model answers CSV
+    stack.queue_realtime_result("repair_cost_eur\n1830.0\n", content_type="text/csv")
+    # WHEN a client asks for CSV, uploads, and process-input handles the S3 event
+    answer = stack.submit({"service": realtime_service["name"], "accept": "text/csv"}, client["api_key"])
+    assert answer.status == 202, answer.body
+    prediction_id = str(answer.body["prediction_id"])
+    upload(answer.body, json.dumps(CLAIM).encode())
+    run_process_input(stack)
+    # THEN the endpoint was asked for CSV (and got the service's content type)
+    (call,) = sagemaker_calls.of("InvokeEndpoint")
+    assert call["Accept"] == "text/csv"
+    assert call["ContentType"] == "application/json"
+    # AND polling shows the content type the model returned, and the URL downloads its answer
+    done = stack.get_prediction(prediction_id, client["api_key"])
+    assert done.body["status"] == "COMPLETED"
+    assert done.body["result"]["content_type"] == "text/csv"
+    assert requests.get(done.body["result"]["url"], timeout=10).content == b"repair_cost_eur\n1830.0\n"
+
+
+def test_a_prediction_without_accept_asks_the_model_for_json(
+    stack: Any, async_service: dict[str, Any], client: dict[str, Any], sagemaker_calls: Any
+) -> None:
+    # GIVEN / WHEN a client that does not say what it wants back submits and uploads
+    submit_and_upload(stack, async_service, client, webhook_url=None)
+    run_process_input(stack)
+    # THEN SageMaker was asked for JSON
+    (call,) = sagemaker_calls.of("InvokeEndpointAsync")
+    assert call["Accept"] == "application/json"
+
+
+def test_an_async_model_failure_shows_the_models_own_message(
+    stack: Any, async_service: dict[str, Any], client: dict[str, Any]
+) -> None:
+    # GIVEN an uploaded prediction dispatched to an async endpoint
+    prediction_id = submit_and_upload(stack, async_service, client, webhook_url=None)
+    run_process_input(stack)
+    reason = (
+        'ClientError: Received server error (500) from model with message "vehicle_value must be positive, '
+        'got "-1"". See https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEventViewer:'
+        "group=/aws/sagemaker/Endpoints/fraud-score in account 123456789012 for more information."
+    )
+    failure_uri = f"s3://{stack.bucket}/failures/{uuid.uuid4()}-error.out"
+    # WHEN SageMaker publishes its error notification in its own words
+    notify(
+        stack,
+        "ErrorTopic",
+        sagemaker_message("failure", inferenceId=prediction_id, failureReason=reason, failureLocation=failure_uri),
+    )
+    # THEN polling shows the model's message, quotes included, under the ModelError code
+    failed = stack.get_prediction(prediction_id, client["api_key"])
+    assert failed.body["status"] == "FAILED"
+    assert failed.body["error"] == {
+        "code": "ModelError",
+        "message": 'vehicle_value must be positive, got "-1"',
+        "step": None,
+    }
+    # AND the failure object SageMaker wrote stays referenced
+    assert stack.prediction_record(prediction_id).failure_uri == failure_uri

@@ -1,8 +1,15 @@
-"""The local SageMaker runtime, through a real werkzeug server, moto and boto3 clients."""
+"""The local SageMaker runtime, through a real werkzeug server, moto and boto3 clients.
+
+The framework tests train their models here, on scikit-learn's bundled datasets, and save them as
+a SageMaker model directory would hold them.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import pickle
 import re
 import textwrap
 import threading
@@ -13,15 +20,21 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import joblib
+import numpy as np
 import pytest
+import xgboost
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from sagemaker_inference import encoder
+from sklearn.datasets import load_diabetes, load_iris
+from sklearn.linear_model import LogisticRegression
 from werkzeug.serving import make_server
 from werkzeug.test import Client
 from werkzeug.wrappers import Response
 
-from ensemble_gateway.local import sagemaker_runtime
-from ensemble_gateway.local.sagemaker_runtime import LocalEndpoint, LocalSageMakerRuntime
+from ensemble_gateway.local.sagemaker import LocalEndpoint, LocalSageMakerRuntime, ModelLoadError
+from ensemble_gateway.local.sagemaker import runtime as sagemaker_runtime
 
 REGION = "us-east-1"
 ISO_MILLIS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -60,29 +73,21 @@ def scale(value, factor):
     return value * factor
 """
 
-DEFAULTS_MODEL = """
+# Parses JSON itself: the custom framework's default input_fn would decode it into numpy.
+ECHO_MODEL = """
+import json
+
+
 def model_fn(model_dir):
     return "loaded"
 
 
+def input_fn(request_body, request_content_type):
+    return json.loads(request_body)
+
+
 def predict_fn(data, model):
-    value = data.hex() if isinstance(data, bytes) else data
-    return {"type": type(data).__name__, "value": value, "model": model}
-"""
-
-PREDICT_METHOD_MODEL = """
-class Doubler:
-    def predict(self, data):
-        return {"doubled": [2 * x for x in data]}
-
-
-def model_fn(model_dir):
-    return Doubler()
-"""
-
-CALLABLE_MODEL = """
-def model_fn(model_dir):
-    return lambda data: {"doubled": [2 * x for x in data]}
+    return {"value": data, "model": model}
 """
 
 TRANSFORM_MODEL = """
@@ -105,12 +110,17 @@ def predict_fn(data, model):
 
 # Sleeps as told, then leaves a marker so a test knows the model code really finished.
 SLOW_MODEL = """
+import json
 import pathlib
 import time
 
 
 def model_fn(model_dir):
     return None
+
+
+def input_fn(request_body, request_content_type):
+    return json.loads(request_body)
 
 
 def predict_fn(data, model):
@@ -121,12 +131,17 @@ def predict_fn(data, model):
 
 # Records when each invocation ran, to check that invocations of one endpoint never overlap.
 RECORDING_MODEL = """
+import json
 import pathlib
 import time
 
 
 def model_fn(model_dir):
     return None
+
+
+def input_fn(request_body, request_content_type):
+    return json.loads(request_body)
 
 
 def predict_fn(data, model):
@@ -138,6 +153,7 @@ def predict_fn(data, model):
 
 # Two invocations only get past the barrier when they run at the same time.
 BARRIER_MODEL = """
+import json
 import threading
 
 BARRIER = threading.Barrier(2, timeout=20)
@@ -147,6 +163,10 @@ def model_fn(model_dir):
     return None
 
 
+def input_fn(request_body, request_content_type):
+    return json.loads(request_body)
+
+
 def predict_fn(data, model):
     BARRIER.wait()
     return {"met": data["n"]}
@@ -154,12 +174,17 @@ def predict_fn(data, model):
 
 # Stays busy until the test drops a release file (so it never outlives the test run).
 STUCK_MODEL = """
+import json
 import pathlib
 import time
 
 
 def model_fn(model_dir):
     return None
+
+
+def input_fn(request_body, request_content_type):
+    return json.loads(request_body)
 
 
 def predict_fn(data, model):
@@ -171,10 +196,12 @@ def predict_fn(data, model):
 """
 
 
-def write_model(root: Path, name: str, source: str, files: dict[str, str] | None = None) -> Path:
+def write_model(
+    root: Path, name: str, source: str, files: dict[str, str] | None = None, program: str = "inference.py"
+) -> Path:
     model_dir = root / name
     (model_dir / "code").mkdir(parents=True)
-    (model_dir / "code" / "inference.py").write_text(textwrap.dedent(source))
+    (model_dir / "code" / program).write_text(textwrap.dedent(source))
     for relative, text in (files or {}).items():
         (model_dir / relative).write_text(text)
     return model_dir
@@ -335,15 +362,16 @@ def test_realtime_runs_all_four_handlers_and_names_the_variant(aws: LocalAws, sa
     assert response["ContentType"] == "application/vnd.claims+json"
     assert response["InvokedProductionVariant"] == "blue"
     assert aws.runtime.endpoint_names() == ["claims-score"]
-    line = aws.wait_for_line("claims-score")
-    assert "realtime" in line and "ms" in line
+    # AND one readable line each for the load and the invocation
+    assert " ms" in aws.wait_for_line("sagemaker claims-score (realtime): custom model loaded in")
+    assert " ms" in aws.wait_for_line("sagemaker claims-score (realtime) -: OK application/vnd.claims+json")
 
 
 def test_boto3_reaches_the_runtime_through_the_sagemaker_runtime_endpoint_variable(
     aws: LocalAws, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME pointing at the local server, as the local runtime sets it
-    aws.runtime.add_endpoint(LocalEndpoint("echo", write_model(tmp_path, "d", DEFAULTS_MODEL), "realtime"))
+    aws.runtime.add_endpoint(LocalEndpoint("echo", write_model(tmp_path, "d", ECHO_MODEL), "realtime"))
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", aws.url)
 
@@ -355,41 +383,6 @@ def test_boto3_reaches_the_runtime_through_the_sagemaker_runtime_endpoint_variab
 
     # THEN the local model answers
     assert json.loads(response["Body"].read())["value"] == "hi"
-
-
-@pytest.mark.parametrize(
-    ("content_type", "body", "expected"),
-    [
-        ("application/json", b'{"a": [1, 2]}', {"type": "dict", "value": {"a": [1, 2]}, "model": "loaded"}),
-        ("text/csv", b"1,2,3", {"type": "str", "value": "1,2,3", "model": "loaded"}),
-        ("text/plain", b"hello", {"type": "str", "value": "hello", "model": "loaded"}),
-        ("application/octet-stream", b"\x00\xff", {"type": "bytes", "value": "00ff", "model": "loaded"}),
-    ],
-)
-def test_missing_input_and_output_functions_use_the_toolkit_defaults(
-    aws: LocalAws, sagemaker: Any, tmp_path: Path, content_type: str, body: bytes, expected: dict[str, Any]
-) -> None:
-    # GIVEN a model with only model_fn and predict_fn
-    aws.runtime.add_endpoint(LocalEndpoint("defaults", write_model(tmp_path, "d", DEFAULTS_MODEL), "realtime"))
-
-    # WHEN it is invoked with a given content type
-    response = sagemaker.invoke_endpoint(EndpointName="defaults", Body=body, ContentType=content_type)
-
-    # THEN the default input_fn decoded the body by type and the default output_fn wrote JSON
-    assert json.loads(response["Body"].read()) == expected
-    assert response["ContentType"] == "application/json"
-
-
-@pytest.mark.parametrize("source", [PREDICT_METHOD_MODEL, CALLABLE_MODEL], ids=["predict-method", "callable"])
-def test_missing_predict_fn_calls_the_model(aws: LocalAws, sagemaker: Any, tmp_path: Path, source: str) -> None:
-    # GIVEN a model with only model_fn, returning an object with predict() or a callable
-    aws.runtime.add_endpoint(LocalEndpoint("only-model-fn", write_model(tmp_path, "m", source), "realtime"))
-
-    # WHEN it is invoked
-    response = sagemaker.invoke_endpoint(EndpointName="only-model-fn", Body=b"[1, 2]", ContentType="application/json")
-
-    # THEN the default predict_fn used it
-    assert json.loads(response["Body"].read()) == {"doubled": [2, 4]}
 
 
 def test_transform_fn_replaces_the_other_handlers_and_answers_with_the_accept_type(
@@ -496,16 +489,17 @@ def test_each_endpoint_imports_its_own_local_modules(aws: LocalAws, sagemaker: A
 
 def test_adding_an_endpoint_of_the_same_name_replaces_it(aws: LocalAws, sagemaker: Any, tmp_path: Path) -> None:
     # GIVEN an endpoint serving one model
-    aws.runtime.add_endpoint(LocalEndpoint("swap", write_model(tmp_path, "a", CALLABLE_MODEL), "realtime"))
+    first = ECHO_MODEL.replace('return "loaded"', 'return "first"')
+    aws.runtime.add_endpoint(LocalEndpoint("swap", write_model(tmp_path, "a", first), "realtime"))
     before = sagemaker.invoke_endpoint(EndpointName="swap", Body=b"[1]", ContentType="application/json")
 
     # WHEN it is added again with another model
-    aws.runtime.add_endpoint(LocalEndpoint("swap", write_model(tmp_path, "b", DEFAULTS_MODEL), "realtime"))
+    aws.runtime.add_endpoint(LocalEndpoint("swap", write_model(tmp_path, "b", ECHO_MODEL), "realtime"))
     after = sagemaker.invoke_endpoint(EndpointName="swap", Body=b"[1]", ContentType="application/json")
 
     # THEN the new model answers, and there is still one endpoint of that name
-    assert json.loads(before["Body"].read()) == {"doubled": [2]}
-    assert json.loads(after["Body"].read())["model"] == "loaded"
+    assert json.loads(before["Body"].read()) == {"value": [1], "model": "first"}
+    assert json.loads(after["Body"].read()) == {"value": [1], "model": "loaded"}
     assert aws.runtime.endpoint_names() == ["swap"]
 
 
@@ -624,7 +618,7 @@ def test_async_success_writes_the_output_and_publishes_sagemakers_notification(
 def test_async_without_inference_id_gets_a_generated_one(aws: LocalAws, sagemaker: Any, tmp_path: Path) -> None:
     # GIVEN an async endpoint without topics
     bucket = aws.bucket()
-    aws.runtime.add_endpoint(async_endpoint(aws, "no-id", write_model(tmp_path, "d", DEFAULTS_MODEL), bucket))
+    aws.runtime.add_endpoint(async_endpoint(aws, "no-id", write_model(tmp_path, "d", ECHO_MODEL), bucket))
     input_location = aws.put(bucket, "inputs/x", [1])
 
     # WHEN it is invoked without an InferenceId
@@ -690,7 +684,7 @@ def test_async_missing_input_fails_with_a_clear_reason(aws: LocalAws, sagemaker:
     bucket = aws.bucket()
     error_topic, error_queue = aws.topic_with_queue("error")
     aws.runtime.add_endpoint(
-        async_endpoint(aws, "no-input", write_model(tmp_path, "d", DEFAULTS_MODEL), bucket, error_topic_arn=error_topic)
+        async_endpoint(aws, "no-input", write_model(tmp_path, "d", ECHO_MODEL), bucket, error_topic_arn=error_topic)
     )
     missing = f"s3://{bucket}/inputs/never-uploaded"
 
@@ -817,8 +811,8 @@ def test_shutdown_does_not_wait_for_stuck_model_code(aws: LocalAws, sagemaker: A
 def test_async_requests_are_validated(aws: LocalAws, sagemaker: Any, tmp_path: Path) -> None:
     # GIVEN an async endpoint and a real-time one
     bucket = aws.bucket()
-    aws.runtime.add_endpoint(async_endpoint(aws, "a", write_model(tmp_path, "a", DEFAULTS_MODEL), bucket))
-    aws.runtime.add_endpoint(LocalEndpoint("r", write_model(tmp_path, "r", DEFAULTS_MODEL), "realtime"))
+    aws.runtime.add_endpoint(async_endpoint(aws, "a", write_model(tmp_path, "a", ECHO_MODEL), bucket))
+    aws.runtime.add_endpoint(LocalEndpoint("r", write_model(tmp_path, "r", ECHO_MODEL), "realtime"))
 
     # WHEN they are invoked the wrong way or with values SageMaker refuses
     attempts = [
@@ -836,3 +830,624 @@ def test_async_requests_are_validated(aws: LocalAws, sagemaker: Any, tmp_path: P
             attempt()
         assert caught.value.response["Error"]["Code"] == "ValidationError"
     assert aws.runtime.wait_idle(0)
+
+
+# -- bring your own model: the framework containers' defaults -----------------------------------
+
+# The scikit-learn container's minimal script: model_fn only, every other handler its default.
+SKLEARN_MODEL_FN_ONLY = """
+import os
+
+import joblib
+
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+"""
+
+SKLEARN_PREDICT_PROBA = """
+import os
+
+import joblib
+
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+def predict_fn(input_data, model):
+    return model.predict_proba(input_data)
+"""
+
+# As SageMaker's scikit-learn examples write output_fn: with sagemaker_containers' worker.Response.
+SKLEARN_WORKER_RESPONSE = """
+import json
+import os
+
+import joblib
+from sagemaker_containers.beta.framework import content_types, encoders, worker
+
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+def output_fn(prediction, accept):
+    if accept == "application/json":
+        instances = [{"label": int(label)} for label in prediction.tolist()]
+        return worker.Response(json.dumps({"instances": instances}), accept, mimetype=accept)
+    if accept == content_types.CSV:
+        return worker.Response(encoders.encode(prediction, accept), accept, mimetype=accept)
+    return worker.Response(json.dumps({"error": f"{accept} is not supported by this script"}), status=406)
+"""
+
+SKLEARN_TRANSFORM_FN = """
+import os
+
+import joblib
+from sagemaker_containers.beta.framework import encoders
+
+
+def model_fn(model_dir):
+    return joblib.load(os.path.join(model_dir, "model.joblib"))
+
+
+def transform_fn(model, request_body, content_type, accept):
+    features = encoders.decode(request_body, content_type)
+    return encoders.encode(model.predict(features), accept), accept
+"""
+
+XGBOOST_MODEL_FN_ONLY = """
+import os
+
+import xgboost
+
+
+def model_fn(model_dir):
+    booster = xgboost.Booster()
+    booster.load_model(os.path.join(model_dir, "model.json"))
+    return booster
+"""
+
+
+@pytest.fixture(scope="module")
+def iris() -> tuple[LogisticRegression, np.ndarray]:
+    """A classifier trained on scikit-learn's iris data, and one sample of each class."""
+    features, labels = load_iris(return_X_y=True)
+    model = LogisticRegression(max_iter=1000).fit(features, labels)
+    return model, features[[0, 60, 120]]
+
+
+@pytest.fixture(scope="module")
+def diabetes() -> tuple[Any, np.ndarray]:
+    """A regression Booster trained on scikit-learn's diabetes data, and three samples."""
+    features, target = load_diabetes(return_X_y=True)
+    booster = xgboost.train({"nthread": 1, "max_depth": 3}, xgboost.DMatrix(features, label=target), num_boost_round=10)
+    return booster, features[:3]
+
+
+def sklearn_model(root: Path, name: str, source: str, model: Any) -> Path:
+    model_dir = write_model(root, name, source)
+    joblib.dump(model, model_dir / "model.joblib")
+    return model_dir
+
+
+def as_csv(rows: np.ndarray) -> bytes:
+    return "\n".join(",".join(repr(float(value)) for value in row) for row in rows).encode()
+
+
+def as_npy(rows: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, rows)
+    return buffer.getvalue()
+
+
+def as_libsvm(rows: np.ndarray) -> bytes:
+    lines = ["0 " + " ".join(f"{index}:{float(value)!r}" for index, value in enumerate(row, 1)) for row in rows]
+    return "\n".join(lines).encode()
+
+
+def load_error(aws: LocalAws, endpoint: LocalEndpoint) -> str:
+    with pytest.raises(ModelLoadError) as caught:
+        aws.runtime.add_endpoint(endpoint)
+    return str(caught.value)
+
+
+def test_sklearn_model_fn_only_decodes_json_csv_and_npy_and_encodes_by_accept(
+    aws: LocalAws, sagemaker: Any, tmp_path: Path, iris: tuple[LogisticRegression, np.ndarray]
+) -> None:
+    # GIVEN a scikit-learn classifier served by a script with model_fn only
+    model, rows = iris
+    model_dir = sklearn_model(tmp_path, "iris", SKLEARN_MODEL_FN_ONLY, model)
+    aws.runtime.add_endpoint(LocalEndpoint("iris", model_dir, "realtime", framework="sklearn"))
+    requests = {
+        "application/json": json.dumps(rows.tolist()).encode(),
+        "text/csv": as_csv(rows),
+        "application/x-npy": as_npy(rows),
+    }
+    expected = model.predict(rows.astype(np.float32))
+
+    for content_type, body in requests.items():
+        for accept in ("application/json", "text/csv", "application/x-npy"):
+            # WHEN it is invoked with each content type and each Accept
+            response = sagemaker.invoke_endpoint(
+                EndpointName="iris", Body=body, ContentType=content_type, Accept=accept
+            )
+            answer = response["Body"].read()
+
+            # THEN the container's defaults decoded, predicted and encoded as the toolkit encoder does
+            if accept == "application/json":
+                assert json.loads(answer) == expected.tolist(), content_type
+                assert response["ContentType"] == "application/json"
+            elif accept == "text/csv":
+                assert answer.decode() == encoder.encode(expected, accept), content_type
+                assert response["ContentType"] == "text/csv; charset=utf-8"
+            else:
+                np.testing.assert_array_equal(np.load(io.BytesIO(answer)), expected)
+                assert response["ContentType"] == "application/x-npy"
+
+
+def test_sklearn_request_without_content_type_is_read_as_json(
+    aws: LocalAws, sagemaker: Any, tmp_path: Path, iris: tuple[LogisticRegression, np.ndarray]
+) -> None:
+    # GIVEN a scikit-learn model with model_fn only
+    model, rows = iris
+    aws.runtime.add_endpoint(
+        LocalEndpoint(
+            "iris", sklearn_model(tmp_path, "iris", SKLEARN_MODEL_FN_ONLY, model), "realtime", framework="sklearn"
+        )
+    )
+
+    # WHEN it is invoked without ContentType (nor Accept)
+    response = sagemaker.invoke_endpoint(EndpointName="iris", Body=json.dumps(rows.tolist()).encode())
+
+    # THEN the body was read as JSON and the answer is JSON, as the container defaults both
+    assert json.loads(response["Body"].read()) == model.predict(rows).tolist()
+    assert response["ContentType"] == "application/json"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "accept", "status"),
+    [("text/plain", "application/json", 415), ("application/json", "text/html", 406)],
+    ids=["content-type", "accept"],
+)
+def test_sklearn_unsupported_formats_are_the_containers_415_and_406(
+    aws: LocalAws,
+    sagemaker: Any,
+    tmp_path: Path,
+    iris: tuple[LogisticRegression, np.ndarray],
+    content_type: str,
+    accept: str,
+    status: int,
+) -> None:
+    # GIVEN a scikit-learn model with model_fn only
+    model, rows = iris
+    aws.runtime.add_endpoint(
+        LocalEndpoint(
+            "iris", sklearn_model(tmp_path, "iris", SKLEARN_MODEL_FN_ONLY, model), "realtime", framework="sklearn"
+        )
+    )
+
+    # WHEN it is invoked with a type its defaults do not support
+    with pytest.raises(ClientError) as caught:
+        sagemaker.invoke_endpoint(
+            EndpointName="iris", Body=json.dumps(rows.tolist()).encode(), ContentType=content_type, Accept=accept
+        )
+
+    # THEN SageMaker's ModelError carries the container's status and the toolkit's message
+    error = caught.value.response
+    assert error["Error"]["Code"] == "ModelError"
+    assert error["OriginalStatusCode"] == status
+    unsupported = content_type if status == 415 else accept
+    assert error["OriginalMessage"].startswith(f"Content type {unsupported} is not supported by this framework.")
+    assert error["Error"]["Message"].startswith(f"Received client error ({status}) from primary with message")
+
+
+def test_sklearn_model_fn_and_predict_fn_answer_probabilities(
+    aws: LocalAws, sagemaker: Any, tmp_path: Path, iris: tuple[LogisticRegression, np.ndarray]
+) -> None:
+    # GIVEN a script with model_fn and a predict_fn calling predict_proba
+    model, rows = iris
+    model_dir = sklearn_model(tmp_path, "iris-proba", SKLEARN_PREDICT_PROBA, model)
+    aws.runtime.add_endpoint(LocalEndpoint("iris-proba", model_dir, "realtime", framework="sklearn"))
+
+    # WHEN it is invoked with CSV
+    response = sagemaker.invoke_endpoint(
+        EndpointName="iris-proba", Body=as_csv(rows), ContentType="text/csv", Accept="application/json"
+    )
+
+    # THEN the probabilities of each class come back
+    probabilities = np.array(json.loads(response["Body"].read()))
+    np.testing.assert_allclose(probabilities, model.predict_proba(rows.astype(np.float32)), rtol=1e-6)
+    assert probabilities.argmax(axis=1).tolist() == [0, 1, 2]
+
+
+def test_a_script_using_sagemaker_containers_worker_response_runs_unchanged(
+    aws: LocalAws, sagemaker: Any, tmp_path: Path, iris: tuple[LogisticRegression, np.ndarray]
+) -> None:
+    # GIVEN a script importing sagemaker_containers.beta.framework (not installed here)
+    model, rows = iris
+    model_dir = sklearn_model(tmp_path, "iris-worker", SKLEARN_WORKER_RESPONSE, model)
+    aws.runtime.add_endpoint(LocalEndpoint("iris-worker", model_dir, "realtime", framework="sklearn"))
+    body = json.dumps(rows.tolist()).encode()
+
+    # WHEN it is invoked for JSON, CSV, and a type its output_fn refuses with a 406 response
+    as_json = sagemaker.invoke_endpoint(EndpointName="iris-worker", Body=body, ContentType="application/json")
+    as_csv_answer = sagemaker.invoke_endpoint(
+        EndpointName="iris-worker", Body=body, ContentType="application/json", Accept="text/csv"
+    )
+    with pytest.raises(ClientError) as refused:
+        sagemaker.invoke_endpoint(
+            EndpointName="iris-worker", Body=body, ContentType="application/json", Accept="application/x-npy"
+        )
+
+    # THEN its worker.Response bodies and types come back, and its error status is the model's error
+    assert json.loads(as_json["Body"].read()) == {"instances": [{"label": 0}, {"label": 1}, {"label": 2}]}
+    assert as_json["ContentType"] == "application/json"
+    assert as_csv_answer["Body"].read().decode() == encoder.encode(np.array([0, 1, 2]), "text/csv")
+    assert as_csv_answer["ContentType"] == "text/csv; charset=utf-8"
+    assert refused.value.response["OriginalStatusCode"] == 406
+    assert json.loads(refused.value.response["OriginalMessage"]) == {
+        "error": "application/x-npy is not supported by this script"
+    }
+
+
+def test_a_sklearn_transform_fn_script_replaces_the_defaults(
+    aws: LocalAws, sagemaker: Any, tmp_path: Path, iris: tuple[LogisticRegression, np.ndarray]
+) -> None:
+    # GIVEN a scikit-learn script with model_fn and transform_fn
+    model, rows = iris
+    model_dir = sklearn_model(tmp_path, "iris-transform", SKLEARN_TRANSFORM_FN, model)
+    aws.runtime.add_endpoint(LocalEndpoint("iris-transform", model_dir, "realtime", framework="sklearn"))
+
+    # WHEN it is invoked
+    response = sagemaker.invoke_endpoint(
+        EndpointName="iris-transform", Body=as_npy(rows), ContentType="application/x-npy", Accept="text/csv"
+    )
+
+    # THEN transform_fn's body and content type come back
+    assert response["Body"].read().decode() == encoder.encode(model.predict(rows), "text/csv")
+    assert response["ContentType"] == "text/csv"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [("text/csv", as_csv), ("text/libsvm", as_libsvm), ("text/x-libsvm", as_libsvm)],
+    ids=["csv", "libsvm", "x-libsvm"],
+)
+def test_xgboost_model_fn_only_reads_csv_and_libsvm_into_a_dmatrix(
+    aws: LocalAws,
+    sagemaker: Any,
+    tmp_path: Path,
+    diabetes: tuple[Any, np.ndarray],
+    content_type: str,
+    body: Any,
+) -> None:
+    # GIVEN an XGBoost Booster served by a script with model_fn only
+    booster, rows = diabetes
+    model_dir = write_model(tmp_path, "diabetes", XGBOOST_MODEL_FN_ONLY)
+    booster.save_model(model_dir / "model.json")
+    aws.runtime.add_endpoint(LocalEndpoint("diabetes", model_dir, "realtime", framework="xgboost"))
+
+    # WHEN it is invoked with CSV or 1-based libsvm rows
+    response = sagemaker.invoke_endpoint(
+        EndpointName="diabetes", Body=body(rows), ContentType=content_type, Accept="application/json"
+    )
+
+    # THEN the container's defaults predicted on those rows
+    np.testing.assert_allclose(json.loads(response["Body"].read()), booster.predict(xgboost.DMatrix(rows)), rtol=1e-6)
+
+
+@pytest.mark.parametrize("form", ["pickle", "json"])
+def test_an_xgboost_model_directory_without_code_is_served_as_the_built_in_algorithm(
+    aws: LocalAws, sagemaker: Any, tmp_path: Path, diabetes: tuple[Any, np.ndarray], form: str
+) -> None:
+    # GIVEN a model directory holding only xgboost-model (pickled or saved by the Booster)
+    booster, rows = diabetes
+    model_dir = tmp_path / "algorithm"
+    model_dir.mkdir()
+    if form == "pickle":
+        (model_dir / "xgboost-model").write_bytes(pickle.dumps(booster))
+    else:
+        booster.save_model(tmp_path / "saved.json")
+        (model_dir / "xgboost-model").write_bytes((tmp_path / "saved.json").read_bytes())
+    aws.runtime.add_endpoint(LocalEndpoint("algorithm", model_dir, "realtime", framework="xgboost"))
+    expected = booster.predict(xgboost.DMatrix(rows))
+
+    # WHEN it is invoked with CSV, without an Accept and for JSON
+    as_csv_answer = sagemaker.invoke_endpoint(EndpointName="algorithm", Body=as_csv(rows), ContentType="text/csv")
+    as_json = sagemaker.invoke_endpoint(
+        EndpointName="algorithm", Body=as_csv(rows), ContentType="text/csv", Accept="application/json"
+    )
+
+    # THEN the built-in algorithm's answers: CSV by default, one score a line; JSON as scored predictions
+    assert as_csv_answer["ContentType"] == "text/csv; charset=utf-8"
+    np.testing.assert_allclose(
+        [float(line) for line in as_csv_answer["Body"].read().decode().split()], expected, rtol=1e-6
+    )
+    scores = [prediction["score"] for prediction in json.loads(as_json["Body"].read())["predictions"]]
+    np.testing.assert_allclose(scores, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("framework", "files", "missing"),
+    [
+        ("xgboost", {"model.bin": "x"}, "xgboost-model"),
+        ("sklearn", {"model.joblib": "x"}, "no defaults that serve a model without code"),
+        ("custom", {}, "no defaults that serve a model without code"),
+    ],
+)
+def test_a_model_directory_without_code_the_defaults_cannot_serve_is_refused(
+    aws: LocalAws, tmp_path: Path, framework: str, files: dict[str, str], missing: str
+) -> None:
+    # GIVEN a model directory without code/inference.py
+    model_dir = tmp_path / "no-code"
+    model_dir.mkdir()
+    for name, text in files.items():
+        (model_dir / name).write_text(text)
+
+    # WHEN it is added
+    message = load_error(aws, LocalEndpoint("no-code", model_dir, "realtime", framework=framework))
+
+    # THEN the error says what is missing, and nothing is served
+    assert f"there is no {model_dir.resolve()}/code/inference.py" in message
+    assert missing in message
+    assert aws.runtime.endpoint_names() == []
+
+
+# -- bring your own model: loading at once, with clear errors ------------------------------------
+
+BROKEN_IMPORT = """
+import json
+import not_a_module_of_this_environment
+
+
+def model_fn(model_dir):
+    return json
+"""
+
+FAILING_MODEL_FN = """
+def model_fn(model_dir):
+    raise ValueError("weights file is corrupt")
+"""
+
+FAILING_HELPER = """
+from helper import load
+
+
+def model_fn(model_dir):
+    return load(model_dir)
+"""
+
+
+def test_a_broken_entry_point_fails_the_load_naming_the_file_and_the_import(aws: LocalAws, tmp_path: Path) -> None:
+    # GIVEN an inference.py importing a module that is not installed
+    model_dir = write_model(tmp_path, "broken", BROKEN_IMPORT)
+
+    # WHEN the endpoint is added
+    message = load_error(aws, LocalEndpoint("broken", model_dir, "realtime"))
+
+    # THEN the error names the file, the line and the exception, without a traceback
+    assert message == (
+        f"endpoint 'broken': importing {model_dir.resolve()}/code/inference.py failed at line 3: "
+        "ModuleNotFoundError: No module named 'not_a_module_of_this_environment'"
+    )
+    assert aws.runtime.endpoint_names() == []
+
+
+@pytest.mark.parametrize(
+    ("source", "helper", "where"),
+    [
+        (FAILING_MODEL_FN, None, "at line 3"),
+        (
+            FAILING_HELPER,
+            "def load(model_dir):\n    raise ValueError('weights file is corrupt')\n",
+            "at line 2 of code/helper.py",
+        ),
+    ],
+    ids=["in-inference-py", "in-a-helper"],
+)
+def test_a_failing_model_fn_fails_the_load_with_its_exception_and_line(
+    aws: LocalAws, tmp_path: Path, source: str, helper: str | None, where: str
+) -> None:
+    # GIVEN a model_fn that raises, itself or in a module of its own
+    model_dir = write_model(tmp_path, "failing", source)
+    if helper is not None:
+        (model_dir / "code" / "helper.py").write_text(helper)
+
+    # WHEN the endpoint is added
+    message = load_error(aws, LocalEndpoint("failing", model_dir, "realtime"))
+
+    # THEN the error names the file, the line where it was raised and the model's exception
+    assert message == (
+        f"endpoint 'failing': model_fn of {model_dir.resolve()}/code/inference.py failed {where}: "
+        "ValueError: weights file is corrupt"
+    )
+    assert "Traceback" not in message
+
+
+def test_a_model_that_fails_to_load_leaves_the_serving_endpoint_unchanged(
+    aws: LocalAws, sagemaker: Any, tmp_path: Path
+) -> None:
+    # GIVEN an endpoint serving a model
+    aws.runtime.add_endpoint(LocalEndpoint("keep", write_model(tmp_path, "good", ECHO_MODEL), "realtime"))
+
+    # WHEN it is replaced by a model whose model_fn fails
+    with pytest.raises(ModelLoadError):
+        aws.runtime.add_endpoint(LocalEndpoint("keep", write_model(tmp_path, "bad", FAILING_MODEL_FN), "realtime"))
+
+    # THEN the model that was serving still answers
+    response = sagemaker.invoke_endpoint(EndpointName="keep", Body=b"[1]", ContentType="application/json")
+    assert json.loads(response["Body"].read()) == {"value": [1], "model": "loaded"}
+    assert aws.runtime.endpoint_names() == ["keep"]
+
+
+def test_a_sklearn_script_without_model_fn_fails_the_load_with_the_containers_message(
+    aws: LocalAws, tmp_path: Path
+) -> None:
+    # GIVEN a scikit-learn script that defines predict_fn only
+    model_dir = write_model(tmp_path, "no-model-fn", "def predict_fn(data, model):\n    return data\n")
+
+    # WHEN the endpoint is added
+    message = load_error(aws, LocalEndpoint("no-model-fn", model_dir, "realtime", framework="sklearn"))
+
+    # THEN the container's own NotImplementedError, saying the script defines no model_fn
+    assert message.startswith(
+        f"endpoint 'no-model-fn': the 'sklearn' framework's default model_fn failed "
+        f"({model_dir.resolve()}/code/inference.py defines no model_fn): "
+        "NotImplementedError: Please provide a model_fn implementation."
+    )
+
+
+def test_unmet_requirements_fail_the_load_listing_each_with_the_pip_command(aws: LocalAws, tmp_path: Path) -> None:
+    # GIVEN a requirements.txt naming a missing package, a version not installed, and ones that are fine
+    model_dir = write_model(tmp_path, "needs", ECHO_MODEL)
+    (model_dir / "code" / "requirements.txt").write_text(
+        "# what the model needs\n"
+        "numpy>=1.20\n"
+        "not-a-package-of-this-environment==1.0\n"
+        'scikit-learn<1.0 ; python_version >= "3"\n'
+        'xgboost>=99 ; python_version < "3"  # not for this Python: skipped\n'
+        "--extra-index-url https://example.invalid/simple\n"
+    )
+    installed = __import__("sklearn").__version__
+
+    # WHEN the endpoint is added
+    message = load_error(aws, LocalEndpoint("needs", model_dir, "realtime"))
+
+    # THEN one message lists each unmet requirement, says nothing is installed at run time, and how to
+    assert message == (
+        f"endpoint 'needs': {model_dir.resolve()}/code/requirements.txt asks for packages this environment "
+        f"does not have: not-a-package-of-this-environment==1.0 (not installed); scikit-learn<1.0 ({installed} "
+        "is installed). SageMaker installs them when the container starts; the local runtime installs nothing "
+        "at run time. Install them here first: pip install not-a-package-of-this-environment==1.0 'scikit-learn<1.0'"
+    )
+
+
+@pytest.mark.parametrize(("framework", "package"), [("pytorch", "torch"), ("huggingface", "transformers")])
+@pytest.mark.parametrize("with_code", [True, False], ids=["with-code", "without-code"])
+def test_pytorch_and_huggingface_without_their_package_fail_the_load_naming_it(
+    aws: LocalAws, tmp_path: Path, framework: str, package: str, with_code: bool
+) -> None:
+    # GIVEN a PyTorch or Hugging Face model, in an environment without torch or transformers
+    if importlib_util_find_spec(package):
+        pytest.skip(f"{package} is installed here")
+    if with_code:
+        model_dir = write_model(tmp_path, "big", f"import {package}\n\ndef model_fn(model_dir):\n    return None\n")
+    else:
+        model_dir = tmp_path / "big"
+        model_dir.mkdir()
+    (model_dir / ("model.pt" if framework == "pytorch" else "config.json")).write_text("{}")
+
+    # WHEN the endpoint is added
+    message = load_error(aws, LocalEndpoint("big", model_dir, "realtime", framework=framework))
+
+    # THEN the error names the package and says nothing is downloaded at run time
+    assert message == (
+        f"endpoint 'big': framework {framework!r} needs the Python package {package!r}, which is not installed "
+        f"here; the local runtime downloads nothing at run time: pip install {package}"
+    )
+
+
+def importlib_util_find_spec(package: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(package) is not None
+
+
+PROGRAM_MODEL = """
+def model_fn(model_dir):
+    return "{name}"
+
+
+def input_fn(request_body, request_content_type):
+    return None
+
+
+def predict_fn(data, model):
+    return model
+"""
+
+
+@pytest.mark.parametrize(
+    ("program", "environment"),
+    [("serve", {}), ("serve.py", {}), ("inference.py", {"SAGEMAKER_PROGRAM": "serve.py"})],
+    ids=["name", "file", "environment"],
+)
+def test_another_entry_point_is_imported_as_sagemaker_program_names_it(
+    aws: LocalAws, sagemaker: Any, tmp_path: Path, program: str, environment: dict[str, str]
+) -> None:
+    # GIVEN a code/ directory with inference.py and serve.py
+    model_dir = write_model(tmp_path, "programs", PROGRAM_MODEL.format(name="inference"))
+    (model_dir / "code" / "serve.py").write_text(textwrap.dedent(PROGRAM_MODEL.format(name="serve")))
+
+    # WHEN it is added with serve as the program (or SAGEMAKER_PROGRAM in the environment)
+    aws.runtime.add_endpoint(LocalEndpoint("programs", model_dir, "realtime", program=program, environment=environment))
+    response = sagemaker.invoke_endpoint(EndpointName="programs", Body=b"{}", ContentType="application/json")
+
+    # THEN serve.py's handlers serve it
+    assert json.loads(response["Body"].read()) == "serve"
+
+
+ENVIRONMENT_MODEL = """
+import os
+
+SEEN_AT_IMPORT = os.environ.get("MODEL_GREETING")
+
+
+def model_fn(model_dir):
+    return {
+        "import": SEEN_AT_IMPORT,
+        "model_fn": os.environ.get("MODEL_GREETING"),
+        "SM_MODEL_DIR": os.environ.get("SM_MODEL_DIR"),
+        "SAGEMAKER_PROGRAM": os.environ.get("SAGEMAKER_PROGRAM"),
+    }
+
+
+def input_fn(request_body, request_content_type):
+    return None
+
+
+def predict_fn(data, model):
+    return {**model, "predict_fn": os.environ.get("MODEL_GREETING")}
+"""
+
+
+def test_the_models_environment_is_set_while_it_loads_and_restored_after(
+    aws: LocalAws, sagemaker: Any, tmp_path: Path
+) -> None:
+    # GIVEN a model reading its environment, and an endpoint with environment variables
+    assert "MODEL_GREETING" not in os.environ
+    model_dir = write_model(tmp_path, "env", ENVIRONMENT_MODEL)
+
+    # WHEN it is added and invoked
+    aws.runtime.add_endpoint(LocalEndpoint("env", model_dir, "realtime", environment={"MODEL_GREETING": "hej"}))
+    response = sagemaker.invoke_endpoint(EndpointName="env", Body=b"{}", ContentType="application/json")
+
+    # THEN the import and model_fn saw them, with SM_MODEL_DIR and SAGEMAKER_PROGRAM; predict_fn did not
+    assert json.loads(response["Body"].read()) == {
+        "import": "hej",
+        "model_fn": "hej",
+        "SM_MODEL_DIR": str(model_dir.resolve()),
+        "SAGEMAKER_PROGRAM": "inference.py",
+        "predict_fn": None,
+    }
+    # AND the process environment is as it was
+    assert "MODEL_GREETING" not in os.environ and "SAGEMAKER_PROGRAM" not in os.environ
+
+
+def test_a_removed_endpoint_is_no_longer_served(aws: LocalAws, sagemaker: Any, tmp_path: Path) -> None:
+    # GIVEN a served endpoint
+    aws.runtime.add_endpoint(LocalEndpoint("gone", write_model(tmp_path, "e", ECHO_MODEL), "realtime"))
+    sagemaker.invoke_endpoint(EndpointName="gone", Body=b"[1]", ContentType="application/json")
+
+    # WHEN it is removed (twice)
+    removed = aws.runtime.remove_endpoint("gone")
+    removed_again = aws.runtime.remove_endpoint("gone")
+
+    # THEN it was removed once, and invoking it is SageMaker's not-found ValidationError
+    assert (removed, removed_again) == (True, False)
+    assert aws.runtime.endpoint_names() == []
+    with pytest.raises(ClientError) as caught:
+        sagemaker.invoke_endpoint(EndpointName="gone", Body=b"[1]", ContentType="application/json")
+    assert caught.value.response["Error"]["Code"] == "ValidationError"

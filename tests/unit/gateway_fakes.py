@@ -227,6 +227,8 @@ class FakeModelRuntime:
         inference_id: str,
         timeout_seconds: int,
         request_ttl_seconds: int = 3600,
+        *,
+        accept: str,
     ) -> str:
         self.async_calls.append(
             {
@@ -234,6 +236,7 @@ class FakeModelRuntime:
                 "input_uri": input_uri,
                 "request_ttl_seconds": request_ttl_seconds,
                 "content_type": content_type,
+                "accept": accept,
                 "inference_id": inference_id,
                 "timeout_seconds": timeout_seconds,
             }
@@ -242,9 +245,17 @@ class FakeModelRuntime:
             raise self.async_error
         return f"s3://{BUCKET}/outputs/{inference_id}.out"
 
-    def invoke_realtime(self, endpoint: str, body: bytes, content_type: str, inference_id: str) -> RealtimeResponse:
+    def invoke_realtime(
+        self, endpoint: str, body: bytes, content_type: str, inference_id: str, *, accept: str
+    ) -> RealtimeResponse:
         self.realtime_calls.append(
-            {"endpoint": endpoint, "body": body, "content_type": content_type, "inference_id": inference_id}
+            {
+                "endpoint": endpoint,
+                "body": body,
+                "content_type": content_type,
+                "accept": accept,
+                "inference_id": inference_id,
+            }
         )
         if isinstance(self.realtime_answer, Exception):
             raise self.realtime_answer
@@ -356,6 +367,19 @@ class FakeResolver:
             return [str(ipaddress.ip_address(host))]
         except ValueError:
             raise socket.gaierror(-2, "Name or service not known") from None
+
+
+class FakeLogger:
+    """Keeps what the gateway logs: (message, fields) pairs."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, dict[str, Any]]] = []
+
+    def info(self, message: str, extra: Mapping[str, Any] | None = None) -> None:
+        self.records.append((message, dict(extra or {})))
+
+    def fields_of(self, message: str) -> list[dict[str, Any]]:
+        return [fields for logged, fields in self.records if logged == message]
 
 
 def transport_error(message: str = "timed out") -> WebhookTransportError:

@@ -11,7 +11,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from gateway_fakes import World, make_world, model_service, new_client
+from gateway_fakes import FakeLogger, World, make_world, model_service, new_client
+from pydantic import ValidationError
 
 from ensemble_gateway.domain.api import NewPredictionRequest
 from ensemble_gateway.domain.errors import (
@@ -145,12 +146,14 @@ def test_upload_starts_and_dispatches_an_async_prediction_once(world: World) -> 
     for _ in range(3):
         uploaded(world, prediction_id)
     # THEN it moved to RUNNING once and went to the endpoint once, with its ID as InferenceId
+    # (and, asked for no output type, JSON as the Accept)
     assert world.store.transitions == [(prediction_id, PENDING, RUNNING)]
     assert world.models.async_calls == [
         {
             "endpoint": "fraud-score-endpoint",
             "input_uri": f"s3://gw-data/inputs/{prediction_id}",
             "content_type": "application/json",
+            "accept": "application/json",
             "inference_id": prediction_id,
             "timeout_seconds": 300,
             "request_ttl_seconds": 3600,
@@ -252,17 +255,19 @@ def test_a_realtime_model_output_is_stored_and_the_prediction_finished_without_a
 
 
 def test_a_realtime_model_error_fails_the_prediction_with_the_models_reason(world: World) -> None:
-    # GIVEN a real-time endpoint whose model raises
-    world.models.realtime_answer = ModelInvocationError("ModelError: division by zero")
+    # GIVEN a real-time endpoint whose model raises, as the adapter reports it: the model's message,
+    # and SageMaker's whole answer
+    whole = 'ModelError: Received server error (500) from primary with message "division by zero"'
+    world.models.realtime_answer = ModelInvocationError("division by zero", detail=whole)
     prediction_id = submit(world, "repair-cost")
     # WHEN the upload is announced
     uploaded(world, prediction_id)
-    # THEN the failure is stored and the prediction failed with the model's reason
-    assert world.objects.read(f"s3://gw-data/failures/{prediction_id}") == b"ModelError: division by zero"
+    # THEN the failure object keeps the whole answer, and the prediction failed with the model's message
+    assert world.objects.read(f"s3://gw-data/failures/{prediction_id}") == whole.encode()
     record = world.store.get(prediction_id)
     assert record is not None
     assert record.status is FAILED
-    assert record.error == PredictionError(code="ModelError", message="ModelError: division by zero")
+    assert record.error == PredictionError(code="ModelError", message="division by zero")
     assert record.failure_uri == f"s3://gw-data/failures/{prediction_id}"
     # AND a duplicate upload event does not call the model again
     uploaded(world, prediction_id)
@@ -466,3 +471,214 @@ def test_webhook_job_bodies_survive_a_queue_round_trip(world: World) -> None:
     outcome = world.delivery().deliver(json.loads(json.dumps(job)))
     # THEN it is delivered
     assert outcome == "delivered"
+
+
+# ------------------------------------------------------------------------------------------------
+# accept and content types
+# ------------------------------------------------------------------------------------------------
+def record_of(world: World, prediction_id: str) -> Prediction:
+    found = world.store.get(prediction_id)
+    assert found is not None
+    return found
+
+
+def test_accept_defaults_to_json_and_is_recorded_as_given(world: World) -> None:
+    # GIVEN / WHEN a request that does not say what it wants back, and one asking for CSV first
+    default_id = submit(world)
+    csv_id = submit(world, accept="text/csv, application/json;q=0.5")
+    # THEN the first is recorded asking for JSON, the second with its accept as given
+    assert record_of(world, default_id).accept == "application/json"
+    assert record_of(world, csv_id).accept == "text/csv, application/json;q=0.5"
+
+
+def test_accept_is_passed_to_an_async_endpoint_and_the_result_has_the_models_content_type(world: World) -> None:
+    # GIVEN a prediction asking an async model for CSV
+    prediction_id = submit(world, accept="text/csv")
+    # WHEN its upload is announced
+    uploaded(world, prediction_id)
+    # THEN SageMaker was asked for CSV (its Accept)
+    (call,) = world.models.async_calls
+    assert call["accept"] == "text/csv"
+    # WHEN the model answers with CSV and SageMaker's notification says so
+    output = world.objects.write(f"outputs/{prediction_id}.out", b"p\n0.1\n", "text/csv")
+    notification = success(prediction_id, output)
+    notification.response_parameters.content_type = "text/csv; charset=utf-8"
+    world.gateway.inference_finished(notification)
+    # THEN the result's content type is what the model returned
+    document = world.gateway.document(record_of(world, prediction_id))
+    assert document.result is not None
+    assert document.result.content_type == "text/csv; charset=utf-8"
+
+
+def test_accept_is_passed_to_a_realtime_endpoint_and_the_result_has_the_models_content_type(world: World) -> None:
+    # GIVEN a real-time model that answers CSV when asked for it
+    world.models.realtime_answer = RealtimeResponse(body=b"eur\n900\n", content_type="text/csv")
+    prediction_id = submit(world, "repair-cost", accept="text/csv")
+    # WHEN the upload is announced
+    uploaded(world, prediction_id)
+    # THEN the endpoint was asked for CSV
+    assert [c["accept"] for c in world.models.realtime_calls] == ["text/csv"]
+    # AND the result's content type is what the model returned (stored with the output too)
+    document = world.gateway.document(record_of(world, prediction_id))
+    assert document.result is not None
+    assert document.result.content_type == "text/csv"
+    assert world.objects.objects[f"s3://gw-data/outputs/{prediction_id}"] == (b"eur\n900\n", "text/csv")
+
+
+def test_a_model_answering_another_type_than_asked_is_reported_with_the_type_it_returned(world: World) -> None:
+    # GIVEN a real-time model that answers JSON whatever it is asked for
+    prediction_id = submit(world, "repair-cost", accept="text/csv")
+    # WHEN the upload is announced and the model answers
+    uploaded(world, prediction_id)
+    # THEN the result says JSON: what the output is, not what was asked for
+    document = world.gateway.document(record_of(world, prediction_id))
+    assert document.result is not None
+    assert document.result.content_type == "application/json"
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [
+        "application/json",
+        "*/*",
+        "image/*",
+        "text/csv; header=present",
+        'text/plain; charset="utf-8"',
+        "application/json, text/csv;q=0.5, */*;q=0.1",
+        "application/vnd.api+json",
+    ],
+    ids=["json", "anything", "any-image", "parameter", "quoted-parameter", "list-with-weights", "structured-suffix"],
+)
+def test_accept_takes_a_media_type_or_a_list_of_them_as_an_http_accept_header_does(accept: str) -> None:
+    # GIVEN / WHEN a request carrying the accept
+    request = NewPredictionRequest.model_validate({"service": "fraud-score", "accept": accept})
+    # THEN it is kept as given
+    assert request.accept == accept
+
+
+@pytest.mark.parametrize(
+    ("accept", "named"),
+    [
+        ("json", "'json' is not a media type or a comma-separated list of them"),
+        ("", "'' is not a media type"),
+        ("application/json,", "HTTP Accept header"),
+        ("text/csv;", "HTTP Accept header"),
+        ("text/csv\r\nX-Injected: 1", "HTTP Accept header"),
+        ("application/" + "x" * 128, "at most 128 characters"),
+    ],
+    ids=["no-subtype", "empty", "trailing-comma", "empty-parameter", "header-injection", "too-long"],
+)
+def test_a_malformed_accept_is_refused_naming_the_field(accept: str, named: str) -> None:
+    # GIVEN / WHEN a request whose accept is not what an HTTP Accept header holds
+    with pytest.raises(ValidationError) as refused:
+        NewPredictionRequest.model_validate({"service": "fraud-score", "accept": accept})
+    # THEN the error names the field and what is wrong with it
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("accept",)
+    assert named in error["msg"]
+
+
+def test_accept_is_part_of_the_idempotency_fingerprint(world: World) -> None:
+    # GIVEN a request accepted with an Idempotency-Key, asking for JSON
+    client = world.clients.get("c_owner")
+    assert client is not None
+    body = {"service": "fraud-score", "accept": "application/json"}
+    world.gateway.submit(client, NewPredictionRequest.model_validate(body), idempotency_key="k1", raw_body=body)
+    # WHEN the key is reused asking for CSV
+    other = {"service": "fraud-score", "accept": "text/csv"}
+    # THEN it is a conflict: another body
+    with pytest.raises(ConflictError, match="Idempotency-Key"):
+        world.gateway.submit(client, NewPredictionRequest.model_validate(other), idempotency_key="k1", raw_body=other)
+
+
+def test_a_content_type_with_parameters_matches_its_media_type_and_is_kept_as_given(world: World) -> None:
+    # GIVEN a JSON service, and an image service accepting image/png
+    # WHEN a client declares JSON with a charset, and PNG in capitals
+    json_id = submit(world, content_type="application/json; charset=utf-8")
+    png_id = submit(world, "damage", content_type="Image/PNG")
+    # THEN both are accepted, recorded as given, and their uploads must carry them as given
+    assert record_of(world, json_id).content_type == "application/json; charset=utf-8"
+    assert record_of(world, png_id).content_type == "Image/PNG"
+    assert [(key, content_type) for key, content_type, _, _ in world.objects.presigned_uploads] == [
+        (f"inputs/{json_id}", "application/json; charset=utf-8"),
+        (f"inputs/{png_id}", "Image/PNG"),
+    ]
+    # WHEN the JSON input is uploaded
+    uploaded(world, json_id)
+    # THEN the model gets the content type as given
+    assert [c["content_type"] for c in world.models.async_calls] == ["application/json; charset=utf-8"]
+
+
+def test_a_content_type_of_another_media_type_is_refused_whatever_its_parameters(world: World) -> None:
+    # GIVEN an image service that accepts PNG and JPEG
+    # WHEN / THEN a GIF with a parameter is refused, naming it as given and what the service accepts
+    with pytest.raises(InvalidRequestError, match=r"'image/gif; q=1'.*image/png, image/jpeg"):
+        submit(world, "damage", content_type="image/gif; q=1")
+    # AND so is a media type that merely starts like an accepted one
+    with pytest.raises(InvalidRequestError, match="'image/pngx'"):
+        submit(world, "damage", content_type="image/pngx")
+    assert world.store.records == {}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["json", "application/json;", "application/json; charset", 'text/plain; charset="utf-8', "image /png", "a/b, c/d"],
+    ids=["no-subtype", "empty-parameter", "parameter-without-value", "unclosed-quote", "space-in-type", "a-list"],
+)
+def test_a_malformed_content_type_is_refused_naming_the_field(content_type: str) -> None:
+    # GIVEN / WHEN a request whose content_type is not one media type
+    with pytest.raises(ValidationError) as refused:
+        NewPredictionRequest.model_validate({"service": "fraud-score", "content_type": content_type})
+    # THEN the error names the field and says what a content type looks like
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("content_type",)
+    assert "is not a media type" in error["msg"]
+    assert "application/json; charset=utf-8" in error["msg"]
+
+
+# ------------------------------------------------------------------------------------------------
+# model failures
+# ------------------------------------------------------------------------------------------------
+def failure(prediction_id: str, reason: str) -> InferenceResult:
+    return InferenceResult.model_validate(
+        {
+            "inferenceId": prediction_id,
+            "invocationStatus": "Failed",
+            "failureReason": reason,
+            "failureLocation": f"s3://gw-data/failures/{prediction_id}-error.out",
+        }
+    )
+
+
+def test_an_async_model_failure_reports_the_models_own_message_and_logs_sagemakers_reason() -> None:
+    # GIVEN a running async prediction, with the gateway's log kept
+    world = make_world(services=[model_service("fraud-score")], clients=[new_client("c_owner")])
+    logger = FakeLogger()
+    world.gateway.logger = logger
+    prediction_id = submit(world)
+    uploaded(world, prediction_id)
+    reason = (
+        'ClientError: Received server error (500) from model with message "amount must be positive". '
+        "See https://us-east-1.console.aws.amazon.com/cloudwatch/home?region=us-east-1#logEventViewer:"
+        "group=/aws/sagemaker/Endpoints/fraud-score-endpoint in account 123456789012 for more information."
+    )
+    # WHEN SageMaker reports that the model failed
+    world.gateway.inference_finished(failure(prediction_id, reason))
+    # THEN the prediction failed with the model's own message, its failure object kept
+    record = record_of(world, prediction_id)
+    assert record.status is FAILED
+    assert record.error == PredictionError(code="ModelError", message="amount must be positive")
+    assert record.failure_uri == f"s3://gw-data/failures/{prediction_id}-error.out"
+    # AND SageMaker's whole reason is in the log
+    assert logger.fields_of("model failed") == [{"prediction_id": prediction_id, "failure_reason": reason}]
+
+
+def test_an_async_failure_that_is_not_the_models_answer_keeps_sagemakers_reason(world: World) -> None:
+    # GIVEN a running async prediction
+    prediction_id = submit(world)
+    uploaded(world, prediction_id)
+    reason = "InvocationTimeout: The invocation did not complete within 300 seconds."
+    # WHEN SageMaker reports a timeout
+    world.gateway.inference_finished(failure(prediction_id, reason))
+    # THEN the prediction failed with SageMaker's reason as it is
+    assert record_of(world, prediction_id).error == PredictionError(code="ModelError", message=reason)

@@ -140,6 +140,20 @@ def test_a_different_content_type_is_refused(form: dict[str, str], before_expiry
         check_post_policy(changed, 10, BUCKET, SECRETS, before_expiry)
 
 
+def test_a_content_type_with_parameters_must_be_sent_exactly_as_signed() -> None:
+    # GIVEN a form presigned for JSON with a charset (a content type the client gave with parameters)
+    form = presigned_form(content_type="application/json; charset=utf-8")
+    before_expiry = expiry_of(form) - timedelta(seconds=1)
+    # THEN its fields and its policy carry the content type as given
+    assert form["Content-Type"] == "application/json; charset=utf-8"
+    assert {"Content-Type": "application/json; charset=utf-8"} in policy_of(form)["conditions"]
+    # AND the form used as issued passes
+    check_post_policy(form, 10, BUCKET, SECRETS, before_expiry)
+    # AND the bare media type, without the signed parameters, is refused as S3 refuses it
+    with pytest.raises(PolicyViolationError, match="content-type"):
+        check_post_policy({**form, "Content-Type": "application/json"}, 10, BUCKET, SECRETS, before_expiry)
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [("key", "inputs/someone-else"), ("x-amz-server-side-encryption", "AES256")],

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from gateway_fakes import World, make_world, model_service, new_client
+from pydantic import ValidationError
 
 from ensemble_gateway.domain.api import NewPredictionRequest, step_document
 from ensemble_gateway.domain.lifecycle import INLINE_OUTPUT_LIMIT
@@ -67,11 +68,15 @@ def world() -> World:
     )
 
 
-def start_ensemble(world: World, request: dict[str, Any] = CLAIM, service: str = "claim") -> tuple[str, dict[str, Any]]:
+def start_ensemble(
+    world: World, request: dict[str, Any] = CLAIM, service: str = "claim", accept: str | None = None
+) -> tuple[str, dict[str, Any]]:
     """Submit and upload; return the ensemble's prediction ID and its execution input."""
     client = world.clients.get("c_owner")
     assert client is not None
-    body = {"service": service, "metadata": {"case": "c-17"}}
+    body: dict[str, Any] = {"service": service, "metadata": {"case": "c-17"}}
+    if accept is not None:
+        body["accept"] = accept
     prediction_id = world.gateway.submit(client, NewPredictionRequest.model_validate(body), raw_body=body).prediction_id
     raw = json.dumps(request).encode()
     world.objects.put_upload(f"inputs/{prediction_id}", raw)
@@ -85,8 +90,10 @@ def start_ensemble(world: World, request: dict[str, Any] = CLAIM, service: str =
 def realtime_answers(world: World, *answers: dict[str, Any]) -> None:
     queue = [RealtimeResponse(body=json.dumps(a).encode(), content_type="application/json") for a in answers]
 
-    def answer(endpoint: str, body: bytes, content_type: str, inference_id: str) -> RealtimeResponse:
-        world.models.realtime_calls.append({"endpoint": endpoint, "body": body, "inference_id": inference_id})
+    def answer(endpoint: str, body: bytes, content_type: str, inference_id: str, *, accept: str) -> RealtimeResponse:
+        world.models.realtime_calls.append(
+            {"endpoint": endpoint, "body": body, "inference_id": inference_id, "accept": accept}
+        )
         return queue.pop(0)
 
     world.models.invoke_realtime = answer  # type: ignore[method-assign]
@@ -319,3 +326,112 @@ def test_a_final_fan_out_finishes_the_ensemble_when_its_last_member_succeeds(wor
     assert parent.status is COMPLETED and parent.output_uri is not None
     expected = {"classifier-a": {"label": "fraud"}, "classifier-b": {"label": "cards"}}
     assert json.loads(world.objects.read(parent.output_uri)) == {"result": expected, "steps": {"classify": expected}}
+
+
+# ------------------------------------------------------------------------------------------------
+# accept: what each step's model is asked to answer with
+# ------------------------------------------------------------------------------------------------
+def run_claim_steps(world: World, parent_id: str, execution: dict[str, Any] | None) -> dict[str, str]:
+    """Run fraud (async), cost and decision (real-time) in order; return each step's child ID."""
+    steps = EnsembleSteps(world.gateway)
+    realtime_answers(world, {"eur": 900}, {"decision": "repair"})
+    children = {"fraud": steps.call(parent_id, "fraud", "token-fraud", execution=execution)["prediction_id"]}
+    async_succeeds(world, children["fraud"], b'{"p": 0.1}')
+    for name in ("cost", "decision"):
+        children[name] = steps.call(parent_id, name, f"token-{name}", execution=execution)["prediction_id"]
+    return children
+
+
+def test_the_final_step_is_asked_for_what_the_ensemble_request_accepts_and_the_others_for_json(
+    world: World,
+) -> None:
+    # GIVEN an ensemble request asking for CSV; decision is the ensemble's final step
+    parent_id, execution = start_ensemble(world, accept="text/csv")
+    # THEN the execution carries it: no step reads the ensemble's record for it
+    assert execution["context"]["accept"] == "text/csv"
+    # WHEN the state machine runs fraud (async), cost and decision (real-time)
+    children = run_claim_steps(world, parent_id, execution)
+    # THEN the steps whose outputs later mappings read were asked for JSON, the final one for CSV
+    assert [c["accept"] for c in world.models.async_calls] == ["application/json"]
+    assert [c["accept"] for c in world.models.realtime_calls] == ["application/json", "text/csv"]
+    assert {name: record(world, child).accept for name, child in children.items()} == {
+        "fraud": "application/json",
+        "cost": "application/json",
+        "decision": "text/csv",
+    }
+
+
+def test_an_ensemble_request_without_accept_asks_every_step_for_json(world: World) -> None:
+    # GIVEN an ensemble request that does not say what it wants back
+    parent_id, execution = start_ensemble(world)
+    # WHEN its steps run
+    run_claim_steps(world, parent_id, execution)
+    # THEN every model, the final one included, was asked for JSON
+    assert {c["accept"] for c in world.models.async_calls + world.models.realtime_calls} == {"application/json"}
+
+
+def test_a_step_declaring_its_own_accept_is_asked_for_it_final_step_or_not(world: World) -> None:
+    # GIVEN an ensemble whose fraud step and final decision step declare what they want back
+    world.catalog.put(
+        claim_ensemble(
+            fraud={"service": "fraud-score", "mapping": {"claim": "$.input.claim"}, "accept": "application/jsonlines"},
+            decision={
+                "service": "claim-decision",
+                "mapping": {"fraud": "$.steps.fraud", "cost": "$.steps.cost.eur"},
+                "accept": "application/x-decision+json",
+            },
+        )
+    )
+    # AND a request asking for CSV
+    parent_id, execution = start_ensemble(world, accept="text/csv")
+    # WHEN its steps run
+    run_claim_steps(world, parent_id, execution)
+    # THEN each declared accept wins, over JSON and over the request's accept alike
+    assert [c["accept"] for c in world.models.async_calls] == ["application/jsonlines"]
+    assert [c["accept"] for c in world.models.realtime_calls] == ["application/json", "application/x-decision+json"]
+
+
+def test_without_the_execution_input_the_final_step_still_gets_the_ensemble_requests_accept(world: World) -> None:
+    # GIVEN a started ensemble asking for CSV, whose steps are invoked with the old payload
+    parent_id, _ = start_ensemble(world, accept="text/csv")
+    # WHEN its steps run without the execution input
+    run_claim_steps(world, parent_id, None)
+    # THEN the final step was asked for CSV all the same (read from the ensemble's record)
+    assert [c["accept"] for c in world.models.realtime_calls] == ["application/json", "text/csv"]
+
+
+def test_a_final_fan_out_asks_every_member_for_the_ensemble_requests_accept(world: World) -> None:
+    # GIVEN an ensemble ending with a fan-out over two classifiers, asked for CSV
+    for name in ("classifier-a", "classifier-b"):
+        world.catalog.put(model_service(name, tasks=["classification"]))
+    world.catalog.put(
+        Service.model_validate(
+            {
+                "name": "triage",
+                "kind": "ensemble",
+                "ensemble": {
+                    "definition": "triage.asl.json",
+                    "steps": {"classify": {"fan_out": {"task": "classification"}, "mapping": "$.input"}},
+                    "state_machine_arn": "arn:aws:states:us-east-1:123456789012:stateMachine:gw-triage",
+                    "final_step": "classify",
+                },
+            }
+        )
+    )
+    parent_id, execution = start_ensemble(world, request={"text": "stolen card"}, service="triage", accept="text/csv")
+    # WHEN the state machine runs both members
+    steps = EnsembleSteps(world.gateway)
+    for member in ("classifier-a", "classifier-b"):
+        steps.call(parent_id, "classify", f"token-{member}", member, execution=execution)
+    # THEN both were asked for CSV
+    assert [(c["endpoint"], c["accept"]) for c in world.models.async_calls] == [
+        ("classifier-a-endpoint", "text/csv"),
+        ("classifier-b-endpoint", "text/csv"),
+    ]
+
+
+@pytest.mark.parametrize("accept", ["json", "text/csv;", "a/b,"])
+def test_a_catalog_step_with_a_malformed_accept_is_refused(accept: str) -> None:
+    # GIVEN / WHEN an ensemble whose step declares an accept that is not a media range
+    with pytest.raises(ValidationError, match="HTTP Accept header"):
+        claim_ensemble(fraud={"service": "fraud-score", "accept": accept})

@@ -11,14 +11,58 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
+from .media_types import ACCEPT_PATTERN, CONTENT_TYPE_PATTERN, DEFAULT_ACCEPT, is_accept, is_content_type
 from .models import ModelInfo, Prediction, PredictionError, PredictionStatus, Service
 
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_VALUE = 256
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 MetadataValue = Annotated[str, StringConstraints(max_length=MAX_METADATA_VALUE)]
+MAX_MEDIA_TYPE_LENGTH = 128
+
+
+def _checked_content_type(value: str) -> str:
+    # Surrounding whitespace is not part of an HTTP header value (and never reaches SageMaker).
+    value = value.strip()
+    if not is_content_type(value):
+        raise PydanticCustomError(
+            "content_type",
+            "'{value}' is not a media type: write type/subtype, optionally with parameters, "
+            "e.g. 'application/json' or 'application/json; charset=utf-8'",
+            {"value": value},
+        )
+    return value
+
+
+def _checked_accept(value: str) -> str:
+    value = value.strip()
+    if not is_accept(value):
+        raise PydanticCustomError(
+            "accept",
+            "'{value}' is not a media type or a comma-separated list of them as in an HTTP Accept header, "
+            "e.g. 'application/json', 'text/csv' or 'image/png, */*;q=0.8'",
+            {"value": value},
+        )
+    return value
+
+
+# The pattern is published in the OpenAPI document; the validators check the same grammar with a
+# message naming the problem (a ``pattern`` constraint would answer with the regular expression).
+ContentType = Annotated[
+    str,
+    StringConstraints(max_length=MAX_MEDIA_TYPE_LENGTH),
+    AfterValidator(_checked_content_type),
+    WithJsonSchema({"type": "string", "maxLength": MAX_MEDIA_TYPE_LENGTH, "pattern": CONTENT_TYPE_PATTERN}),
+]
+AcceptValue = Annotated[
+    str,
+    StringConstraints(max_length=MAX_MEDIA_TYPE_LENGTH),
+    AfterValidator(_checked_accept),
+    WithJsonSchema({"type": "string", "maxLength": MAX_MEDIA_TYPE_LENGTH, "pattern": ACCEPT_PATTERN}),
+]
 
 
 def build(*models: type[BaseModel]) -> None:
@@ -46,7 +90,16 @@ class NewPredictionRequest(BaseModel):
 
     service: str = Field(min_length=1, max_length=63, description="The service to run.")
     notification: NotificationRequest | None = None
-    content_type: str | None = Field(default=None, max_length=128)
+    content_type: ContentType | None = Field(
+        default=None,
+        description="The input's content type, parameters allowed ('application/json; charset=utf-8'); its media "
+        "type must be one the service accepts. Default: the service's first.",
+    )
+    accept: AcceptValue = Field(
+        default=DEFAULT_ACCEPT,
+        description="The content type wanted for the output, passed to the model as SageMaker's Accept: a media "
+        "type or a comma-separated list of them as in an HTTP Accept header ('*/*' allowed).",
+    )
     # Constraints expressed as types so that they are in the published schema too.
     metadata: dict[MetadataKey, MetadataValue] = Field(
         default_factory=dict,

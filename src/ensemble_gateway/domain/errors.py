@@ -87,12 +87,23 @@ class DispatchError(GatewayError):
 
 
 class ModelInvocationError(Exception):
-    """A model answered with an error (the prediction fails with this reason)."""
+    """A model answered with an error (the prediction fails with this reason).
 
-    def __init__(self, message: str) -> None:
+    ``message`` is what the user reads (the model's own message); ``detail`` is the whole answer
+    (SageMaker's wording, the model's status code), kept in the prediction's failure object.
+    """
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.detail = detail if detail is not None else message
 
 
 class WebhookTransportError(Exception):
     """A webhook could not be delivered: connection refused, timeout, TLS error, too large."""
+
+
+class ModelHostingError(GatewayError):
+    """A model's endpoint could not be created or updated (its model failed to load, say)."""
+
+    code = "ModelHostingFailed"

@@ -32,6 +32,7 @@ from .errors import (
     NotFoundError,
     ServiceInactiveError,
 )
+from .media_types import media_type, same_media_type
 from .models import (
     Callback,
     CallbackKind,
@@ -46,7 +47,7 @@ from .models import (
     new_prediction_id,
     utcnow,
 )
-from .notifications import InferenceResult
+from .notifications import InferenceResult, model_failure_message
 from .ports import (
     ModelRuntime,
     ObjectStore,
@@ -169,8 +170,10 @@ class Gateway:
                 return self._replay(existing, fingerprint)
 
         service = self._active_service(request.service)
+        # Stored, presigned and passed to the model as given; matched on its media type alone
+        # ("application/json; charset=utf-8" is JSON to a service that accepts application/json).
         content_type = request.content_type or service.content_types[0]
-        if content_type not in service.content_types:
+        if not any(same_media_type(content_type, accepted) for accepted in service.content_types):
             raise InvalidRequestError(
                 f"content_type '{content_type}' is not accepted by service '{service.name}'; "
                 f"it accepts: {', '.join(service.content_types)}"
@@ -198,6 +201,7 @@ class Gateway:
             created_at=now,
             updated_at=now,
             content_type=content_type,
+            accept=request.accept,
             metadata=request.metadata,
             callback=callback,
             model=self._model_info(service),
@@ -379,11 +383,13 @@ class Gateway:
                     prediction.prediction_id,
                     service.model.invocation_timeout_seconds,
                     service.model.request_ttl_seconds,
+                    accept=prediction.accept,
                 )
                 self._log(
                     "sent to async endpoint",
                     prediction_id=prediction.prediction_id,
                     endpoint=service.model.endpoint_name,
+                    accept=prediction.accept,
                 )
             else:
                 self._invoke_realtime(prediction, service, body)
@@ -456,11 +462,12 @@ class Gateway:
             body = self.objects.read(prediction.input_uri)
         endpoint = service.model.endpoint_name
         try:
-            response = self.models.invoke_realtime(endpoint, body, prediction.content_type, prediction.prediction_id)
-        except ModelInvocationError as error:
-            failure_uri = self.objects.write(
-                failure_key(prediction.prediction_id), error.message.encode(), "text/plain"
+            response = self.models.invoke_realtime(
+                endpoint, body, prediction.content_type, prediction.prediction_id, accept=prediction.accept
             )
+        except ModelInvocationError as error:
+            # The failure object keeps SageMaker's whole answer; the user reads the model's message.
+            failure_uri = self.objects.write(failure_key(prediction.prediction_id), error.detail.encode(), "text/plain")
             self.finish(
                 prediction.prediction_id,
                 succeeded=False,
@@ -495,11 +502,15 @@ class Gateway:
                 output_content_type=result.response_parameters.content_type,
             )
         else:
+            reason = result.failure_reason or "the model failed"
+            # The user reads the model's own message; SageMaker's whole reason stays in the log (and
+            # the failure object SageMaker wrote, at failure_uri).
+            self._log("model failed", prediction_id=result.inference_id, failure_reason=reason)
             self.finish(
                 result.inference_id,
                 succeeded=False,
                 failure_uri=result.failure_location,
-                error=PredictionError(code="ModelError", message=result.failure_reason or "the model failed"),
+                error=PredictionError(code="ModelError", message=model_failure_message(reason)),
             )
 
     def finish(
@@ -832,7 +843,7 @@ def task_result(step: Prediction, outcome: StepOutcome) -> dict[str, Any]:
 
 def is_json_type(content_type: str) -> bool:
     """Whether a content type (parameters ignored) is JSON."""
-    return content_type.split(";")[0].strip().lower() in JSON_TYPES
+    return media_type(content_type) in JSON_TYPES
 
 
 def prediction_delivered_events(prediction: Prediction) -> set[str]:

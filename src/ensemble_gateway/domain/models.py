@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .media_types import is_accept
+
 PREDICTION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SERVICE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
@@ -119,6 +121,8 @@ class Prediction(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     content_type: str = "application/json"
+    # What the model is asked to answer with (SageMaker's Accept), as the request gave it.
+    accept: str = "application/json"
     metadata: dict[str, str] = Field(default_factory=dict)
     callback: Callback = Field(default_factory=Callback)
     parent_id: str | None = None
@@ -158,18 +162,51 @@ class Prediction(BaseModel):
         return self.parent_id is not None
 
 
+#: The SageMaker framework containers whose default handlers and images serve a model directory.
+MODEL_FRAMEWORKS = ("sklearn", "xgboost", "pytorch", "huggingface", "custom")
+#: Environment variable names a SageMaker container accepts (``Environment`` of ``CreateModel``).
+_ENVIRONMENT_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,1023}$")
+
+
 class ModelTarget(BaseModel):
-    """Where a model service runs: a SageMaker endpoint, invoked asynchronously or in real time."""
+    """Where a model service runs: a SageMaker endpoint, invoked asynchronously or in real time.
+
+    ``model_data`` and what follows it say where the model comes from, in SageMaker's vocabulary:
+    a directory or a ``model.tar.gz`` in the inference-toolkit layout (artefacts at the root,
+    ``code/inference.py``, optional ``code/requirements.txt``) or an ``s3://`` URI of one, served
+    by the ``framework``'s container (its default handlers fill in what ``inference.py`` leaves
+    out). Without ``model_data`` the endpoint is assumed to exist already.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     endpoint_name: str
+    model_data: str | None = Field(default=None, min_length=1, max_length=1024)
+    framework: Literal["sklearn", "xgboost", "pytorch", "huggingface", "custom"] = "custom"
+    # The framework container's version (its image tag), e.g. "1.2-1" for scikit-learn.
+    framework_version: str | None = Field(default=None, max_length=64)
+    # A custom container image (``framework`` "custom" on AWS); the framework's image otherwise.
+    image: str | None = Field(default=None, max_length=255)
+    # The script under code/ that the container imports, as SAGEMAKER_PROGRAM names it.
+    entry_point: str = Field(default="inference.py", pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.py)?$")
+    # The container's environment variables (SageMaker's ``Environment``; at most 100 on AWS).
+    environment: dict[str, str] = Field(default_factory=dict, max_length=100)
     invocation: Literal["async", "realtime"] = "async"
     # SageMaker async's InvocationTimeoutSeconds (default 900, at most 3600); real-time is 60 s.
     invocation_timeout_seconds: int = Field(default=900, ge=1, le=3600)
     # How long a request may wait in the endpoint's queue (SageMaker's RequestTTLSeconds, 60 s to
     # 6 h): an endpoint scaled to zero takes minutes to come up, and the deadline must allow for it.
     request_ttl_seconds: int = Field(default=3600, ge=60, le=21600)
+
+    @field_validator("environment")
+    @classmethod
+    def _environment_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, setting in value.items():
+            if not _ENVIRONMENT_NAME.match(name):
+                raise ValueError(f"'{name}' is not an environment variable name (letters, digits and '_')")
+            if len(setting) > 1024:
+                raise ValueError(f"the value of '{name}' is longer than 1024 characters")
+        return value
 
 
 class FanOut(BaseModel):
@@ -190,6 +227,18 @@ class EnsembleStep(BaseModel):
     mapping: Any = "$.input"
     optional: bool = False
     default: Any = None
+    # The content type this step's model is asked to answer with (SageMaker's Accept). Unset: the
+    # ensemble request's ``accept`` for the final step, JSON for the others (later mappings read JSON).
+    accept: str | None = Field(default=None, max_length=128)
+
+    @field_validator("accept")
+    @classmethod
+    def _accept_is_media_range(cls, value: str | None) -> str | None:
+        if value is not None and not is_accept(value):
+            raise ValueError(
+                f"'{value}' is not a media type or a comma-separated list of them as in an HTTP Accept header"
+            )
+        return value
 
     @model_validator(mode="after")
     def _one_target(self) -> EnsembleStep:
@@ -271,6 +320,8 @@ class EnsembleContext(BaseModel):
     expires_at: int | None = None
     input_uri: str | None = None
     content_type: str = "application/json"
+    # The ensemble request's ``accept``: what its final step is asked to answer with.
+    accept: str = "application/json"
     steps: dict[str, EnsembleStep]
     targets: dict[str, Service] = Field(default_factory=dict)
     # The members of each fan-out step, as the state machine's Map iterates them.
@@ -304,6 +355,7 @@ class EnsembleContext(BaseModel):
             expires_at=prediction.expires_at,
             input_uri=prediction.input_uri,
             content_type=prediction.content_type,
+            accept=prediction.accept,
             steps=ensemble.ensemble.steps,
             targets=targets,
             fan_out_members=fan_out_members or {},

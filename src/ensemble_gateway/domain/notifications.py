@@ -2,12 +2,54 @@
 
 SageMaker async publishes one JSON document to the endpoint's success or error SNS topic; the
 notifications function parses it with :class:`InferenceResult`. (Real-time answers finish their
-prediction where they are received: nothing is published for them.)
+prediction where they are received: nothing is published for them.) :func:`model_failure_message`
+finds the model's own words in SageMaker's failure prose, for the prediction's ``error.message``.
 """
 
 from __future__ import annotations
 
+import re
+
 from pydantic import BaseModel, ConfigDict, Field
+
+# How SageMaker wraps what a model answered with an error status, in an async notification's
+# failureReason ("ClientError: Received server error (500) from model with message "...". See
+# https://... for more information.") and in a real-time ModelError's message ("... from primary
+# ..."). The model's message is quoted as it is, quotes and newlines included: it runs to the last
+# quote before the optional closing sentence.
+_WRAPPED_MODEL_MESSAGE = re.compile(
+    r"(?:[A-Za-z]+: )?Received (?:client|server) error \(\d{3}\) from \S+ with message "
+    r'"(?P<message>.*)"(?:\. See .* for more information)?\.?',
+    re.DOTALL,
+)
+
+
+def model_failure_message(reason: str) -> str:
+    """The model's own message inside SageMaker's failure prose; ``reason`` itself otherwise.
+
+    Parameters
+    ----------
+    reason
+        An async notification's ``failureReason``, or a real-time ``ModelError``'s message.
+
+    Returns
+    -------
+    str
+        What the model said when ``reason`` has SageMaker's shape and the message is not blank;
+        otherwise ``reason`` unchanged (a timeout, an input SageMaker could not read, ...).
+
+    Examples
+    --------
+    >>> model_failure_message('ClientError: Received server error (500) from model with message '
+    ...                       '"amount must be positive". See https://x for more information.')
+    'amount must be positive'
+    >>> model_failure_message("InvocationTimeout: the invocation did not complete")
+    'InvocationTimeout: the invocation did not complete'
+    """
+    match = _WRAPPED_MODEL_MESSAGE.fullmatch(reason.strip())
+    if match is None or not match.group("message").strip():
+        return reason
+    return match.group("message")
 
 
 class RequestParameters(BaseModel):

@@ -113,10 +113,27 @@ class ModelRuntime(Protocol):
         inference_id: str,
         timeout_seconds: int,
         request_ttl_seconds: int = 3600,
+        *,
+        accept: str,
     ) -> str:
-        """Queue an async inference; return the output location SageMaker will write."""
+        """Queue an async inference; return the output location SageMaker will write.
 
-    def invoke_realtime(self, endpoint: str, body: bytes, content_type: str, inference_id: str) -> RealtimeResponse: ...
+        ``content_type`` and ``accept`` are SageMaker's ``ContentType`` and ``Accept``: what the
+        input is, and what the model is asked to answer with.
+        """
+
+    def invoke_realtime(
+        self, endpoint: str, body: bytes, content_type: str, inference_id: str, *, accept: str
+    ) -> RealtimeResponse:
+        """Invoke a real-time endpoint; its answer, whose ``content_type`` is what the model returned.
+
+        Raises
+        ------
+        ModelInvocationError
+            The model answered with an error (``message``: the model's own words).
+        DispatchError
+            SageMaker refused the request (unknown endpoint, invalid input).
+        """
 
 
 class WorkflowEngine(Protocol):

@@ -54,6 +54,19 @@ class Registrar:
     role_arn: str
 
     def apply(self, services: list[Service]) -> list[Service]:
+        """Validate ``services`` as one batch, then register them (see :meth:`plan`)."""
+        return self.commit(self.plan(services))
+
+    def plan(self, services: list[Service]) -> list[tuple[Service, str | None]]:
+        """Validate a batch; return each service with its ready state machine definition (ensembles).
+
+        Nothing is written: :meth:`commit` registers the plan.
+
+        Raises
+        ------
+        CatalogValidationError
+            Naming the service, the step and, for mappings, the key and path.
+        """
         batch = {service.name: service for service in services}
         if len(batch) != len(services):
             raise CatalogValidationError("the same service name appears twice in one batch")
@@ -72,6 +85,10 @@ class Registrar:
             definition = self.validate(service, lookup, members) if service.kind == "ensemble" else None
             prepared.append((service, definition))
         self._check_nesting(batch, lookup)
+        return prepared
+
+    def commit(self, prepared: list[tuple[Service, str | None]]) -> list[Service]:
+        """Create or update the ensembles' state machines, then write the catalog entries."""
         registered = []
         for service, definition in prepared:
             if definition is not None and service.ensemble is not None:

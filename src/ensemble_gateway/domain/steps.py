@@ -13,6 +13,7 @@ from typing import Any
 from .errors import MappingError
 from .lifecycle import DEADLINE_MARGIN_SECONDS, Gateway, is_json_type, step_input_key
 from .mapping import RAW_KEY, evaluate_mapping, referenced_roots
+from .media_types import DEFAULT_ACCEPT
 from .models import (
     Callback,
     CallbackKind,
@@ -33,6 +34,20 @@ def child_prediction_id(parent_id: str, step: str, task_token: str) -> str:
     """The same task always gets the same child: a retried invocation finds its earlier child."""
     digest = hashlib.sha256(f"{parent_id}\x00{step}\x00{task_token}".encode()).hexdigest()[:20]
     return f"{parent_id[:40]}-s{digest}"
+
+
+def step_accept(context: EnsembleContext, step_name: str, step: EnsembleStep) -> str:
+    """What a step's model is asked to answer with (SageMaker's ``Accept``).
+
+    The step's own ``accept`` when the catalog declares one; else, for the step whose output is the
+    ensemble's result (its final step), what the ensemble's request asked for; else JSON, since the
+    mappings of the steps after it read JSON.
+    """
+    if step.accept is not None:
+        return step.accept
+    if step_name == context.final_step:
+        return context.accept
+    return DEFAULT_ACCEPT
 
 
 @dataclass
@@ -76,6 +91,7 @@ class EnsembleSteps:
             created_at=now,
             updated_at=now,
             metadata=context.metadata,
+            accept=step_accept(context, step_name, step),
             parent_id=parent_id,
             step=step_name,
             callback=Callback(kind=CallbackKind.TASK_TOKEN, target=task_token),

@@ -1,8 +1,9 @@
 """The local runtime: moto as the embedded AWS, our middlewares, pollers and the API front end.
 
 One process, no AWS account, no Docker. It deploys ``template.yaml`` with the local deployer, runs
-each function's real handler for its real event sources, hosts the example models as SageMaker
-endpoints, and serves the API on 127.0.0.1 like ``sam local start-api``.
+each function's real handler for its real event sources, answers the SageMaker API (control plane
+and runtime) so that ``services apply`` hosts models as endpoints, and serves the API on 127.0.0.1
+like ``sam local start-api``.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class LocalRuntime:
         self.stack: DeployedStack | None = None
         self.registry: FunctionRegistry | None = None
         self.sagemaker: Any = None
+        self.sagemaker_control: Any = None
         self._threads: list[Any] = []
         self._servers: list[_Server] = []
         self._saved_environ: dict[str, str | None] = {}
@@ -154,10 +156,16 @@ class LocalRuntime:
         app = LambdaInvokeMiddleware(app, self.registry)
         app = PresignGuardMiddleware(app, {LOCAL_ACCESS_KEY: LOCAL_SECRET_KEY}, self._bucket_names)
         if self.host_models:
-            from .sagemaker_runtime import LocalSageMakerRuntime
+            from .sagemaker import LocalSageMakerRuntime
+            from .sagemaker_control import LocalSageMakerControlPlane
 
             self.sagemaker = LocalSageMakerRuntime(self.client, region=REGION, logger=self.log)
             app = self.sagemaker.middleware(app)
+            # CreateModel / CreateEndpoint … host models in the runtime above, without a restart.
+            self.sagemaker_control = LocalSageMakerControlPlane(
+                self.sagemaker, self.client, region=REGION, account_id=self.sagemaker.account_id, logger=self.log
+            )
+            app = self.sagemaker_control.middleware(app)
         aws_server = _Server(app, "127.0.0.1", self.aws_port, "local-aws")
         self.aws_url = f"http://127.0.0.1:{aws_server.port}"
         self._set_env(
@@ -295,6 +303,8 @@ class LocalRuntime:
             thread.join(timeout=5)
         if self.sagemaker is not None:
             self.sagemaker.shutdown()
+        if self.sagemaker_control is not None:
+            self.sagemaker_control.shutdown()
         for server in reversed(self._servers):
             server.stop()
         self._threads.clear()
