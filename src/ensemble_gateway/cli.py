@@ -181,6 +181,82 @@ def cmd_services_apply(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_services_plan(args: argparse.Namespace) -> int:
+    from .admin import build_registrar, load_services
+    from .domain.registration import Registrar
+    from .planning import OfflineCatalog, plan_services, preview_inputs
+
+    services = load_services(Path(args.file))
+    try:
+        outputs, factory, stack_name = _aws_target(args)
+        registrar = build_registrar(
+            stack_outputs=outputs, name_prefix=stack_name, root=Path(args.root), client_factory=factory
+        )
+    except CliError:
+        # No gateway to look targets up in: check the file against itself.
+        print("note: no local runtime and no --stack-name: services outside this file are unknown", file=sys.stderr)
+        root = Path(args.root)
+        registrar = Registrar(
+            catalog=OfflineCatalog(),
+            machines=None,  # type: ignore[arg-type]  # plan deploys nothing
+            read_definition=lambda relative: (root / relative).read_text(encoding="utf-8"),
+            substitutions={"GetTransformCallFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:plan"},
+            name_prefix="plan",
+            role_arn="arn:aws:iam::123456789012:role/plan",
+        )
+    plans = plan_services(registrar, services)
+    models = [s for s in services if s.kind == "model"]
+    for service in models:
+        print(f"model {service.name} v{service.version}: valid")
+    step_outputs = {}
+    for item in args.step_output or []:
+        name, sep, file = item.partition("=")
+        if not sep:
+            raise CliError(f"--step-output takes NAME=FILE, got '{item}'")
+        try:
+            step_outputs[name] = json.loads(Path(file).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise CliError(f"--step-output {name}: {error}") from None
+    for plan in plans:
+        print()
+        print(plan.text)
+        print()
+        print(plan.mermaid)
+        if args.asl:
+            print()
+            print(json.dumps(plan.definition, indent=2))
+        if args.input:
+            path = Path(args.input)
+            try:
+                sample = path.read_bytes()
+            except OSError as error:
+                raise CliError(f"--input: {error}") from None
+            print()
+            if not plan.generated:
+                print(f"{plan.service.name}: step inputs are shown for declarative ensembles only")
+                continue
+            content_type = _content_type(path, args.content_type)
+            print(f"step inputs for {path} ({content_type}):")
+            for preview in preview_inputs(plan.service, sample, content_type, step_outputs):
+                print(_preview_line(preview))
+    return 0
+
+
+def _preview_line(preview: Any) -> str:
+    head = f"  {preview.step} → {preview.target}"
+    if preview.status == "needs":
+        wanted = ", ".join(f"--step-output {name}=FILE" for name in preview.needs)
+        return f"{head}: needs the output of {', '.join(preview.needs)} (give {wanted})"
+    if preview.status == "skipped":
+        return f"{head}: SKIPPED ({preview.detail})"
+    if preview.status == "error":
+        return f"{head}: error: {preview.detail}"
+    if preview.content_type and preview.content_type.split(";")[0].endswith("json"):
+        body = preview.body.decode("utf-8", "replace")
+        return f"{head} ({preview.content_type}): {body}"
+    return f"{head} ({preview.content_type}): {len(preview.body)} bytes"
+
+
 def _content_type(path: Path, given: str | None) -> str:
     if given:
         return given
@@ -297,6 +373,21 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("file")
     apply.add_argument("--root", default=".", help="where ensemble definition paths are relative to")
     apply.set_defaults(func=cmd_services_apply)
+    plan = services.add_parser(
+        "plan", parents=[common], help="validate like apply, register nothing; show each ensemble's DAG"
+    )
+    plan.add_argument("file")
+    plan.add_argument("--root", default=".", help="where ensemble definition paths are relative to")
+    plan.add_argument("--asl", action="store_true", help="print the state machine definition it would deploy")
+    plan.add_argument("--input", metavar="SAMPLE", help="show the input each step's model would receive")
+    plan.add_argument("--content-type", help="the sample's media type (default: from its extension)")
+    plan.add_argument(
+        "--step-output",
+        action="append",
+        metavar="NAME=FILE",
+        help="the JSON output of an upstream step, for the steps that read it (repeatable)",
+    )
+    plan.set_defaults(func=cmd_services_plan)
 
     predict = sub.add_parser("predict", parents=[common], help="submit FILE to SERVICE")
     predict.add_argument("service")

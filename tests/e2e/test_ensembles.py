@@ -225,10 +225,136 @@ def test_complaint_escalation_runs_only_for_vulnerable_customers(api: Any, sampl
         assert only_step(document, "escalate")["service"] == "triage-escalation"
         assert "escalate" in output["steps"]
     else:
-        assert "escalate" not in names
-        assert "escalate" not in output["steps"]
+        # A `when` that is false: the step is SKIPPED in the lineage, and contributes null
+        assert only_step(document, "escalate")["status"] == "SKIPPED"
+        assert output["steps"]["escalate"] is None
     assert only_step(document, "vulnerability")["status"] == "COMPLETED"
     assert len(names["classify"]) == 2
+
+
+def test_the_shipped_ensembles_are_declarative_and_generated(runtime: Any) -> None:
+    # GIVEN the example catalog: vehicle-claim and complaint-triage name no ASL file
+    catalog = json.loads((ROOT / "examples" / "catalog.json").read_text())
+    ensembles = {s["name"]: s["ensemble"] for s in catalog if s["kind"] == "ensemble"}
+    assert set(ensembles) == {"vehicle-claim", "complaint-triage"}
+    assert all("definition" not in spec for spec in ensembles.values())
+
+    # WHEN their deployed state machines are read
+    claim = deployed_definition(runtime, "vehicle-claim")
+
+    # THEN vehicle-claim runs damage, cost and fraud in one Parallel, then decision, with no
+    # Retry on any callback task and a bounded wait on each
+    parallel = next(state for state in claim["States"].values() if state["Type"] == "Parallel")
+    first_steps = {
+        state["Parameters"]["Payload"]["step"]
+        for branch in parallel["Branches"]
+        for state in branch["States"].values()
+        if state["Type"] == "Task"
+    }
+    assert first_steps == {"damage", "cost", "fraud"}
+
+    def tasks(machine: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        for state in machine["States"].values():
+            if state["Type"] == "Task" and state["Resource"].endswith("waitForTaskToken"):
+                yield state
+            for branch in state.get("Branches", []):
+                yield from tasks(branch)
+            if "ItemProcessor" in state:
+                yield from tasks(state["ItemProcessor"])
+
+    for machine in (claim, deployed_definition(runtime, "complaint-triage")):
+        for task in tasks(machine):
+            assert "Retry" not in task and task["TimeoutSeconds"] > 0
+
+
+def test_a_declarative_diamond_skips_on_a_missing_value_and_maps_its_output(
+    api: Any, test_ensembles: dict[str, Any]
+) -> None:
+    # GIVEN a declarative ensemble: first → left, right → join; 'missing' reads a value first never
+    # returns, 'big' runs only for values over 10; the output combines steps and the request
+    # WHEN it runs on a small value
+    document = predict(api, "test-declarative-when", {"value": 3})
+
+    # THEN it completes (a missing value makes the condition false, never a runtime error)
+    assert document["status"] == "COMPLETED", document
+    statuses = {name: [s["status"] for s in found] for name, found in steps_by_name(document).items()}
+    assert statuses == {
+        "first": ["COMPLETED"],
+        "left": ["COMPLETED"],
+        "right": ["COMPLETED"],
+        "missing": ["SKIPPED"],
+        "big": ["SKIPPED"],
+        "join": ["COMPLETED"],
+    }
+    # AND join saw both branches and the skipped step's default; the output mapping built the result
+    output = json.loads(api.download(document))
+    assert output["result"]["joined"]["left"] == "left" and output["result"]["joined"]["right"] == "right"
+    assert output["result"]["joined"]["missing"] == {"skipped": True}
+    assert output["result"]["big"] is None
+    assert output["result"]["value"] == 3
+    # AND join started only after left and right finished
+    steps = {s["name"]: s for s in document["steps"]}
+    assert moment(steps["join"]["started_at"]) >= moment(steps["left"]["finished_at"])
+    assert moment(steps["join"]["started_at"]) >= moment(steps["right"]["finished_at"])
+
+    # WHEN it runs on a big value THEN 'big' runs
+    document = predict(api, "test-declarative-when", {"value": 42})
+    assert only_step(document, "big")["status"] == "COMPLETED"
+    assert json.loads(api.download(document))["result"]["big"]["echo"] == {"big": 42}
+
+
+def test_the_hand_written_escape_hatch_still_runs(api: Any, test_ensembles: dict[str, Any]) -> None:
+    # GIVEN the hand-written complaint-triage ASL (guarded Choice, ItemProcessor Map)
+    complaint = sample("complaint-triage", "bereaved-mortgage-fees.json")
+
+    # WHEN a vulnerable customer's complaint is triaged by it
+    document = predict(api, "test-triage-asl", complaint)
+
+    # THEN the Choice escalates and the fan-out runs both classifiers
+    assert document["status"] == "COMPLETED", document
+    assert only_step(document, "escalate")["status"] == "COMPLETED"
+    assert len(steps_by_name(document)["classify"]) == 2
+
+
+def test_a_transient_lambda_error_is_retried_and_each_model_is_called_once(
+    runtime: Any, api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN get-transform-call failing with Lambda's own errors: the 'fraud' step's first call is
+    # refused before it runs, the 'damage' step's first call runs but its answer is lost
+    injected: list[tuple[str, str]] = []
+
+    def fault(function_name: str, event: Any) -> tuple[str, bool] | None:
+        if not isinstance(event, dict) or event.get("action") != "call" or event.get("attempt") != 1:
+            return None
+        if event.get("step") == "fraud":
+            injected.append(("fraud", "ServiceException"))
+            return ("ServiceException", False)
+        if event.get("step") == "damage":
+            injected.append(("damage", "TooManyRequestsException"))
+            return ("TooManyRequestsException", True)
+        return None
+
+    calls: list[str] = []
+    submit = runtime.sagemaker._submit
+
+    def counting_submit(pool: Any, job: Any) -> None:
+        calls.append(job.inference_id)
+        submit(pool, job)
+
+    monkeypatch.setattr(runtime.lambda_invoke, "fault", fault)
+    monkeypatch.setattr(runtime.sagemaker, "_submit", counting_submit)
+
+    # WHEN a vehicle claim is predicted
+    document = predict(api, "vehicle-claim", sample("vehicle-claim", "write-off.json"))
+
+    # THEN both faults were injected, the ensemble still decided, one child per step
+    assert sorted(injected) == [("damage", "TooManyRequestsException"), ("fraud", "ServiceException")]
+    assert document["status"] == "COMPLETED", document
+    assert json.loads(api.download(document))["result"]["decision"] == "write-off"
+    children = {s["name"]: s["prediction_id"] for s in document["steps"]}
+    assert sorted(children) == ["cost", "damage", "decision", "fraud"]
+    # AND every model was called exactly once
+    assert sorted(calls) == sorted(children.values())
 
 
 # -- nested ensemble -----------------------------------------------------------------------------

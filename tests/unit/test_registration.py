@@ -87,16 +87,27 @@ def make_registrar(catalog: list[Service] | None = None) -> tuple[Registrar, Fak
     return registrar, fake_catalog, machines
 
 
+# The example ensembles as hand-written state machines: these tests check what registration checks
+# of hand-written ASL (the escape hatch); tests/unit/test_ensemble_dag.py covers the declarative form.
+HAND_WRITTEN = {
+    "vehicle-claim": "tests/fixtures/statemachines/vehicle-claim.asl.json",
+    "complaint-triage": "statemachines/complaint-triage.asl.json",
+}
+
+
 def ensemble(name: str, **changes: Any) -> Service:
-    """An example ensemble, with its ``ensemble`` section changed (steps as plain dicts)."""
+    """An example ensemble on its hand-written ASL, with its ``ensemble`` section changed."""
     document = example_services()[name].model_dump()
+    document["ensemble"].update(definition=HAND_WRITTEN[name], output=None)
+    for step in document["ensemble"]["steps"].values():
+        step["when"] = None
     document["ensemble"].update(copy.deepcopy(changes))
     return Service.model_validate(document)
 
 
 def vehicle_claim_steps(**steps: dict[str, Any] | None) -> dict[str, Any]:
     """vehicle-claim's steps with some replaced (None removes one)."""
-    result = example_services()["vehicle-claim"].model_dump()["ensemble"]["steps"]
+    result = ensemble("vehicle-claim").model_dump()["ensemble"]["steps"]
     for step, value in steps.items():
         if value is None:
             result.pop(step)
@@ -176,9 +187,10 @@ def test_the_example_catalog_registers_with_state_machines_and_step_timeouts():
     # AND the DefinitionSubstitutions are filled in
     deployed = machines.machines["eg-vehicle-claim"]["definition"]
     assert "${" not in deployed and FUNCTION_ARN in deployed
-    # AND the step that ends each ensemble is known (triage ends with its classify fan-out)
+    # AND the step that ends each ensemble is known (triage's classify fan-out runs beside
+    # vulnerability → escalate, so its Complete task finishes it)
     assert catalog.services["vehicle-claim"].ensemble.final_step == "decision"  # type: ignore[union-attr]
-    assert catalog.services["complaint-triage"].ensemble.final_step == "classify"  # type: ignore[union-attr]
+    assert catalog.services["complaint-triage"].ensemble.final_step is None  # type: ignore[union-attr]
 
 
 def test_a_fan_out_step_waits_for_its_slowest_member_including_ones_of_the_same_batch():
@@ -296,7 +308,7 @@ def test_a_mapping_reading_a_downstream_step_is_rejected():
 def test_a_mapping_reading_a_step_after_a_choice_is_rejected():
     # GIVEN vulnerability (first) reading escalate (which only runs after it)
     registrar, _, _ = make_registrar()
-    steps = example_services()["complaint-triage"].model_dump()["ensemble"]["steps"]
+    steps = ensemble("complaint-triage").model_dump()["ensemble"]["steps"]
     steps["vulnerability"]["mapping"] = {"text": "$.input.text", "routing": "$.steps.escalate.routing"}
     bad = ensemble("complaint-triage", steps=steps)
 
@@ -318,7 +330,12 @@ def test_a_mapping_reading_itself_or_an_unknown_step_is_rejected():
 
     # WHEN / THEN both are rejected
     reject(registrar, [itself], "step 'decision'", "path '$.steps.decision'")
-    reject(registrar, [unknown], "step 'decision'", "path '$.steps.nope.y'")
+    # AND an unknown step is named as unknown, with the steps there are (not "not upstream")
+    reject(
+        registrar,
+        [unknown],
+        "step 'decision' reads $.steps.nope.y: no step 'nope'; steps are: cost, damage, decision, fraud",
+    )
 
 
 def test_a_malformed_mapping_is_rejected_at_registration():
@@ -574,7 +591,7 @@ def test_a_batch_with_one_bad_service_registers_none():
     )
 
     # WHEN / THEN the batch is rejected, naming the bad step, and no service nor machine is written
-    reject(registrar, list(services.values()), "step 'decision'", "path '$.steps.later'")
+    reject(registrar, list(services.values()), "step 'decision'", "no step 'later'")
 
 
 def test_a_batch_naming_a_service_twice_is_rejected():

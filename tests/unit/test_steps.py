@@ -135,7 +135,7 @@ def test_a_step_starts_from_the_execution_input_without_reading_the_catalog_or_t
     # AND the step ran against the catalog as it was when the execution started
     (call,) = world.models.async_calls
     assert call["endpoint"] == "fraud-score-endpoint"
-    assert call["inference_id"] == result["prediction_id"] == child_prediction_id(parent_id, "fraud", "token-fraud")
+    assert call["inference_id"] == result["prediction_id"] == child_prediction_id(parent_id, "fraud")
     assert json.loads(world.objects.read(call["input_uri"])) == {"claim": CLAIM["claim"]}
     child = record(world, result["prediction_id"])
     assert (child.status, child.owner, child.metadata, child.parent_id) == (
@@ -435,3 +435,158 @@ def test_a_catalog_step_with_a_malformed_accept_is_refused(accept: str) -> None:
     # GIVEN / WHEN an ensemble whose step declares an accept that is not a media range
     with pytest.raises(ValidationError, match="HTTP Accept header"):
         claim_ensemble(fraud={"service": "fraud-score", "accept": accept})
+
+
+# -- declarative ensembles: when, retries after transient Lambda errors, output mappings ----------
+
+
+def declarative_world(**steps: Any) -> World:
+    """A world whose 'claim' ensemble is declarative (no definition) with ``steps`` added."""
+    base = claim_ensemble(**steps).model_dump()
+    base["ensemble"].update(definition=None, final_step=None, output="decision")
+    return make_world(
+        services=[
+            model_service("fraud-score"),
+            model_service("repair-cost", invocation="realtime"),
+            model_service("claim-decision", invocation="realtime"),
+            Service.model_validate(base),
+        ],
+        clients=[new_client("c_owner")],
+    )
+
+
+def test_a_step_whose_when_is_false_is_skipped_without_calling_its_model() -> None:
+    # GIVEN a review step that runs only for a high fraud probability, and a fraud step that said 0.1
+    world = declarative_world(
+        review={
+            "service": "fraud-score",
+            "when": {"path": "$.steps.fraud.p", "greater_than": 0.8},
+            "mapping": {"p": "$.steps.fraud.p"},
+            "default": {"reviewed": False},
+        }
+    )
+    parent_id, execution = start_ensemble(world)
+    steps = EnsembleSteps(world.gateway)
+    fraud = steps.call(parent_id, "fraud", "token-fraud", execution=execution)
+    async_succeeds(world, fraud["prediction_id"], json.dumps({"p": 0.1}).encode())
+    calls_before = len(world.models.async_calls)
+
+    # WHEN the state machine runs the review step
+    result = steps.call(parent_id, "review", "token-review", execution=execution)
+
+    # THEN no model was called, the child is SKIPPED, and the task is answered at once as skipped
+    assert result["status"] == "SKIPPED"
+    assert len(world.models.async_calls) == calls_before
+    assert record(world, result["prediction_id"]).status is PredictionStatus.SKIPPED
+    (answer,) = answers_for(world, "token-review")
+    assert answer[0] == "success" and answer[1]["skipped"] is True
+    # AND later steps see the step's default
+    assert world.gateway.ensemble_outputs(record(world, parent_id))["review"] == {"reviewed": False}
+
+
+def test_a_when_on_a_missing_value_is_false_and_a_true_one_runs_the_step() -> None:
+    world = declarative_world(
+        missing={"service": "fraud-score", "when": {"path": "$.input.claim.nope", "equals": 1}, "mapping": "$.input"},
+        present={
+            "service": "fraud-score",
+            "when": {"path": "$.input.claim.amount", "equals": 1200},
+            "mapping": "$.input",
+        },
+    )
+    parent_id, execution = start_ensemble(world)
+    steps = EnsembleSteps(world.gateway)
+    assert steps.call(parent_id, "missing", "t1", execution=execution)["status"] == "SKIPPED"
+    assert steps.call(parent_id, "present", "t2", execution=execution)["status"] == "RUNNING"
+    assert len(world.models.async_calls) == 1
+
+
+def test_a_retried_task_binds_the_running_child_to_its_new_token_and_calls_no_model_again() -> None:
+    # GIVEN a step whose first attempt dispatched its model, then lost its answer (a transient
+    # Lambda error: Step Functions retries the task with a new token)
+    world = declarative_world()
+    parent_id, execution = start_ensemble(world)
+    steps = EnsembleSteps(world.gateway)
+    first = steps.call(parent_id, "fraud", "token-attempt-1", execution=execution)
+
+    # WHEN the second attempt arrives
+    second = steps.call(parent_id, "fraud", "token-attempt-2", execution=execution)
+
+    # THEN it is the same child, the model was called once, and its answer goes to the new token
+    assert second["prediction_id"] == first["prediction_id"]
+    assert len(world.models.async_calls) == 1
+    async_succeeds(world, first["prediction_id"], json.dumps({"p": 0.3}).encode())
+    assert [kind for kind, _ in answers_for(world, "token-attempt-2")] == ["success"]
+    assert answers_for(world, "token-attempt-1") == []
+
+
+def test_a_retry_after_the_child_finished_answers_the_new_token_at_once() -> None:
+    # GIVEN a step whose model finished while its task was being retried
+    world = declarative_world()
+    parent_id, execution = start_ensemble(world)
+    steps = EnsembleSteps(world.gateway)
+    first = steps.call(parent_id, "fraud", "token-attempt-1", execution=execution)
+    async_succeeds(world, first["prediction_id"], json.dumps({"p": 0.3}).encode())
+
+    # WHEN the retry arrives with a new token
+    steps.call(parent_id, "fraud", "token-attempt-2", execution=execution)
+
+    # THEN the new token is answered with the finished outcome; no second model call
+    assert [kind for kind, _ in answers_for(world, "token-attempt-2")] == ["success"]
+    assert len(world.models.async_calls) == 1
+
+
+def test_an_output_mapping_builds_the_ensembles_result_from_several_steps() -> None:
+    # GIVEN a declarative ensemble whose output combines two steps and the request
+    world = declarative_world()
+    base = world.catalog.get("claim")
+    assert base is not None and base.ensemble is not None
+    output = {"fraud": "$.steps.fraud.p", "cost": "$.steps.cost.eur", "value": "$.input.claim.vehicle_value"}
+    world.catalog.put(base.model_copy(update={"ensemble": base.ensemble.model_copy(update={"output": output})}))
+    parent_id, execution = start_ensemble(world)
+    steps = EnsembleSteps(world.gateway)
+    realtime_answers(world, {"eur": 800})
+    fraud = steps.call(parent_id, "fraud", "t-fraud", execution=execution)
+    async_succeeds(world, fraud["prediction_id"], json.dumps({"p": 0.2}).encode())
+    steps.call(parent_id, "cost", "t-cost", execution=execution)
+
+    # WHEN the state machine completes
+    result = steps.complete(parent_id, None, execution)
+
+    # THEN the result is the mapping's value over the steps' outputs and the request
+    assert result["status"] == "COMPLETED"
+    parent = record(world, parent_id)
+    assert parent.output_uri is not None
+    document = json.loads(world.objects.read(parent.output_uri))
+    assert document["result"] == {"fraud": 0.2, "cost": 800, "value": 9000}
+
+
+def test_an_output_mapping_that_cannot_apply_fails_the_ensemble_naming_the_output() -> None:
+    world = declarative_world()
+    base = world.catalog.get("claim")
+    assert base is not None and base.ensemble is not None
+    output = {"missing": "$.steps.fraud.not_there"}
+    world.catalog.put(base.model_copy(update={"ensemble": base.ensemble.model_copy(update={"output": output})}))
+    parent_id, execution = start_ensemble(world)
+    steps = EnsembleSteps(world.gateway)
+    fraud = steps.call(parent_id, "fraud", "t-fraud", execution=execution)
+    async_succeeds(world, fraud["prediction_id"], json.dumps({"p": 0.2}).encode())
+
+    assert steps.complete(parent_id, None, execution)["status"] == "FAILED"
+    error = record(world, parent_id).error
+    assert error is not None and error.step == "output" and "not_there" in error.message
+
+
+def test_a_timeout_named_as_data_fails_only_that_steps_child() -> None:
+    # GIVEN a running step, and a generated state machine's timeout naming 'fraud' as data
+    world = declarative_world()
+    parent_id, execution = start_ensemble(world)
+    steps = EnsembleSteps(world.gateway)
+    fraud = steps.call(parent_id, "fraud", "t-fraud", execution=execution)
+
+    # WHEN the state machine fails the ensemble with the structured cause
+    steps.fail(parent_id, {"Error": "StepTimedOut", "Cause": json.dumps({"step": "fraud"}), "Caught": {}})
+
+    # THEN the ensemble failed naming the step, and its child is no longer RUNNING
+    parent = record(world, parent_id)
+    assert parent.status is FAILED and parent.error is not None and parent.error.step == "fraud"
+    assert record(world, fraud["prediction_id"]).status is FAILED

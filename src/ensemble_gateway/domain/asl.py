@@ -105,10 +105,14 @@ def analyse(definition: Mapping[str, Any]) -> AslAnalysis:
     Raises
     ------
     CatalogValidationError
-        The definition is malformed, a step appears twice, or a step can run after itself.
+        The definition is malformed, a step appears in two states that are not attempt copies of
+        one task (same scope and payload, distinct ``attempt`` numbers), or a step can run after
+        itself.
     """
     analysis = AslAnalysis()
     _check_unique_names(definition, set(), "definition")
+    # The states running each step, with their scope: attempt copies of one task are allowed.
+    copies: dict[str, dict[str, tuple[str, Mapping[str, Any]]]] = {}
 
     def walk(machine: Mapping[str, Any], done_before: frozenset[str], in_map: bool, where: str) -> set[str]:
         start, states = _machine_states(machine, where)
@@ -132,10 +136,13 @@ def analyse(definition: Mapping[str, Any]) -> AslAnalysis:
                     raise CatalogValidationError(f"step '{step}' can run after itself (a cycle)")
                 known = analysis.steps.get(step)
                 if known is not None and known.state_name != name:
-                    raise CatalogValidationError(
-                        f"step '{step}' is used by two states: '{known.state_name}' and '{name}'"
-                    )
-                analysis.steps[step] = StepState(name, step, in_map)
+                    if not _is_attempt_copy(copies[step], (where, state), name):
+                        raise CatalogValidationError(
+                            f"step '{step}' is used by two states: '{known.state_name}' and '{name}'"
+                        )
+                else:
+                    analysis.steps[step] = StepState(name, step, in_map)
+                copies.setdefault(step, {})[name] = (where, state)
                 analysis.upstream.setdefault(step, set()).update(before)
                 after = before | {step}
             elif state["Type"] == "Parallel":
@@ -163,6 +170,38 @@ def analyse(definition: Mapping[str, Any]) -> AslAnalysis:
 
     walk(definition, frozenset(), False, "definition")
     return analysis
+
+
+def _is_attempt_copy(
+    known: Mapping[str, tuple[str, Mapping[str, Any]]], candidate: tuple[str, Mapping[str, Any]], name: str
+) -> bool:
+    """Whether a state is another attempt of a step's task rather than a second use of the step.
+
+    A callback task cannot carry a ``Retry`` (see ``asl_rules.check_gateway_rules``), so a retry is
+    a copy of the task reached through Catch → Wait. A copy lives in the same (sub-)machine, has the
+    same resource and the same payload except its ``attempt`` number, which differs from every
+    other copy's. A copy that could run after the first one succeeded is still refused, as a cycle.
+    """
+    where, state = candidate
+    attempt = _payload(state).get("attempt")
+    for other_name, (other_where, other) in known.items():
+        if other_name == name:
+            continue
+        other_attempt = _payload(other).get("attempt")
+        if (
+            other_where != where
+            or other.get("Resource") != state.get("Resource")
+            or _without_attempt(other) != _without_attempt(state)
+            or attempt is None
+            or other_attempt is None
+            or attempt == other_attempt
+        ):
+            return False
+    return True
+
+
+def _without_attempt(state: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in _payload(state).items() if key != "attempt"}
 
 
 def prepare_definition(definition: Mapping[str, Any], timeouts: Callable[[str], int]) -> dict[str, Any]:
@@ -224,6 +263,43 @@ def final_step(definition: Mapping[str, Any]) -> str | None:
             if isinstance(processor, Mapping) and _steps_in(processor) == {output_step}:
                 return str(output_step)
     return None
+
+
+def completing_output_steps(definition: Mapping[str, Any]) -> list[str]:
+    """The ``output_step`` of every task completing the ensemble (payload ``action: complete``).
+
+    Registration checks that each names a step of the catalog entry: a misspelt one would only
+    fail when the first execution completes.
+
+    Parameters
+    ----------
+    definition
+        A state machine definition (branches and Map processors are searched too).
+
+    Returns
+    -------
+    list of str
+        Sorted and without repeats; a completing task without ``output_step`` adds nothing.
+    """
+    found: set[str] = set()
+
+    def visit(machine: Any) -> None:
+        states = machine.get("States") if isinstance(machine, Mapping) else None
+        if not isinstance(states, Mapping):
+            return
+        for state in states.values():
+            if not isinstance(state, Mapping):
+                continue
+            payload = _payload(state)
+            if state.get("Type") == "Task" and payload.get("action") == "complete" and "output_step" in payload:
+                found.add(str(payload["output_step"]))
+            branches = state.get("Branches")
+            for branch in branches if isinstance(branches, list) else []:
+                visit(branch)
+            visit(state.get("ItemProcessor") or state.get("Iterator"))
+
+    visit(definition)
+    return sorted(found)
 
 
 def _steps_in(machine: Mapping[str, Any]) -> set[str]:

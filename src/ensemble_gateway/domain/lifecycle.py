@@ -647,8 +647,9 @@ class Gateway:
         if step.status is COMPLETED:
             self.workflows.succeed_task(token, task_result(step, outcome))
             return
-        if step.optional:
-            # The ensemble goes on without it; later mappings see the step's declared default.
+        if step.optional or step.status is PredictionStatus.SKIPPED:
+            # The ensemble goes on without it (failed but optional, or its ``when`` was false);
+            # later mappings see the step's declared default.
             self.workflows.succeed_task(token, {**task_result(step, outcome), "skipped": True})
             return
         error = step.error or PredictionError(code="StepFailed", message="the step failed")
@@ -711,7 +712,7 @@ class Gateway:
                 continue
             if outcome.status is COMPLETED:
                 value = outcome.output if outcome.inline else self._read_output(outcome)
-            elif outcome.optional:
+            elif outcome.optional or outcome.status is PredictionStatus.SKIPPED:
                 value = outcome.default
             else:
                 continue
@@ -731,12 +732,20 @@ class Gateway:
         # Not JSON (an image, say): later steps can only pass it on as a reference.
         return {"output_uri": outcome.output_uri}
 
-    def complete_ensemble(self, parent: Prediction, output_step: str | None) -> Prediction | None:
-        """Store an ensemble's output document and finish it (a no-op once it is terminal)."""
+    def complete_ensemble(
+        self, parent: Prediction, output_step: str | None, *, result: Any = None
+    ) -> Prediction | None:
+        """Store an ensemble's output document and finish it (a no-op once it is terminal).
+
+        The document's ``result`` is ``output_step``'s output, or ``result`` when given (an
+        output mapping's value).
+        """
         if parent.status.is_terminal:
             return parent
         outputs = self.ensemble_outputs(parent)
-        document = {"result": outputs.get(output_step) if output_step else None, "steps": outputs}
+        if output_step:
+            result = outputs.get(output_step)
+        document = {"result": result, "steps": outputs}
         uri = self.objects.write(output_key(parent.prediction_id), json.dumps(document).encode(), "application/json")
         return self.finish(parent.prediction_id, succeeded=True, output_uri=uri, output_content_type="application/json")
 

@@ -45,13 +45,17 @@ class PredictionStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     EXPIRED = "EXPIRED"
+    # A step of an ensemble whose ``when`` was false: it never ran (never a top-level status).
+    SKIPPED = "SKIPPED"
 
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATUSES
 
 
-TERMINAL_STATUSES = frozenset({PredictionStatus.COMPLETED, PredictionStatus.FAILED, PredictionStatus.EXPIRED})
+TERMINAL_STATUSES = frozenset(
+    {PredictionStatus.COMPLETED, PredictionStatus.FAILED, PredictionStatus.EXPIRED, PredictionStatus.SKIPPED}
+)
 
 
 class CallbackKind(StrEnum):
@@ -230,6 +234,11 @@ class EnsembleStep(BaseModel):
     # The content type this step's model is asked to answer with (SageMaker's Accept). Unset: the
     # ensemble request's ``accept`` for the final step, JSON for the others (later mappings read JSON).
     accept: str | None = Field(default=None, max_length=128)
+    # Declarative ensembles: run the step only when this condition holds (``{"path": P, OP: V}``,
+    # ``all``/``any``/``not``; see domain/conditions.py). False: the step is SKIPPED.
+    when: dict[str, Any] | None = None
+    # Steps this one runs after even though its mapping reads nothing of theirs.
+    after: list[str] = Field(default_factory=list)
 
     @field_validator("accept")
     @classmethod
@@ -248,12 +257,17 @@ class EnsembleStep(BaseModel):
 
 
 class EnsembleSpec(BaseModel):
-    """The DAG: an ASL definition file plus, per callback step, its target and input mapping."""
+    """The DAG: per step, its target and input mapping, and either an ASL definition file (the
+    escape hatch) or nothing more: the gateway infers the DAG and generates the state machine.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    definition: str
-    steps: dict[str, EnsembleStep]
+    definition: str | None = None
+    steps: dict[str, EnsembleStep] = Field(min_length=1)
+    # Declarative ensembles: the ensemble's result, a step name or a mapping over input, steps and
+    # metadata. None: the one step nothing else reads.
+    output: str | dict[str, Any] | None = None
     state_machine_arn: str | None = None
     timeout_seconds: int | None = Field(default=None, ge=1)
     # Set at registration from the ASL: the step whose success ends the ensemble (its task goes
@@ -327,6 +341,8 @@ class EnsembleContext(BaseModel):
     # The members of each fan-out step, as the state machine's Map iterates them.
     fan_out_members: dict[str, list[str]] = Field(default_factory=dict)
     final_step: str | None = None
+    # The ensemble's result: a step name, or a mapping over input, steps and metadata (declarative).
+    output: str | dict[str, Any] | None = None
     # The request itself, when it is small JSON (``request_inline``); otherwise read from input_uri.
     request: Any = None
     request_inline: bool = False
@@ -360,6 +376,7 @@ class EnsembleContext(BaseModel):
             targets=targets,
             fan_out_members=fan_out_members or {},
             final_step=ensemble.ensemble.final_step,
+            output=ensemble.ensemble.output,
         )
 
 

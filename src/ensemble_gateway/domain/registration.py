@@ -12,7 +12,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .asl import analyse, final_step, prepare_definition, substitute
+from .asl import analyse, completing_output_steps, final_step, prepare_definition, substitute
+from .asl_generation import generate_definition
+from .asl_rules import check_definition, check_gateway_rules
+from .ensemble_dag import check_step_references, infer_dag
 from .errors import CatalogValidationError, MappingError
 from .mapping import validate_mapping
 from .models import Service
@@ -123,6 +126,20 @@ class Registrar:
         spec = service.ensemble
         assert spec is not None
         where = f"ensemble '{service.name}'"
+        timeouts = self._step_timeouts(service, lookup, members)
+        if spec.definition is None:
+            return self._generate(service, timeouts)
+        for name, step in spec.steps.items():
+            if step.when is not None or step.after:
+                raise CatalogValidationError(
+                    f"{where}: step '{name}' uses 'when'/'after', which need the declarative form "
+                    "(no 'definition': the gateway generates the state machine)"
+                )
+        if spec.output is not None:
+            raise CatalogValidationError(
+                f"{where}: 'output' is for the declarative form; a hand-written state machine names its "
+                "result in the Complete task's 'output_step'"
+            )
         try:
             text = substitute(self.read_definition(spec.definition), self.substitutions)
             definition = json.loads(text)
@@ -136,6 +153,9 @@ class Registrar:
             analysis = analyse(definition)
         except CatalogValidationError as error:
             raise CatalogValidationError(f"{where}: {error.message}") from None
+        problems = check_definition(definition) + check_gateway_rules(definition)
+        if problems:
+            raise CatalogValidationError(f"{where}: {spec.definition}: {'; '.join(problems)}")
         missing = set(analysis.steps) - set(spec.steps)
         if missing:
             raise CatalogValidationError(
@@ -144,6 +164,33 @@ class Registrar:
         unused = set(spec.steps) - set(analysis.steps)
         if unused:
             raise CatalogValidationError(f"{where}: step(s) {sorted(unused)} are defined but no state runs them")
+        for output_step in completing_output_steps(definition):
+            if output_step not in spec.steps:
+                raise CatalogValidationError(
+                    f"{where}: the Complete task's output_step names no step '{output_step}'; "
+                    f"steps are: {', '.join(sorted(spec.steps))}"
+                )
+        for name, step in spec.steps.items():
+            if step.fan_out is not None and not analysis.steps[name].in_map:
+                raise CatalogValidationError(f"{where}: fan-out step '{name}' must run inside a Map state")
+            try:
+                check_step_references(name, step.mapping, set(spec.steps))
+                validate_mapping(step.mapping, step=name, available_steps=set(analysis.upstream[name]))
+            except (MappingError, CatalogValidationError) as error:
+                raise CatalogValidationError(f"{where}: {error.message}") from None
+        prepared = prepare_definition(definition, lambda step: timeouts[step])
+        return json.dumps(prepared)
+
+    def _step_timeouts(
+        self,
+        service: Service,
+        lookup: Callable[[str], Service | None],
+        members: Callable[[str], list[Service]],
+    ) -> dict[str, int]:
+        """How long each step's callback task waits: its target's own timeout plus a margin."""
+        spec = service.ensemble
+        assert spec is not None
+        where = f"ensemble '{service.name}'"
         timeouts: dict[str, int] = {}
         for name, step in spec.steps.items():
             if step.service is not None:
@@ -155,17 +202,26 @@ class Registrar:
                 timeouts[name] = target.timeout_seconds() + STEP_TIMEOUT_MARGIN_SECONDS
             else:
                 assert step.fan_out is not None
-                if not analysis.steps[name].in_map:
-                    raise CatalogValidationError(f"{where}: fan-out step '{name}' must run inside a Map state")
                 found = members(step.fan_out.task)
                 longest = max((m.timeout_seconds() for m in found), default=900)
                 timeouts[name] = longest + STEP_TIMEOUT_MARGIN_SECONDS
-            try:
-                validate_mapping(step.mapping, step=name, available_steps=set(analysis.upstream[name]))
-            except MappingError as error:
-                raise CatalogValidationError(f"{where}: {error.message}") from None
-        prepared = prepare_definition(definition, lambda step: timeouts[step])
-        return json.dumps(prepared)
+        return timeouts
+
+    def _generate(self, service: Service, timeouts: Mapping[str, int]) -> str:
+        """The declarative form: infer the DAG, generate the state machine, check it by ASL's rules."""
+        spec = service.ensemble
+        assert spec is not None
+        dag = infer_dag(service.name, spec)
+        generated = generate_definition(service.name, spec, dag, lambda step: timeouts[step])
+        text = substitute(json.dumps(generated), self.substitutions)
+        definition = json.loads(text)
+        problems = check_definition(definition) + check_gateway_rules(definition)
+        if problems:  # a bug of the generator, never the user's: say so plainly
+            raise CatalogValidationError(
+                f"ensemble '{service.name}': the generated state machine breaks ASL rules: {'; '.join(problems)}"
+            )
+        analyse(definition)
+        return json.dumps(prepare_definition(definition, lambda step: timeouts[step]))
 
     @staticmethod
     def _check_nesting(batch: Mapping[str, Service], lookup: Callable[[str], Service | None]) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from .conditions import condition_paths, evaluate, parse_condition
 from .errors import MappingError
 from .lifecycle import DEADLINE_MARGIN_SECONDS, Gateway, is_json_type, step_input_key
 from .mapping import RAW_KEY, evaluate_mapping, referenced_roots
@@ -30,9 +31,13 @@ from .models import (
 TIMED_OUT_CAUSE = re.compile(r"^step '(?P<step>[^']+)' timed out")
 
 
-def child_prediction_id(parent_id: str, step: str, task_token: str) -> str:
-    """The same task always gets the same child: a retried invocation finds its earlier child."""
-    digest = hashlib.sha256(f"{parent_id}\x00{step}\x00{task_token}".encode()).hexdigest()[:20]
+def child_prediction_id(parent_id: str, step: str, member: str | None = None) -> str:
+    """One child per step (per member of a fan-out) of an execution, whatever the attempt.
+
+    Not derived from the task token: a task retried after a transient Lambda error (a new attempt,
+    a new token) finds the child its first attempt created and never calls the model twice.
+    """
+    digest = hashlib.sha256(f"{parent_id}\x00{step}\x00{member or ''}".encode()).hexdigest()[:20]
     return f"{parent_id[:40]}-s{digest}"
 
 
@@ -79,7 +84,7 @@ class EnsembleSteps:
         if step is None:
             raise LookupError(f"service '{context.service}' has no step '{step_name}'")
         target_name, target = self._target(context, step_name, step, member)
-        child_id = child_prediction_id(parent_id, step_name, task_token)
+        child_id = child_prediction_id(parent_id, step_name, target_name if step.fan_out is not None else None)
         timeout = target.timeout_seconds() if target else 900
         now = gateway.clock()
         deadline = now + timedelta(seconds=timeout + DEADLINE_MARGIN_SECONDS)
@@ -106,8 +111,17 @@ class EnsembleSteps:
             final_step=step_name == context.final_step,
             fan_out=step.fan_out is not None,
             fan_out_size=context.final_fan_out_size(step_name) if step.fan_out is not None else None,
-            step_default=json.dumps(step.default) if step.optional else None,
+            # What later steps see instead of an output: an optional step that failed, a skipped one.
+            step_default=json.dumps(step.default) if step.optional or step.when is not None else None,
         )
+        if step.when is not None:
+            runs: bool | MappingError
+            try:
+                runs = self._condition_holds(context, step_name, step.when)
+            except MappingError as error:
+                runs = error
+            if runs is not True:
+                return self._settle_without_running(child, task_token, runs)
         try:
             mapped = self._map_input(context, step_name, step)
         except MappingError as error:
@@ -122,7 +136,7 @@ class EnsembleSteps:
             if gateway.predictions.create(failed):
                 gateway.drive_callback(failed)
             else:
-                self._resume(child_id)
+                self._resume(child_id, task_token)
             return {"prediction_id": child_id, "status": "FAILED"}
 
         realtime = target is not None and target.model is not None and target.model.invocation == "realtime"
@@ -135,16 +149,59 @@ class EnsembleSteps:
         # The child is created holding its dispatch until its deadline: a retried invocation (same
         # task token) finds it and leaves the first attempt's call alone.
         if not gateway.predictions.create(running, claim_dispatch_until=deadline):
-            self._resume(child_id)
+            self._resume(child_id, task_token)
             return {"prediction_id": child_id, "status": "RUNNING"}
         gateway.dispatch_claimed(running, target, input_size=len(mapped.body), body=mapped.body if realtime else None)
         return {"prediction_id": child_id, "status": "RUNNING"}
 
-    def _resume(self, child_id: str) -> None:
-        """A retried invocation: re-drive a finished child's answer; leave a running one alone."""
-        existing = self.gateway.predictions.get(child_id)
-        if existing is not None and existing.status.is_terminal:
-            self.gateway.drive_callback(existing)
+    def _settle_without_running(
+        self, child: Prediction, task_token: str, condition: bool | MappingError
+    ) -> dict[str, Any]:
+        """A step whose ``when`` is false is SKIPPED (a condition that cannot be read fails it)."""
+        now = self.gateway.clock()
+        changes: dict[str, Any] = {"finished_at": now, "dispatched_at": now}
+        if isinstance(condition, MappingError):
+            status = PredictionStatus.FAILED
+            changes["error"] = PredictionError(code=condition.code, message=condition.message, step=child.step)
+        else:
+            status = PredictionStatus.SKIPPED
+        settled = child.model_copy(update={"status": status, **changes})
+        if self.gateway.predictions.create(settled):
+            self.gateway.drive_callback(settled)
+        else:
+            self._resume(child.prediction_id, task_token)
+        return {"prediction_id": child.prediction_id, "status": status.value}
+
+    def _resume(self, child_id: str, task_token: str) -> None:
+        """The step's child exists already: a duplicate delivery, or a retry after a transient error.
+
+        A retry comes with a new task token: the child is bound to it (the old task is gone), so
+        the model that is still running answers the task waiting now. A finished child's answer
+        is driven again. The model is never called a second time.
+        """
+        gateway = self.gateway
+        existing = gateway.predictions.get(child_id)
+        if existing is None:
+            return
+        rebound = Callback(kind=CallbackKind.TASK_TOKEN, target=task_token)
+        if existing.callback.target != task_token and existing.callback.kind is CallbackKind.TASK_TOKEN:
+            moved = gateway.predictions.transition(
+                child_id, [PredictionStatus.RUNNING], PredictionStatus.RUNNING, {"callback": rebound}
+            )
+            if moved is not None:
+                return  # its notification will answer the new token
+            existing = gateway.predictions.get(child_id) or existing
+            if existing.status.is_terminal:
+                gateway.predictions.update(child_id, {"callback": rebound})
+                existing = existing.model_copy(update={"callback": rebound})
+        if existing.status.is_terminal:
+            gateway.drive_callback(existing)
+
+    def _condition_holds(self, context: EnsembleContext, step_name: str, when: Mapping[str, Any]) -> bool:
+        """Evaluate a step's ``when`` over the request, the earlier steps' outputs and the metadata."""
+        condition = parse_condition(dict(when), step=step_name)
+        scope, _ = self._scope(context, step_name, referenced_roots(condition_paths(condition)), needs_raw=False)
+        return evaluate(condition, scope)
 
     def _context(self, parent_id: str, execution: Mapping[str, Any] | None) -> EnsembleContext:
         """The step context from the execution input, or else from the records (one read each)."""
@@ -184,10 +241,18 @@ class EnsembleSteps:
         return member, target
 
     def _map_input(self, context: EnsembleContext, step_name: str, step: EnsembleStep) -> Any:
-        roots = referenced_roots(step.mapping)
+        needs_raw = isinstance(step.mapping, dict) and RAW_KEY in step.mapping
+        scope, raw = self._scope(context, step_name, referenced_roots(step.mapping), needs_raw=needs_raw)
+        return evaluate_mapping(
+            step.mapping, scope, step=step_name, raw_input=raw, raw_content_type=context.content_type
+        )
+
+    def _scope(
+        self, context: EnsembleContext, step_name: str, roots: set[Any], *, needs_raw: bool
+    ) -> tuple[dict[str, Any], bytes | None]:
+        """``{"input", "steps", "metadata"}`` with what ``roots`` read (and the raw upload if needed)."""
         raw: bytes | None = None
         request: Any = context.request
-        needs_raw = isinstance(step.mapping, dict) and RAW_KEY in step.mapping
         if any(root == "input" for root, _ in roots) and (needs_raw or not context.request_inline):
             assert context.input_uri is not None
             raw = self.gateway.objects.read(context.input_uri)
@@ -204,20 +269,43 @@ class EnsembleSteps:
             if parent is None:
                 raise LookupError(f"ensemble prediction '{context.prediction_id}' does not exist")
             outputs = self.gateway.ensemble_outputs(parent, None if None in wanted else {n for n in wanted if n})
-        scope = {"input": request, "steps": outputs, "metadata": context.metadata}
-        return evaluate_mapping(
-            step.mapping, scope, step=step_name, raw_input=raw, raw_content_type=context.content_type
-        )
+        return {"input": request, "steps": outputs, "metadata": context.metadata}, raw
 
-    def complete(self, parent_id: str, output_step: str | None) -> dict[str, Any]:
+    def complete(
+        self, parent_id: str, output_step: str | None, execution: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """The state machine reached its end: store the ensemble's output and finish the parent.
 
-        Usually the final step's notification has finished it already, and this only confirms.
+        Usually the final step's notification has finished it already, and this only confirms. A
+        declarative ensemble whose ``output`` is a mapping gets its result built here, over the
+        request, every step's output and the metadata; a mapping that cannot be applied fails the
+        ensemble with an error naming the output's key and path.
         """
-        parent = self.gateway.predictions.get(parent_id)
+        gateway = self.gateway
+        parent = gateway.predictions.get(parent_id)
         if parent is None:
             raise LookupError(f"ensemble prediction '{parent_id}' does not exist")
-        finished = self.gateway.complete_ensemble(parent, output_step)
+        result: Any = None
+        has_result = False
+        if not parent.status.is_terminal and isinstance((execution or {}).get("context"), Mapping):
+            context = self._context(parent_id, execution)
+            if isinstance(context.output, dict):
+                try:
+                    scope, _ = self._scope(context, "output", referenced_roots(context.output), needs_raw=False)
+                    mapped = evaluate_mapping(context.output, scope, step="output")
+                    result, has_result = json.loads(mapped.body), True
+                except (MappingError, ValueError) as error:
+                    message = error.message if isinstance(error, MappingError) else f"the output is not JSON: {error}"
+                    gateway.finish(
+                        parent_id,
+                        succeeded=False,
+                        error=PredictionError(code="MappingError", message=message, step="output"),
+                    )
+                    return {"prediction_id": parent_id, "status": "FAILED"}
+        if has_result:
+            finished = gateway.complete_ensemble(parent, None, result=result)
+        else:
+            finished = gateway.complete_ensemble(parent, output_step)
         return {"prediction_id": parent_id, "status": finished.status.value if finished else "UNKNOWN"}
 
     def fail(self, parent_id: str, error: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -239,8 +327,7 @@ class EnsembleSteps:
             # The step's callback never came: fail the waiting child too, so nothing stays RUNNING.
             # The state machines name the step in the cause ("step 'x' timed out"); only that
             # step's children are failed: a sibling in another Parallel branch did not time out.
-            match = TIMED_OUT_CAUSE.match(cause)
-            timed_out_step = match.group("step") if match else None
+            timed_out_step = _step_of(cause)
             for child in children:
                 if child.status is PredictionStatus.RUNNING and timed_out_step in (None, child.step):
                     gateway.predictions.transition(
@@ -278,3 +365,19 @@ class EnsembleSteps:
             detail = PredictionError(code=error_name, message=cause or f"the ensemble failed: {error_name}")
         gateway.finish(parent_id, succeeded=False, error=detail)
         return {"prediction_id": parent_id, "status": "FAILED"}
+
+
+def _step_of(cause: str) -> str | None:
+    """The step a state machine names in an error's cause.
+
+    Generated state machines carry it as data (``{"step": "fraud"}``); hand-written ones as the
+    documented convention ``step 'fraud' timed out``.
+    """
+    try:
+        carried = json.loads(cause)
+    except ValueError:
+        carried = None
+    if isinstance(carried, dict) and isinstance(carried.get("step"), str):
+        return str(carried["step"])
+    match = TIMED_OUT_CAUSE.match(cause)
+    return match.group("step") if match else None

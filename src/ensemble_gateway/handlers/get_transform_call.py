@@ -2,9 +2,11 @@
 
 Payloads (``action``):
 - ``call``: ``step``, ``ensemble_prediction_id``, ``task_token``, ``execution`` (the execution
-  input, added at registration) and, in a fan-out, ``service``; runs as a
-  ``lambda:invoke.waitForTaskToken`` task: the step's notification answers the token.
-- ``complete``: ``ensemble_prediction_id``, ``output_step``; the ensemble succeeded.
+  input, added at registration), ``attempt`` (generated state machines: a retry after a transient
+  Lambda error) and, in a fan-out, ``service``; runs as a ``lambda:invoke.waitForTaskToken`` task:
+  the step's notification answers the token. A step whose ``when`` is false is answered at once.
+- ``complete``: ``ensemble_prediction_id``, ``output_step`` (or the output mapping carried in
+  ``execution``); the ensemble succeeded.
 - ``fail``: ``ensemble_prediction_id``, ``error``; a step failed or timed out.
 """
 
@@ -31,7 +33,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             parent_id, str(event["step"]), str(event["task_token"]), event.get("service"), event.get("execution")
         )
     if action == "complete":
-        return steps.complete(parent_id, event.get("output_step"))
+        return steps.complete(parent_id, event.get("output_step"), event.get("execution"))
     if action == "fail":
         return steps.fail(parent_id, event.get("error"))
     raise ValueError(f"unknown action {action!r}: expected call, complete or fail")

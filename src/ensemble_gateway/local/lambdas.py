@@ -96,6 +96,11 @@ class LambdaInvokeMiddleware:
     def __init__(self, app: Any, registry: FunctionRegistry) -> None:
         self.app = app
         self.registry = registry
+        # Fault injection for tests: called with (function name, event) before each invocation;
+        # returning (error code, after) answers Lambda's own error instead (HTTP 500, e.g.
+        # "ServiceException"), before running the handler or, with ``after``, once it has run (the
+        # answer lost on the way back). Step Functions reports it as ``Lambda.<code>``.
+        self.fault: Callable[[str, Any], tuple[str, bool] | None] | None = None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -113,11 +118,30 @@ class LambdaInvokeMiddleware:
         raw = environ["wsgi.input"].read(length) if length else b""
         event = json.loads(raw) if raw else {}
         headers = [("Content-Type", "application/json"), ("X-Amz-Executed-Version", "$LATEST")]
+        fault = self.fault(spec.function_name, event) if self.fault is not None else None
+        if fault is not None and not fault[1]:
+            return self._service_error(fault[0], start_response)
         try:
             result = self.registry.invoke(spec, event)
             body = json.dumps(result, default=str).encode()
         except Exception as error:
             body = json.dumps({"errorMessage": str(error), "errorType": type(error).__name__}).encode()
             headers.append(("X-Amz-Function-Error", "Unhandled"))
+        if fault is not None:
+            return self._service_error(fault[0], start_response)
         start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    @staticmethod
+    def _service_error(code: str, start_response: Callable[..., Any]) -> Any:
+        body = json.dumps({"Type": "Service", "message": f"injected {code}"}).encode()
+        start_response(
+            "500 Internal Server Error",
+            [
+                ("Content-Type", "application/json"),
+                ("x-amzn-ErrorType", code),
+                ("x-amzn-RequestId", str(uuid.uuid4())),
+                ("Content-Length", str(len(body))),
+            ],
+        )
         return [body]

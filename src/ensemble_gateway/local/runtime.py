@@ -107,6 +107,7 @@ class LocalRuntime:
         self.registry: FunctionRegistry | None = None
         self.sagemaker: Any = None
         self.sagemaker_control: Any = None
+        self.lambda_invoke: LambdaInvokeMiddleware | None = None
         self._threads: list[Any] = []
         self._servers: list[_Server] = []
         self._saved_environ: dict[str, str | None] = {}
@@ -153,7 +154,8 @@ class LocalRuntime:
         self.registry = FunctionRegistry({}, REGION, on_invoke=self._on_invoke)
         moto_app = DomainDispatcherApplication(create_backend_app)
         app: Any = AtomicDynamoDBMiddleware(moto_app)
-        app = LambdaInvokeMiddleware(app, self.registry)
+        self.lambda_invoke = LambdaInvokeMiddleware(app, self.registry)
+        app = self.lambda_invoke
         app = PresignGuardMiddleware(app, {LOCAL_ACCESS_KEY: LOCAL_SECRET_KEY}, self._bucket_names)
         if self.host_models:
             from .sagemaker import LocalSageMakerRuntime
