@@ -14,6 +14,7 @@ from .common import say, write_result
 BENCHMARKS: dict[str, tuple[str, bool]] = {
     "cold_start": ("bench.cold_start", False),
     "mapping": ("bench.mapping_dsl", False),
+    "dag_layout": ("bench.dag_layout", False),
     "cost": ("bench.cost", True),
     "aws_latency": ("bench.aws_latency", True),
     "overhead": ("bench.overhead", True),

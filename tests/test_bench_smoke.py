@@ -126,3 +126,12 @@ def test_aws_latency(bench_results: tuple[Path, dict[str, Any]]) -> None:
     assert services["fraud-score"]["hops"].get("SNS -> Lambda", 0) == 1
     assert services["repair-cost"]["hops"].get("SNS -> Lambda", 0) == 0
     assert result["target"]["service"] == "vehicle-claim" and isinstance(result["target"]["met"], bool)
+
+
+def test_dag_layout(bench_results: tuple[Path, dict[str, Any]]) -> None:
+    result = _load(bench_results, "dag_layout")
+    # The shipped ensembles lay out exactly; the shape nested Parallels cannot express costs time.
+    assert result["shipped"]["vehicle-claim"]["extra_seconds"] == 0
+    assert result["shipped"]["a → c, b → c, b → d"]["extra_seconds"] > 0
+    assert 0 <= result["random"]["exact_share_percent"] <= 100
+    assert result["random"]["max_extra_percent"] >= result["random"]["mean_extra_percent"] >= 0

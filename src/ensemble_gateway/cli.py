@@ -217,6 +217,10 @@ def cmd_services_plan(args: argparse.Namespace) -> int:
             step_outputs[name] = json.loads(Path(file).read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise CliError(f"--step-output {name}: {error}") from None
+    if args.service:
+        plans = [plan for plan in plans if plan.service.name == args.service]
+        if not plans:
+            raise CliError(f"{args.file} has no ensemble '{args.service}'")
     for plan in plans:
         print()
         print(plan.text)
@@ -381,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--asl", action="store_true", help="print the state machine definition it would deploy")
     plan.add_argument("--input", metavar="SAMPLE", help="show the input each step's model would receive")
     plan.add_argument("--content-type", help="the sample's media type (default: from its extension)")
+    plan.add_argument("--service", help="show only this ensemble of the file")
     plan.add_argument(
         "--step-output",
         action="append",
