@@ -590,3 +590,25 @@ def test_a_timeout_named_as_data_fails_only_that_steps_child() -> None:
     parent = record(world, parent_id)
     assert parent.status is FAILED and parent.error is not None and parent.error.step == "fraud"
     assert record(world, fraud["prediction_id"]).status is FAILED
+
+
+def test_a_failure_no_record_explains_is_named_from_the_structured_cause() -> None:
+    # GIVEN an ensemble whose step failed before any child was recorded (its Lambda call failed
+    # past its attempts), as a generated state machine reports it: the step as data, the error caught
+    world = declarative_world()
+    parent_id, _ = start_ensemble(world)
+
+    # WHEN the state machine fails the ensemble
+    EnsembleSteps(world.gateway).fail(
+        parent_id,
+        {
+            "Error": "StepFailed",
+            "Cause": json.dumps({"step": "fraud"}),
+            "Caught": {"Error": "Lambda.ServiceException", "Cause": "Rate exceeded"},
+        },
+    )
+
+    # THEN the error names the step and what was caught, not the JSON cause
+    error = record(world, parent_id).error
+    assert error is not None
+    assert (error.code, error.step, error.message) == ("StepFailed", "fraud", "Lambda.ServiceException: Rate exceeded")

@@ -362,7 +362,17 @@ class EnsembleSteps:
                 step=timed_out_step,
             )
         else:
-            detail = PredictionError(code=error_name, message=cause or f"the ensemble failed: {error_name}")
+            # Nothing on the records says why (get-transform-call itself failed, say): say what
+            # the state machine caught, naming the step when the cause carries it as data.
+            named = _step_of(cause)
+            caught = (error or {}).get("Caught")
+            if isinstance(caught, Mapping) and caught.get("Error"):
+                message = f"{caught.get('Error')}: {caught.get('Cause') or 'no cause given'}"
+            elif named is not None:
+                message = f"step '{named}' failed ({error_name})"
+            else:
+                message = cause or f"the ensemble failed: {error_name}"
+            detail = PredictionError(code=error_name, message=message, step=named)
         gateway.finish(parent_id, succeeded=False, error=detail)
         return {"prediction_id": parent_id, "status": "FAILED"}
 
