@@ -583,3 +583,17 @@ def test_a_duplicate_step_notification_changes_nothing(
     assert child_after.output_uri == child_before.output_uri
     # ... and answering the step's task token again is a stale answer, ignored (not an error)
     assert gateway().workflows.succeed_task(child_before.callback.target, {"duplicate": True}) is False
+
+
+@pytest.mark.parametrize(("request_body", "flagged"), [({"other": 1}, False), ({"flagged": True}, True)])
+def test_a_guarded_choice_takes_the_default_on_a_missing_value(
+    api: Any, test_ensembles: dict[str, Any], request_body: dict[str, Any], flagged: bool
+) -> None:
+    # GIVEN a hand-written Choice on $.steps.first.output.echo.flagged, guarded by IsPresent
+    # WHEN the first step's output has no such value, or has it true
+    document = predict(api, "test-guarded-choice", request_body)
+
+    # THEN a missing value takes the Default (no States.Runtime, no prediction left RUNNING), and a
+    # present one the matching branch
+    assert document["status"] == "COMPLETED", document
+    assert ("flagged" in steps_by_name(document)) is flagged
