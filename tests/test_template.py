@@ -9,6 +9,7 @@ policies that stay least-privilege.
 from __future__ import annotations
 
 import copy
+import fnmatch
 import importlib
 import json
 import os
@@ -34,6 +35,17 @@ ACTIONS_WITHOUT_RESOURCES = {
     "xray:PutTelemetryRecords",
     "xray:GetSamplingRules",
     "xray:GetSamplingTargets",
+    "ecr:GetAuthorizationToken",
+    "cloudwatch:PutMetricData",
+    "states:ListStateMachines",
+    "cloudformation:ListStacks",
+    "application-autoscaling:RegisterScalableTarget",
+    "application-autoscaling:DeregisterScalableTarget",
+    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:PutScalingPolicy",
+    "application-autoscaling:DeleteScalingPolicy",
+    "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:DescribeScalingActivities",
 }
 # The S3 layout of the design (section 4): every object the functions touch is under one of these.
 S3_PREFIXES = ("inputs/", "steps/", "outputs/", "failures/")
@@ -248,14 +260,82 @@ def test_uploads_notify_the_input_queue(transformed: dict[str, Any]) -> None:
 def test_input_queue_policy_admits_only_this_bucket(resources: dict[str, Any]) -> None:
     # GIVEN the input queue's policy and the bucket's explicit name
     (statement,) = resources["InputQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    bucket_name = resources["DataBucket"]["Properties"]["BucketName"]["Fn::Sub"]
+    name_template, name_variables = resources["DataBucket"]["Properties"]["BucketName"]["Fn::Sub"]
 
     # THEN S3 may send only on behalf of this account and this bucket
     assert statement["Principal"] == {"Service": "s3.amazonaws.com"}
     assert statement["Action"] == "sqs:SendMessage"
     assert statement["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
-    source_arn = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
-    assert source_arn == "arn:${AWS::Partition}:s3:::" + bucket_name
+    arn_template, arn_variables = statement["Condition"]["ArnLike"]["aws:SourceArn"]["Fn::Sub"]
+    assert arn_template == "arn:${AWS::Partition}:s3:::" + name_template
+    assert arn_variables == name_variables
+
+
+# The longest region codes (14 characters), a short one, and the partitions' odd ones.
+REGIONS = ["us-east-1", "ap-southeast-1", "ap-northeast-3", "us-gov-west-1", "us-isob-east-1", "eu-central-2"]
+STACK_NAMES = [
+    "a",
+    "ensemble-gateway",
+    "Ensemble-Gateway-PROD",
+    "x" * 40,
+    ("My-" + "Very-Long-Stack-Name-" * 6)[:127] + "Z",
+]
+
+
+def resolve_with(template: dict[str, Any], value: Any, stack_name: str, region: str, stack_uuid: str) -> Any:
+    """``value`` resolved as CloudFormation would for a stack of that name and ID (local resolver)."""
+    from ensemble_gateway.local.template import Resolver
+
+    pseudo = {
+        "AWS::StackName": stack_name,
+        "AWS::Region": region,
+        "AWS::AccountId": "123456789012",
+        "AWS::Partition": "aws-us-gov" if "gov" in region else "aws",
+        "AWS::StackId": f"arn:aws:cloudformation:{region}:123456789012:stack/{stack_name}/{stack_uuid}",
+    }
+
+    def ref(name: str) -> Any:
+        return pseudo[name]
+
+    def get_att(logical_id: str, attribute: str) -> Any:
+        raise AssertionError(f"{logical_id}.{attribute} is not known before deployment")
+
+    return Resolver(ref, get_att, template.get("Conditions")).resolve(value)
+
+
+@pytest.mark.parametrize("region", REGIONS)
+@pytest.mark.parametrize("stack_name", STACK_NAMES, ids=lambda n: f"{len(n)}-chars")
+def test_the_bucket_name_is_valid_for_any_stack_name(
+    template: dict[str, Any], resources: dict[str, Any], stack_name: str, region: str
+) -> None:
+    # GIVEN any valid stack name (1-128 characters, letters of either case, digits, hyphens) and region
+    assert re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,127}", stack_name)
+    stack_uuid = "1c2fa620-982a-11e3-aff7-50e2416294e0"
+
+    # WHEN CloudFormation resolves the bucket's name
+    name = resolve_with(template, resources["DataBucket"]["Properties"]["BucketName"], stack_name, region, stack_uuid)
+
+    # THEN it is a valid S3 bucket name: 3-63 lowercase letters, digits, hyphens, alphanumeric ends
+    assert 3 <= len(name) <= 63, name
+    assert re.fullmatch(r"[a-z0-9][a-z0-9-]*[a-z0-9]", name), name
+    assert not name.startswith(("xn--", "sthree-")) and not name.endswith(("-s3alias", "--ol-s3", "--x-s3"))
+    # AND the input queue's policy names exactly that bucket
+    (statement,) = resources["InputQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    arn = resolve_with(template, statement["Condition"]["ArnLike"]["aws:SourceArn"], stack_name, region, stack_uuid)
+    assert arn.endswith(f":s3:::{name}")
+
+
+def test_two_stacks_of_one_account_and_region_get_different_buckets(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    # GIVEN two stacks (their IDs differ: CloudFormation gives each a new UUID, a re-created stack too)
+    name = resources["DataBucket"]["Properties"]["BucketName"]
+    first = resolve_with(template, name, "gw", "us-east-1", "1c2fa620-982a-11e3-aff7-50e2416294e0")
+    second = resolve_with(template, name, "gw", "us-east-1", "8d3c2b10-11aa-4e3f-9c1d-0e2f3a4b5c6d")
+
+    # THEN their buckets differ, and neither is derived from the (case-sensitive) stack name
+    assert first != second
+    assert "gw" not in first.removeprefix("ensemble-gateway-data-")
 
 
 def test_bucket_is_private_encrypted_tls_only_and_expires_objects(resources: dict[str, Any]) -> None:
@@ -379,6 +459,30 @@ def test_input_queue_visibility_is_six_times_the_function_timeout(template: dict
     assert visibility >= 6 * timeout
 
 
+@pytest.mark.parametrize("function_name", ["ProcessInputFunction", "GetTransformCallFunction"])
+def test_a_realtime_model_call_ends_well_before_its_function_times_out(
+    template: dict[str, Any], function_name: str
+) -> None:
+    # GIVEN a function that calls real-time endpoints inline, and the adapter's bound on a call
+    from ensemble_gateway.adapters import sagemaker
+
+    timeout = function_setting(template, template["Resources"][function_name], "Timeout", SAM_DEFAULT_TIMEOUT)
+    config = sagemaker.realtime_config()
+
+    # THEN the client waits longer than SageMaker's 60 s real-time limit, never retries on its own
+    assert 60 < config.read_timeout == sagemaker.REALTIME_READ_TIMEOUT_SECONDS
+    assert config.connect_timeout <= 5
+    assert config.retries["total_max_attempts"] == 1
+    # AND one attempt fits the call's budget, which leaves the function time to read the input,
+    # store the output and record the result (30 s) before Lambda kills it
+    assert config.connect_timeout + config.read_timeout <= sagemaker.REALTIME_CALL_BUDGET_SECONDS
+    assert timeout >= sagemaker.REALTIME_CALL_BUDGET_SECONDS + 30
+    # AND async calls (retried: a duplicate is harmless) fit too
+    async_config = sagemaker.async_config()
+    attempts = async_config.retries["total_max_attempts"]
+    assert attempts * (async_config.connect_timeout + async_config.read_timeout) + 20 <= timeout
+
+
 def test_every_consumed_queue_outlasts_its_consumers(template: dict[str, Any]) -> None:
     # GIVEN every queue that a function consumes
     consumers = queue_consumers(template)
@@ -419,7 +523,7 @@ def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any]) -> No
         for f in functions(resources).values()
         if "DeadLetterQueue" in f["Properties"]
     }
-    assert dlqs == {"InputDLQ", "WebhookDLQ", "NotificationsDLQ"}
+    assert dlqs == {"InputDLQ", "WebhookDLQ", "NotificationsDLQ", "SweeperDLQ"}
 
     # THEN an alarm fires on the first visible message of each
     watched = {}
@@ -433,6 +537,23 @@ def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any]) -> No
         assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
 
 
+def test_the_sweepers_failed_runs_are_dead_lettered(transformed: dict[str, Any], resources: dict[str, Any]) -> None:
+    # GIVEN the sweeper, which its schedule invokes asynchronously
+    sweeper = transformed["Resources"]["SweeperFunction"]["Properties"]
+    role = transformed["Resources"]["SweeperFunctionRole"]["Properties"]
+
+    # THEN a run that fails after Lambda's retries goes to SweeperDLQ (alarmed: see the test above)
+    assert ref_name(sweeper["DeadLetterConfig"]["TargetArn"]) == "SweeperDLQ"
+    sends = [
+        s
+        for p in role["Policies"]
+        for s in p["PolicyDocument"]["Statement"]
+        if s["Action"] == "sqs:SendMessage" and ref_name(s["Resource"]) == "SweeperDLQ"
+    ]
+    assert sends, "the sweeper's role may not write to its dead-letter queue"
+    assert resources["SweeperDLQ"]["Properties"]["MessageRetentionPeriod"] == 1209600
+
+
 def test_notifications_function_is_fed_by_both_topics(resources: dict[str, Any]) -> None:
     # GIVEN the notifications function
     events = resources["NotificationsFunction"]["Properties"]["Events"].values()
@@ -444,14 +565,67 @@ def test_notifications_function_is_fed_by_both_topics(resources: dict[str, Any])
     }
 
 
+def test_the_api_writes_a_json_access_log_to_a_log_group_with_retention(
+    transformed: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    # GIVEN the API's stage after the transform
+    setting = transformed["Resources"]["GatewayApiStage"]["Properties"]["AccessLogSetting"]
+
+    # THEN each request is one JSON line with who called what, the answer and the latency
+    sample = re.sub(r"\$context\.error\.messageString", '"an error"', setting["Format"])
+    line = json.loads(re.sub(r"\$context\.[A-Za-z.]+", "value", sample))
+    assert {"requestId", "ip", "caller", "userArn", "method", "path", "status", "latency"} <= set(line)
+    assert setting["Format"].count("\n") == 0
+    # AND it goes to the stack's log group, kept AccessLogRetentionDays (a parameter)
+    arn = setting["DestinationArn"]["Fn::If"]
+    assert arn[0] == "CreateApiGatewayCloudWatchRole"
+    assert arn[1]["Fn::Select"][1] == [{"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}, {"Ref": "ApiGatewayAccount"}]
+    assert arn[2] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    group = resources["ApiAccessLogGroup"]
+    assert group["Properties"]["RetentionInDays"] == {"Ref": "AccessLogRetentionDays"}
+    assert "Condition" not in group
+
+
+def test_api_gateways_account_logging_role_is_set_once_and_outlives_the_stack(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    # GIVEN the account-level setting API Gateway needs before any stage may log
+    account = resources["ApiGatewayAccount"]
+    role = resources["ApiGatewayLogsRole"]
+
+    # THEN it is made only when asked ("create", the default; "existing" leaves the region's alone)
+    parameter = template["Parameters"]["ApiGatewayCloudWatchRole"]
+    assert parameter["Default"] == "create" and parameter["AllowedValues"] == ["create", "existing"]
+    assert account["Condition"] == role["Condition"] == "CreateApiGatewayCloudWatchRole"
+    assert ref_name(account["Properties"]["CloudWatchRoleArn"]) == "ApiGatewayLogsRole"
+    # AND deleting the stack keeps both: other APIs of the region log through that role
+    for resource in (account, role):
+        assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+    (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "apigateway.amazonaws.com"}
+
+
+def test_the_local_runtime_can_deploy_every_resource_type_of_the_template(template: dict[str, Any]) -> None:
+    # GIVEN the types the local deployer creates
+    from ensemble_gateway.local.deployer import LocalDeployer
+
+    # THEN the gateway template has no resource the local runtime leaves out (no AWS-only part)
+    assert {r["Type"] for r in template["Resources"].values()} <= set(LocalDeployer.ORDER)
+    assert not any("OnAws" in name for name in template.get("Conditions", {}))
+
+
 # ----------------------------------------------------------------------------------------------
 # least privilege
 # ----------------------------------------------------------------------------------------------
 def test_wildcard_resources_only_for_actions_without_resource_permissions(resources: dict[str, Any]) -> None:
-    # GIVEN every inline statement of the functions and the state machine role
+    # GIVEN every inline statement of the functions and the roles, and every managed policy
     all_statements = [(name, s) for name, f in functions(resources).items() for s in statements(f)]
-    for policy in resources["EnsembleStateMachineRole"]["Properties"]["Policies"]:
-        all_statements += [("EnsembleStateMachineRole", s) for s in policy["PolicyDocument"]["Statement"]]
+    for name, role in of_type(resources, "AWS::IAM::Role").items():
+        for policy in role["Properties"].get("Policies", []):
+            all_statements += [(name, s) for s in policy["PolicyDocument"]["Statement"]]
+    for name, policy in of_type(resources, "AWS::IAM::ManagedPolicy").items():
+        all_statements += [(name, s) for s in policy["Properties"]["PolicyDocument"]["Statement"]]
+    assert {owner for owner, _ in all_statements} >= {"EnsembleStateMachineRole", "OperatorPolicy", "ModelRoleBoundary"}
 
     for owner, statement in all_statements:
         actions = as_list(statement["Action"])
@@ -476,6 +650,30 @@ def test_functions_touch_only_the_bucket_layout(resources: dict[str, Any]) -> No
                 assert arn[len(bucket_part) :] in {p + "*" for p in S3_PREFIXES}, (name, arn)
 
 
+def test_the_sweeper_may_stop_only_this_stacks_ensemble_executions(resources: dict[str, Any]) -> None:
+    # GIVEN the sweeper's statement allowing StopExecution
+    from ensemble_gateway.adapters.stepfunctions import execution_arn
+
+    (statement,) = [
+        s for s in statements(resources["SweeperFunction"]) if "states:StopExecution" in as_list(s["Action"])
+    ]
+    assert as_list(statement["Action"]) == ["states:StopExecution"]
+    pattern = (
+        statement["Resource"]["Fn::Sub"]
+        .replace("${AWS::Partition}", "aws")
+        .replace("${AWS::Region}", "us-east-1")
+        .replace("${AWS::AccountId}", "123456789012")
+        .replace("${AWS::StackName}", "gw")
+    )
+
+    # THEN it covers the executions the adapter stops (state machine "<stack>-<ensemble>", execution
+    # named after the prediction) and no other state machine's
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:gw-vehicle-claim"
+    assert fnmatch.fnmatchcase(execution_arn(machine, "p20261122000000abcdef012345"), pattern)
+    assert not fnmatch.fnmatchcase(execution_arn(machine.replace(":gw-", ":other-"), "p1"), pattern)
+    assert not fnmatch.fnmatchcase(machine, pattern)
+
+
 def test_state_machine_role_only_invokes_get_transform_call(resources: dict[str, Any]) -> None:
     # GIVEN the role ensemble state machines are created with
     role = resources["EnsembleStateMachineRole"]["Properties"]
@@ -492,6 +690,99 @@ def test_state_machine_role_only_invokes_get_transform_call(resources: dict[str,
     ]
     targets = {ref_name(r) or r["Fn::Sub"] for s in invoke for r in as_list(s["Resource"])}
     assert targets == {"GetTransformCallFunction", "${GetTransformCallFunction.Arn}:*"}
+
+
+def _sub_arn(value: Any) -> str:
+    """A statement's resource as a pattern (``${...}`` of Fn::Sub and refs as ``*``)."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        return re.sub(r"\$\{[^}]+\}", "*", value["Fn::Sub"])
+    if value == "*":
+        return "*"
+    return f"<{ref_name(value)}>"
+
+
+def test_the_operator_policy_grants_exactly_what_the_operator_commands_call(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    # GIVEN the operator policy (an output, so it can be attached) and what each command calls
+    from operator_permissions import OPERATOR_COMMANDS
+
+    policy = resources["OperatorPolicy"]
+    assert template["Outputs"]["OperatorPolicyArn"]["Value"] == {"Ref": "OperatorPolicy"}
+    granted = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s["Effect"] == "Allow"]
+    actions = {action for s in granted for action in as_list(s["Action"])}
+
+    # THEN it allows every call of every command, and nothing no command calls
+    needed = set().union(*OPERATOR_COMMANDS.values())
+    assert needed - actions == set(), "missing"
+    assert actions - needed == set(), "granted but never called"
+
+
+def test_the_operator_policy_scopes_each_grant_to_this_stack(resources: dict[str, Any]) -> None:
+    # GIVEN the operator policy's statements, by action
+    statements_of: dict[str, list[dict[str, Any]]] = {}
+    for statement in resources["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]:
+        for action in as_list(statement["Action"]):
+            statements_of.setdefault(action, []).append(statement)
+
+    def resources_of(action: str) -> set[str]:
+        return {_sub_arn(r) for s in statements_of[action] for r in as_list(s["Resource"])}
+
+    # THEN the catalog and clients are this stack's tables, the stack itself its own ID
+    assert resources_of("dynamodb:DeleteItem") == {"<ServicesTable>"}
+    assert resources_of("dynamodb:PutItem") == {"<ServicesTable>", "<ClientsTable>"}
+    assert resources_of("cloudformation:DescribeStacks") == {
+        "<AWS::StackId>",
+        "arn:*:cloudformation:*:*:stack/*-model-*/*",
+    }
+    # AND state machines and endpoint stacks are those named after the stack
+    assert resources_of("states:DeleteStateMachine") == {"arn:*:states:*:*:stateMachine:*-*"}
+    assert resources_of("cloudformation:DeleteStack") == {"arn:*:cloudformation:*:*:stack/*-model-*/*"}
+    # AND a role is passed only to the service that runs it: the ensemble role to Step Functions,
+    # the endpoint stacks' model roles to SageMaker
+    passes = {
+        (_sub_arn(s["Resource"]), s["Condition"]["StringEquals"]["iam:PassedToService"])
+        for s in statements_of["iam:PassRole"]
+    }
+    assert passes == {
+        ("<EnsembleStateMachineRole>", "states.amazonaws.com"),
+        ("arn:*:iam::*:role/*-model-*", "sagemaker.amazonaws.com"),
+    }
+    # AND a model role can be created, or given a policy, only inside ModelRoleBoundary; nothing
+    # may remove or replace a boundary
+    for action in ("iam:CreateRole", "iam:PutRolePolicy"):
+        for statement in statements_of[action]:
+            assert statement["Condition"] == {"StringEquals": {"iam:PermissionsBoundary": {"Ref": "ModelRoleBoundary"}}}
+    assert not {"iam:PutRolePermissionsBoundary", "iam:DeleteRolePermissionsBoundary", "iam:AttachRolePolicy"} & set(
+        statements_of
+    )
+    # AND objects only under models/ of the bucket
+    assert resources_of("s3:PutObject") == {"arn:*:s3:::*/models/*"}
+
+
+def test_the_model_role_boundary_allows_no_more_than_the_gateway_layout(resources: dict[str, Any]) -> None:
+    # GIVEN the boundary every endpoint stack's execution role must carry
+    boundary = resources["ModelRoleBoundary"]["Properties"]["PolicyDocument"]["Statement"]
+    s3 = {
+        (action, _sub_arn(r))
+        for s in boundary
+        for action in as_list(s["Action"])
+        if action.startswith("s3:")
+        for r in as_list(s["Resource"])
+    }
+
+    # THEN a model reads its data and its requests, writes results, lists only models/
+    assert s3 == {
+        ("s3:GetObject", "arn:*:s3:::*/models/*"),
+        ("s3:GetObject", "arn:*:s3:::*/inputs/*"),
+        ("s3:GetObject", "arn:*:s3:::*/steps/*"),
+        ("s3:ListBucket", "<DataBucket>"),
+        ("s3:PutObject", "arn:*:s3:::*/outputs/*"),
+        ("s3:PutObject", "arn:*:s3:::*/failures/*"),
+    }
+    # AND no IAM, no other service's data
+    prefixes = {action.split(":")[0] for s in boundary for action in as_list(s["Action"])}
+    assert prefixes == {"s3", "kms", "sns", "ecr", "logs", "cloudwatch"}
 
 
 def test_outputs_name_what_clients_and_registration_need(template: dict[str, Any]) -> None:

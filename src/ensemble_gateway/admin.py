@@ -103,8 +103,12 @@ def apply_catalog_file(
 ) -> list[Service]:
     """``services apply``: validate ``path``, host its models (when ``host``), register it all.
 
-    Models are hosted first, so that a model that cannot load is reported (naming its file and
-    the exception) before anything is written to the catalog.
+    ``host`` is for the local runtime: each model service naming ``model.model_data`` is
+    packaged, uploaded to the data bucket and deployed as its endpoint stack
+    (``templates/model-endpoint.yaml``, the template ``models deploy`` gives CloudFormation), by
+    the local deployer. Models are hosted first, so that a model that cannot load is reported
+    (naming its file and the exception) before anything is written to the catalog, and the
+    model that was serving goes on serving (the stack update rolls back).
 
     Raises
     ------
@@ -119,14 +123,19 @@ def apply_catalog_file(
     )
     plan = registrar.plan(services)  # ensembles validated before any model is rolled out
     if host:
-        from .adapters.sagemaker_endpoints import SageMakerEndpoints
-        from .model_hosting import host_models
+        # Each model that names model_data is deployed as its endpoint stack (the template AWS
+        # gets), by the local deployer against the local runtime.
+        from .adapters.model_artifacts import ModelArtifactStore
+        from .local.stacks import LocalEndpointStacks
+        from .model_hosting import gateway_wiring, host_models
 
+        artifacts = ModelArtifactStore(client_factory("s3"))
         host_models(
             services,
-            SageMakerEndpoints(client_factory("sagemaker")),
-            stack_outputs=stack_outputs,
-            region=region,
+            stacks=LocalEndpointStacks(client_factory, region=region),
+            artifacts=artifacts,
+            wiring=gateway_wiring(name_prefix, region, stack_outputs, artifacts),
+            local=True,
         )
     return registrar.commit(plan)
 

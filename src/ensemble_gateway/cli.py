@@ -277,6 +277,71 @@ def _content_type(path: Path, given: str | None) -> str:
     }.get(path.suffix.lower(), "application/octet-stream")
 
 
+def _service_admin_target(args: argparse.Namespace) -> tuple[Any, Any, Any, str, str]:
+    """(catalog, state machines, cloudformation client, stack name, ensemble role) of the target."""
+    from .adapters.dynamodb import DynamoServiceCatalog
+    from .adapters.stepfunctions import StepFunctionsMachines
+
+    outputs, factory, stack_name = _aws_target(args)
+    return (
+        DynamoServiceCatalog(outputs["ServicesTableName"], factory("dynamodb")),
+        StepFunctionsMachines(factory("stepfunctions")),
+        factory("cloudformation"),
+        stack_name,
+        outputs["EnsembleStateMachineRoleArn"],
+    )
+
+
+def cmd_services_delete(args: argparse.Namespace) -> int:
+    from .service_admin import delete_service
+
+    catalog, machines, cloudformation, stack_name, role_arn = _service_admin_target(args)
+    deleted = delete_service(
+        catalog,
+        machines,
+        args.name,
+        stack_name=stack_name,
+        role_arn=role_arn,
+        cloudformation=cloudformation,
+        force=args.force,
+    )
+    if args.json:
+        print(json.dumps(deleted.__dict__))
+        return 0
+    done = []
+    if deleted.entry_removed:
+        done.append("catalog entry removed")
+    if deleted.state_machine_arn:
+        done.append(f"state machine {deleted.state_machine_arn} deleted")
+    print(f"deleted service {deleted.name}: {', '.join(done)}")
+    if deleted.endpoint_stack:
+        print(
+            f"its endpoint stack {deleted.endpoint_stack} remains (SageMaker bills it while it runs): "
+            f"aws cloudformation delete-stack --stack-name {deleted.endpoint_stack}"
+        )
+    return 0
+
+
+def cmd_services_orphans(args: argparse.Namespace) -> int:
+    from .service_admin import find_orphans
+
+    catalog, machines, cloudformation, stack_name, role_arn = _service_admin_target(args)
+    orphans = find_orphans(catalog, machines, stack_name=stack_name, role_arn=role_arn, cloudformation=cloudformation)
+    if args.json:
+        print(json.dumps(orphans.document(), indent=2))
+        return 0
+    if not orphans:
+        print(f"no orphans: every state machine and endpoint stack of {stack_name} has its catalog entry")
+        return 0
+    for machine in orphans.state_machines:
+        print(f"state machine   {machine.name:40} no catalog entry references it")
+        print(f"  remove: ensemble-gateway services delete {machine.name[len(stack_name) + 1 :]}")
+    for stack in orphans.endpoint_stacks:
+        print(f"endpoint stack  {stack.name:40} {stack.status}; service '{stack.service}' is not in the catalog")
+        print(f"  remove: aws cloudformation delete-stack --stack-name {stack.name}")
+    return 0
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     api = _api(args)
     path = Path(args.file)
@@ -393,6 +458,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="the JSON output of an upstream step, for the steps that read it (repeatable)",
     )
     plan.set_defaults(func=cmd_services_plan)
+    delete = services.add_parser(
+        "delete", parents=[common], help="deactivate and remove a catalog entry and its ensemble's state machine"
+    )
+    delete.add_argument("name")
+    delete.add_argument(
+        "--force", action="store_true", help="even if an ensemble uses it or its ensemble has running executions"
+    )
+    delete.add_argument("--json", action="store_true")
+    delete.set_defaults(func=cmd_services_delete)
+    orphans = services.add_parser(
+        "orphans", parents=[common], help="state machines and endpoint stacks no catalog entry accounts for"
+    )
+    orphans.add_argument("--json", action="store_true")
+    orphans.set_defaults(func=cmd_services_orphans)
 
     predict = sub.add_parser("predict", parents=[common], help="submit FILE to SERVICE")
     predict.add_argument("service")
@@ -407,6 +486,10 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", parents=[common], help="a prediction's status, lineage and result link")
     status.add_argument("prediction_id")
     status.set_defaults(func=cmd_status)
+
+    from .models_cli import add_model_commands
+
+    add_model_commands(sub, common, aws_target=_aws_target, cli_error=CliError)
     return parser
 
 

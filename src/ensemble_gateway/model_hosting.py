@@ -1,179 +1,211 @@
-"""Serving a catalog's models: one SageMaker model, endpoint configuration and endpoint each.
+"""Serving a catalog's models: one endpoint stack per model, from ``templates/model-endpoint.yaml``.
 
-``services apply`` against the local runtime calls :func:`host_models` before it registers
-anything: every model service that names ``model.model_data`` gets a new SageMaker model and
-endpoint configuration, and its endpoint is created or updated to them. The calls are the
-SageMaker API's own (the local runtime answers them), the roll-outs run side by side, and a
-model whose ``inference.py`` does not import or whose ``model_fn`` fails is reported here, naming
-the file and the exception, before the catalog is written.
+A model service that names ``model.model_data`` is packaged as ``model.tar.gz`` (a directory is
+packed, an archive or an ``s3://`` URI is taken as it is), uploaded to the data bucket under
+``models/<service>/<version>/<digest>/``, and deployed as the endpoint stack rendered for it:
+the SageMaker model, its execution role, the endpoint configuration and the endpoint (plus
+autoscaling for async endpoints). ``models deploy`` does this for one service on AWS or on the
+local runtime; ``services apply`` against the local runtime does it for every model of a
+catalog file (:func:`host_models`) before it registers anything, so a model whose
+``inference.py`` does not import or whose ``model_fn`` fails is reported, naming the file and the
+exception, and the previous model goes on serving (the stack update rolls back).
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from .domain.errors import ModelHostingError
+from .domain.errors import GatewayError, ModelHostingError
 from .domain.models import Service
-from .framework_images import UnknownImageError, framework_image_uri
-from .model_package import is_s3_uri
+from .endpoint_stack import (
+    EndpointStackError,
+    EndpointStacks,
+    GatewayWiring,
+    StackEvent,
+    endpoint_parameters,
+    endpoint_stack_name,
+    endpoint_template_path,
+    model_data_key,
+    render_endpoint_template,
+)
+from .model_package import is_s3_uri, package_model
 
-__all__ = ["LOCAL_EXECUTION_ROLE", "container_definition", "host_models"]
+__all__ = [
+    "ModelArtifacts",
+    "PreparedEndpoint",
+    "gateway_wiring",
+    "host_models",
+    "name_source_files",
+    "prepare_endpoint",
+]
 
-#: The role the local runtime records for its models (it assumes none).
-LOCAL_EXECUTION_ROLE = "arn:aws:iam::123456789012:role/ensemble-gateway-local-sagemaker"
-#: The image of a custom model that names none, on the local runtime (the toolkit's bare defaults).
-_LOCAL_CUSTOM_IMAGE = "local/ensemble-gateway-custom-inference:latest"
-_DEFAULT_WORKERS = 2
-
-
-class EndpointManager(Protocol):
-    """The SageMaker control-plane calls hosting needs (``adapters.sagemaker_endpoints``)."""
-
-    def current_config(self, endpoint: str) -> tuple[str, str, str] | None: ...
-
-    def delete_endpoint(self, endpoint: str) -> None: ...
-
-    def create_model(self, name: str, container: dict[str, Any], role_arn: str) -> None: ...
-
-    def create_endpoint_config(
-        self, name: str, model_name: str, variant: dict[str, Any], async_config: dict[str, Any] | None
-    ) -> None: ...
-
-    def roll_out(self, endpoint: str, config_name: str, *, exists: bool) -> None: ...
-
-    def wait(self, endpoint: str, config_name: str, timeout_seconds: float) -> str | None: ...
-
-    def delete(self, config_name: str, model_name: str) -> None: ...
+#: Where a SageMaker container finds the model (the local runtime names it so too).
+CONTAINER_MODEL_DIR = "/opt/ml/model/"
 
 
-def container_definition(service: Service, region: str) -> dict[str, Any]:
-    """The ``PrimaryContainer`` of ``service``'s SageMaker model (image, model data, environment).
+class ModelArtifacts(Protocol):
+    """Model archives in the data bucket (``adapters.model_artifacts.ModelArtifactStore``)."""
 
-    A local directory becomes a ``file://`` ``ModelDataSource`` (uncompressed), a local
-    ``model.tar.gz`` a ``file://`` ``ModelDataUrl``: the local runtime serves both from where
-    they are. ``SAGEMAKER_PROGRAM`` names the entry point, as the framework containers read it.
+    def upload(self, archive: Path, bucket: str, key: str) -> str: ...
+
+    def default_kms_key(self, bucket: str) -> str | None: ...
+
+
+def gateway_wiring(
+    stack_name: str, region: str, outputs: Mapping[str, str], artifacts: ModelArtifacts
+) -> GatewayWiring:
+    """The gateway stack's wiring for endpoint stacks; its data key is the bucket's default key.
+
+    The key is read from a ``DataKeyArn`` output when the stack has one, else from the bucket's
+    default encryption (which the gateway template sets to its data key).
+
+    Raises
+    ------
+    EndpointStackError
+        An output is missing, or the bucket names no KMS key ARN.
+    """
+    key = outputs.get("DataKeyArn") or artifacts.default_kms_key(outputs.get("BucketName", ""))
+    if not key or not key.startswith("arn:"):
+        raise EndpointStackError(
+            f"the data bucket of {stack_name} names no KMS key ARN in its default encryption ({key or 'none'}): "
+            "give --parameter DataKeyArn=<the gateway's data key ARN>"
+        )
+    return GatewayWiring.from_outputs(stack_name, region, outputs, key)
+
+
+@dataclass(frozen=True)
+class PreparedEndpoint:
+    """A model service's endpoint stack, ready to deploy: its name, parameters and rendered template."""
+
+    service: Service
+    stack_name: str
+    parameters: dict[str, str]
+    template_body: str
+
+    @property
+    def model_data_url(self) -> str:
+        return self.parameters["ModelDataUrl"]
+
+
+def prepare_endpoint(
+    service: Service,
+    wiring: GatewayWiring,
+    workdir: Path,
+    *,
+    artifacts: ModelArtifacts | None,
+    local: bool,
+    overrides: dict[str, str] | None = None,
+    template_text: str | None = None,
+) -> PreparedEndpoint:
+    """Package ``service``'s model, upload it (unless ``artifacts`` is None) and render its endpoint stack.
+
+    Parameters
+    ----------
+    workdir
+        Where a directory's ``model.tar.gz`` is written.
+    artifacts
+        Uploads the archive; None computes where it would go without uploading (``models render``).
+    local
+        The stack is for the local runtime (see :func:`endpoint_stack.endpoint_parameters`).
+
+    Raises
+    ------
+    EndpointStackError
+        The service names no model data, or no image is known for it.
+    CatalogValidationError
+        The model data is neither a directory nor a ``model.tar.gz``.
     """
     model = service.model
-    assert model is not None and model.model_data is not None
-    if model.image:
-        image = model.image
+    if model is None or model.model_data is None:
+        raise EndpointStackError(
+            f"service '{service.name}' names no model.model_data: there is no model to deploy "
+            "(its endpoint is expected to exist already)"
+        )
+    if is_s3_uri(model.model_data):
+        model_data_url = model.model_data
     else:
-        try:
-            image = framework_image_uri(model.framework, region, model.framework_version)
-        except UnknownImageError:
-            if model.framework != "custom":
-                raise
-            image = _LOCAL_CUSTOM_IMAGE
-    environment = {
-        **model.environment,
-        "SAGEMAKER_PROGRAM": model.entry_point,
-        "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
-    }
-    container: dict[str, Any] = {"Image": image, "Environment": environment}
-    data = model.model_data
-    if is_s3_uri(data):
-        if data.endswith((".tar.gz", ".tgz")):
-            container["ModelDataUrl"] = data
-        else:
-            container["ModelDataSource"] = {
-                "S3DataSource": {"S3Uri": data.rstrip("/") + "/", "S3DataType": "S3Prefix", "CompressionType": "None"}
-            }
-    elif Path(data).is_dir():
-        container["ModelDataSource"] = {
-            "S3DataSource": {"S3Uri": Path(data).as_uri() + "/", "S3DataType": "S3Prefix", "CompressionType": "None"}
-        }
-    else:
-        container["ModelDataUrl"] = Path(data).as_uri()
-    return container
+        packaged = package_model(Path(model.model_data), workdir)
+        key = model_data_key(service, packaged.digest)
+        model_data_url = (
+            artifacts.upload(packaged.archive, wiring.bucket, key)
+            if artifacts is not None
+            else f"s3://{wiring.bucket}/{key}"
+        )
+    parameters = endpoint_parameters(service, wiring, model_data_url, local=local, overrides=overrides)
+    text = template_text if template_text is not None else endpoint_template_path().read_text(encoding="utf-8")
+    return PreparedEndpoint(
+        service=service,
+        stack_name=endpoint_stack_name(wiring.stack_name, service.name),
+        parameters=parameters,
+        template_body=render_endpoint_template(text, parameters, model.environment),
+    )
 
 
-@dataclass
-class _RollOut:
-    service: Service
-    endpoint: str
-    config_name: str
-    model_name: str
-    previous: tuple[str, str] | None
-
-
-def _resource_name(endpoint: str) -> str:
-    # SageMaker names: at most 63 characters, letters, digits and '-'; one per apply.
-    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
-    return f"{endpoint[:42]}-{stamp}-{secrets.token_hex(3)}"
+def name_source_files(reason: str, service: Service) -> str:
+    """``reason`` naming the user's files: a container's ``/opt/ml/model/`` is the model directory it came from."""
+    source = service.model.model_data if service.model is not None else None
+    if source and not is_s3_uri(source) and Path(source).is_dir():
+        return reason.replace(CONTAINER_MODEL_DIR, source.rstrip("/") + "/")
+    return reason
 
 
 def host_models(
     services: list[Service],
-    endpoints: EndpointManager,
     *,
-    stack_outputs: Mapping[str, str],
-    region: str,
-    role_arn: str = LOCAL_EXECUTION_ROLE,
-    timeout_seconds: float = 600.0,
+    stacks: EndpointStacks,
+    artifacts: ModelArtifacts,
+    wiring: GatewayWiring,
+    local: bool = True,
+    max_parallel: int = 8,
+    on_event: Callable[[StackEvent], None] | None = None,
 ) -> list[str]:
-    """Create or update the endpoint of every model service that names ``model.model_data``.
+    """Deploy the endpoint stack of every active model service that names ``model.model_data``.
 
-    Returns the endpoints now serving the new models.
+    The stacks are deployed side by side; each is created, or updated when it exists (a new
+    model replaces the serving one only once it has loaded). Returns the endpoints now serving
+    the new models.
 
     Raises
     ------
     ModelHostingError
-        Naming each service whose model failed to load and why (the others were rolled out; a
-        failed update leaves the endpoint serving its previous model).
+        Naming each service whose model failed and why (the endpoint's ``FailureReason``: the
+        file and the exception). The other services were deployed; a failed service's stack
+        rolled back, so its previous model, if any, goes on serving.
     """
-    bucket = stack_outputs["BucketName"]
-    roll_outs: list[_RollOut] = []
-    for service in services:
-        model = service.model
-        if model is None or model.model_data is None or not service.active:
-            continue
-        name = _resource_name(model.endpoint_name)
-        try:
-            container = container_definition(service, region)
-        except UnknownImageError as error:
-            raise ModelHostingError(f"service '{service.name}': {error}") from None
-        endpoints.create_model(name, container, role_arn)
-        async_config = None
-        if model.invocation == "async":
-            async_config = {
-                "ClientConfig": {"MaxConcurrentInvocationsPerInstance": _DEFAULT_WORKERS},
-                "OutputConfig": {
-                    "S3OutputPath": f"s3://{bucket}/outputs",
-                    "S3FailurePath": f"s3://{bucket}/failures",
-                    "NotificationConfig": {
-                        "SuccessTopic": stack_outputs["SuccessTopicArn"],
-                        "ErrorTopic": stack_outputs["ErrorTopicArn"],
-                    },
-                },
-            }
-        endpoints.create_endpoint_config(
-            name, name, {"InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}, async_config
+    chosen = [s for s in services if s.model is not None and s.model.model_data is not None and s.active]
+    if not chosen:
+        return []
+    template_text = endpoint_template_path().read_text(encoding="utf-8")
+
+    def deploy(service: Service, workdir: Path) -> str:
+        prepared = prepare_endpoint(
+            service, wiring, workdir, artifacts=artifacts, local=local, template_text=template_text
         )
-        current = endpoints.current_config(model.endpoint_name)
-        previous = (current[1], current[2]) if current is not None else None
-        if current is not None and current[0] == "Failed":
-            # A failed endpoint cannot be updated, only deleted and created again (as on AWS).
-            endpoints.delete_endpoint(model.endpoint_name)
-            endpoints.delete(*current[1:])
-            current = previous = None
-        endpoints.roll_out(model.endpoint_name, name, exists=current is not None)
-        roll_outs.append(_RollOut(service, model.endpoint_name, name, name, previous))
-    failures = []
-    hosted = []
-    for roll_out in roll_outs:
-        reason = endpoints.wait(roll_out.endpoint, roll_out.config_name, timeout_seconds)
-        if reason is None:
-            hosted.append(roll_out.endpoint)
-            if roll_out.previous is not None:
-                endpoints.delete(*roll_out.previous)
-        else:
-            failures.append(f"service '{roll_out.service.name}': {reason}")
-            endpoints.delete(roll_out.config_name, roll_out.model_name)
+        outputs = stacks.deploy(prepared.stack_name, prepared.template_body, prepared.parameters, on_event)
+        return outputs.get("EndpointName") or prepared.parameters["EndpointName"]
+
+    hosted: list[str] = []
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="ensemble-gateway-package-") as scratch:
+        with ThreadPoolExecutor(max_workers=min(max_parallel, len(chosen)), thread_name_prefix="host-model") as pool:
+            futures = [(service, pool.submit(deploy, service, Path(scratch) / service.name)) for service in chosen]
+        for service, future in futures:
+            try:
+                hosted.append(future.result())
+            except EndpointStackError as error:
+                failures.append(_about(service, name_source_files(error.reason, service)))
+            except GatewayError as error:
+                failures.append(_about(service, error.message))
     if failures:
         raise ModelHostingError("; ".join(failures))
     return hosted
+
+
+def _about(service: Service, reason: str) -> str:
+    prefix = f"service '{service.name}'"
+    return reason if reason.startswith(prefix) else f"{prefix}: {reason}"

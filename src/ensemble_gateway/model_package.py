@@ -5,13 +5,16 @@ names: the model's artefacts at the root, ``code/inference.py`` (or the entry po
 names, as ``SAGEMAKER_PROGRAM`` does) and an optional ``code/requirements.txt``. A container
 unpacks ``model.tar.gz`` into ``/opt/ml/model``; this module checks a directory or an archive
 before anything is registered, so that a wrong path or a missing script is refused by
-``services apply`` with a message naming it, and unpacks archives for the local runtime.
+``services apply`` with a message naming it, packs a directory as the ``model.tar.gz`` an
+endpoint stack deploys, and unpacks archives for the local runtime.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .domain.errors import CatalogValidationError
@@ -19,9 +22,11 @@ from .domain.models import ModelTarget
 
 __all__ = [
     "DEFAULT_ARTEFACTS",
+    "PackagedModel",
     "check_model_data",
     "is_s3_uri",
     "model_data_fingerprint",
+    "package_model",
     "resolve_model_data",
     "unpack_model_archive",
 ]
@@ -127,6 +132,71 @@ def model_data_fingerprint(path: Path) -> str:
             f"{file.relative_to(path) if file != path else file.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode()
         )
     return digest.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class PackagedModel:
+    """A ``model.tar.gz`` ready to upload, and the digest of its bytes (part of its S3 key)."""
+
+    archive: Path
+    digest: str
+
+
+# What a model directory holds that the model is not: Python's caches (the local runtime's
+# imports write them) and editors' and the OS's litter.
+_NOT_PACKAGED = ("__pycache__", ".DS_Store", ".ipynb_checkpoints", ".git")
+
+
+def package_model(source: Path, workdir: Path) -> PackagedModel:
+    """``model.tar.gz`` of a model directory in the SageMaker layout, or an existing archive as it is.
+
+    A directory is packed as a container unpacks it into ``/opt/ml/model``: its files at the
+    archive's root (``code/inference.py`` stays ``code/inference.py``). The archive is
+    reproducible (sorted members, no timestamps or owners), so the same files give the same
+    digest and re-deploying an unchanged model changes nothing.
+
+    Raises
+    ------
+    CatalogValidationError
+        ``source`` is neither a directory nor a ``.tar.gz``.
+    """
+    if source.is_file() and _is_archive(source):
+        return PackagedModel(source, _file_digest(source))
+    if not source.is_dir():
+        raise CatalogValidationError(f"{source} is neither a model directory nor a model.tar.gz")
+    workdir.mkdir(parents=True, exist_ok=True)
+    archive = workdir / "model.tar.gz"
+    files = sorted(
+        path
+        for path in source.rglob("*")
+        if path.is_file()
+        and not any(part in _NOT_PACKAGED for part in path.relative_to(source).parts)
+        and path.suffix != ".pyc"
+    )
+    with (
+        archive.open("wb") as raw,
+        gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as compressed,
+        tarfile.open(fileobj=compressed, mode="w") as tar,
+    ):
+        for path in files:
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(source).as_posix())
+            if info.issym() or info.islnk():
+                # A link may point outside the directory: pack what it points to.
+                info = tar.gettarinfo(str(path.resolve()), arcname=info.name)
+            info.mtime = 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+    return PackagedModel(archive, _file_digest(archive))
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
 
 
 def unpack_model_archive(archive: Path, destination: Path) -> Path:

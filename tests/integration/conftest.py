@@ -247,8 +247,8 @@ class Harness:
 class SageMakerCalls:
     """Records the SageMaker runtime API calls the gateway's adapter makes (botocore hooks)."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
+    def __init__(self, *clients: Any) -> None:
+        self.clients = clients
         self.calls: list[tuple[str, dict[str, Any]]] = []
 
     def _record(self, operation: str) -> Callable[..., None]:
@@ -262,13 +262,15 @@ class SageMakerCalls:
             (f"provide-client-params.sagemaker-runtime.{operation}", self._record(operation))
             for operation in ("InvokeEndpoint", "InvokeEndpointAsync")
         ]
-        for event, hook in self._hooks:
-            self.client.meta.events.register(event, hook)
+        for client in self.clients:
+            for event, hook in self._hooks:
+                client.meta.events.register(event, hook)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for event, hook in self._hooks:
-            self.client.meta.events.unregister(event, hook)
+        for client in self.clients:
+            for event, hook in self._hooks:
+                client.meta.events.unregister(event, hook)
 
     def of(self, operation: str) -> list[dict[str, Any]]:
         return [params for name, params in self.calls if name == operation]
@@ -349,8 +351,10 @@ def stack() -> Iterator[Harness]:
 
 @pytest.fixture
 def sagemaker_calls(stack: Harness) -> Iterator[SageMakerCalls]:
-    """The SageMaker runtime calls made through the gateway's own (cached) adapter client."""
+    """The SageMaker runtime calls made through the gateway's own (cached) adapter clients (one
+    for real-time calls, one for async calls: their timeouts and retries differ)."""
     from ensemble_gateway import bootstrap
 
-    with SageMakerCalls(bootstrap.gateway().models.client) as calls:
+    models = bootstrap.gateway().models
+    with SageMakerCalls(models.client, models.async_client) as calls:
         yield calls

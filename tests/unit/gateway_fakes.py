@@ -269,6 +269,9 @@ class FakeWorkflows:
         self.started: list[tuple[str, str, Mapping[str, Any]]] = []
         self.answers: list[tuple[str, str, Any]] = []
         self.answered: set[str] = set()
+        # (state machine ARN, execution name, error, cause) of every stop request.
+        self.stopped: list[tuple[str, str, str, str]] = []
+        self.stop_error: Exception | None = None
 
     def start(self, state_machine_arn: str, name: str, payload: Mapping[str, Any]) -> str:
         self.started.append((state_machine_arn, name, payload))
@@ -287,6 +290,12 @@ class FakeWorkflows:
             return False
         self.answered.add(token)
         return True
+
+    def stop(self, state_machine_arn: str, name: str, error: str, cause: str) -> bool:
+        if self.stop_error is not None:
+            raise self.stop_error
+        self.stopped.append((state_machine_arn, name, error, cause))
+        return any(arn == state_machine_arn and started == name for arn, started, _ in self.started)
 
 
 class FakeWebhookQueue:

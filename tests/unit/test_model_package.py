@@ -13,11 +13,10 @@ import pytest
 from ensemble_gateway.admin import load_services
 from ensemble_gateway.domain.errors import CatalogValidationError, ModelHostingError
 from ensemble_gateway.domain.models import ModelTarget, Service
+from ensemble_gateway.endpoint_stack import EndpointStackError, GatewayWiring, endpoint_parameters
 from ensemble_gateway.framework_images import UnknownImageError, framework_image_uri, framework_of_image
-from ensemble_gateway.model_hosting import container_definition, host_models
-from ensemble_gateway.model_package import check_model_data, unpack_model_archive
-
-OUTPUTS = {"BucketName": "data", "SuccessTopicArn": "arn:ok", "ErrorTopicArn": "arn:error"}
+from ensemble_gateway.model_hosting import host_models
+from ensemble_gateway.model_package import check_model_data, package_model, unpack_model_archive
 
 
 def model_dir(root: Path, name: str = "model", files: dict[str, str] | None = None) -> Path:
@@ -171,58 +170,97 @@ def test_no_image_is_invented_for_custom_or_an_unlisted_region() -> None:
         framework_image_uri("sklearn", "mars-1")
 
 
-# -- hosting ---------------------------------------------------------------------------------------
+# -- packaging ------------------------------------------------------------------------------------
 
 
-class FakeEndpointManager:
-    """Records the SageMaker calls; endpoints named in ``failing`` fail to load."""
+def test_a_directory_is_packed_with_its_files_at_the_archive_root_and_the_same_digest_each_time(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a model directory whose code was imported once (a __pycache__ beside inference.py)
+    directory = model_dir(
+        tmp_path, files={"code/inference.py": "def model_fn(d):\n    return 1\n", "model.joblib": "x"}
+    )
+    (directory / "code" / "__pycache__").mkdir()
+    (directory / "code" / "__pycache__" / "inference.cpython-311.pyc").write_bytes(b"cache")
+
+    # WHEN it is packed twice, the second time after its files were touched
+    first = package_model(directory, tmp_path / "first")
+    for path in directory.rglob("*"):
+        if path.is_file():
+            path.touch()
+    second = package_model(directory, tmp_path / "second")
+
+    # THEN the archive holds the files as a container unpacks them (no cache) and is reproducible
+    with tarfile.open(first.archive) as archive:
+        assert sorted(archive.getnames()) == ["code/inference.py", "model.joblib"]
+    assert first.digest == second.digest
+    assert first.archive.read_bytes() == second.archive.read_bytes()
+    # AND a changed file gives another digest
+    (directory / "code" / "inference.py").write_text("def model_fn(d):\n    return 2\n")
+    assert package_model(directory, tmp_path / "third").digest != first.digest
+
+
+def test_an_existing_archive_is_used_as_it_is(tmp_path: Path) -> None:
+    archive = archive_of(model_dir(tmp_path), tmp_path / "model.tar.gz")
+    packaged = package_model(archive, tmp_path / "work")
+    assert packaged.archive == archive
+    assert not (tmp_path / "work").exists()
+
+
+# -- hosting: one endpoint stack per model ------------------------------------------------------
+
+WIRING = GatewayWiring(
+    stack_name="gw",
+    region="us-east-1",
+    bucket="data",
+    success_topic_arn="arn:aws:sns:us-east-1:123456789012:ok",
+    error_topic_arn="arn:aws:sns:us-east-1:123456789012:error",
+    data_key_arn="arn:aws:kms:us-east-1:123456789012:key/k",
+)
+
+
+class FakeArtifacts:
+    """Records uploads (bucket, key, archive members)."""
+
+    def __init__(self) -> None:
+        self.uploads: list[tuple[str, str, list[str]]] = []
+
+    def upload(self, archive: Path, bucket: str, key: str) -> str:
+        with tarfile.open(archive) as opened:
+            self.uploads.append((bucket, key, sorted(opened.getnames())))
+        return f"s3://{bucket}/{key}"
+
+    def default_kms_key(self, bucket: str) -> str | None:
+        return WIRING.data_key_arn
+
+
+class FakeStacks:
+    """Records deployments; stacks named in ``failing`` fail with that reason (the endpoint's)."""
 
     def __init__(self, failing: dict[str, str] | None = None) -> None:
         self.failing = failing or {}
-        self.calls: list[tuple[str, Any]] = []
-        self.endpoints: dict[str, tuple[str, str, str]] = {}  # name -> (status, config, model)
-        self.configs: dict[str, str] = {}
+        self.deployed: dict[str, tuple[str, dict[str, str]]] = {}
 
-    def current_config(self, endpoint: str) -> tuple[str, str, str] | None:
-        return self.endpoints.get(endpoint)
+    def deploy(self, stack_name: str, template_body: str, parameters: Any, on_event: Any = None) -> dict[str, str]:
+        if stack_name in self.failing:
+            raise EndpointStackError(f"stack {stack_name} ROLLBACK_COMPLETE", reason=self.failing[stack_name])
+        self.deployed[stack_name] = (template_body, dict(parameters))
+        return {"EndpointName": parameters["EndpointName"]}
 
-    def delete_endpoint(self, endpoint: str) -> None:
-        self.calls.append(("delete_endpoint", endpoint))
-        self.endpoints.pop(endpoint)
-
-    def create_model(self, name: str, container: dict[str, Any], role_arn: str) -> None:
-        self.calls.append(("create_model", (name, container)))
-
-    def create_endpoint_config(
-        self, name: str, model_name: str, variant: dict[str, Any], async_config: dict[str, Any] | None
-    ) -> None:
-        self.calls.append(("create_endpoint_config", (name, async_config)))
-        self.configs[name] = model_name
-
-    def roll_out(self, endpoint: str, config_name: str, *, exists: bool) -> None:
-        self.calls.append(("update" if exists else "create", endpoint))
-        if endpoint in self.failing:
-            previous = self.endpoints.get(endpoint)
-            self.endpoints[endpoint] = previous if previous else ("Failed", config_name, self.configs[config_name])
-        else:
-            self.endpoints[endpoint] = ("InService", config_name, self.configs[config_name])
-
-    def wait(self, endpoint: str, config_name: str, timeout_seconds: float) -> str | None:
-        return self.failing.get(endpoint)
-
-    def delete(self, config_name: str, model_name: str) -> None:
-        self.calls.append(("delete", config_name))
+    def delete(self, stack_name: str, on_event: Any = None) -> None:
+        self.deployed.pop(stack_name)
 
 
 def model_service(name: str, model_data: str | None, **fields: Any) -> Service:
     return Service(
         name=name,
         kind="model",
+        version="1.0.0",
         model=ModelTarget(endpoint_name=name, model_data=model_data, **fields),
     )
 
 
-def test_hosting_creates_a_model_config_and_endpoint_for_each_model_with_model_data(tmp_path: Path) -> None:
+def test_hosting_deploys_an_endpoint_stack_for_each_model_with_model_data(tmp_path: Path) -> None:
     # GIVEN two services with model data (async and real-time) and one without
     directory = model_dir(tmp_path)
     services = [
@@ -230,66 +268,99 @@ def test_hosting_creates_a_model_config_and_endpoint_for_each_model_with_model_d
         model_service("b", str(directory), invocation="realtime"),
         model_service("c", None),
     ]
-    manager = FakeEndpointManager()
+    stacks, artifacts = FakeStacks(), FakeArtifacts()
 
     # WHEN they are hosted
-    hosted = host_models(services, manager, stack_outputs=OUTPUTS, region="us-east-1")
+    hosted = host_models(services, stacks=stacks, artifacts=artifacts, wiring=WIRING)
 
-    # THEN both endpoints with model data are created, async one with the stack's topics and paths
+    # THEN each model with model data is packed, uploaded under models/<service>/<version>/ and
+    # deployed as its endpoint stack, async or real-time as its entry says
     assert hosted == ["a", "b"]
-    assert [c for c in manager.calls if c[0] == "create"] == [("create", "a"), ("create", "b")]
-    configs = {name: config for kind, (name, config) in (c for c in manager.calls if c[0] == "create_endpoint_config")}
-    async_config = next(iter(configs.values()))
-    assert async_config["OutputConfig"]["S3OutputPath"] == "s3://data/outputs"
-    assert async_config["OutputConfig"]["NotificationConfig"] == {"SuccessTopic": "arn:ok", "ErrorTopic": "arn:error"}
-    assert list(configs.values())[1] is None  # real-time
-    # AND the container carries the framework image, the directory and the environment
-    containers = [payload[1] for kind, payload in manager.calls if kind == "create_model"]
-    assert "sagemaker-scikit-learn" in containers[0]["Image"]
-    assert containers[0]["ModelDataSource"]["S3DataSource"]["S3Uri"] == directory.as_uri() + "/"
-    assert containers[0]["Environment"]["THRESHOLD"] == "0.5"
-    assert containers[0]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert sorted(stacks.deployed) == ["gw-model-a", "gw-model-b"]
+    assert sorted((bucket, key.split("/")[:3], members) for bucket, key, members in artifacts.uploads) == [
+        ("data", ["models", "a", "1.0.0"], ["code/inference.py"]),
+        ("data", ["models", "b", "1.0.0"], ["code/inference.py"]),
+    ]
+    body, parameters = stacks.deployed["gw-model-a"]
+    assert parameters["EndpointType"] == "async" and stacks.deployed["gw-model-b"][1]["EndpointType"] == "realtime"
+    [key_of_a] = [key for _, key, _ in artifacts.uploads if key.startswith("models/a/")]
+    assert parameters["ModelDataUrl"] == f"s3://data/{key_of_a}"
+    assert (parameters["BucketName"], parameters["SuccessTopicArn"], parameters["DataKeyArn"]) == (
+        "data",
+        WIRING.success_topic_arn,
+        WIRING.data_key_arn,
+    )
+    # AND the rendered template carries the framework's image and the entry's environment
+    assert "sagemaker-scikit-learn" in parameters["ImageUri"]
+    assert 'THRESHOLD: "0.5"' in body and "SAGEMAKER_PROGRAM: !Ref EntryPoint" in body
 
 
-def test_re_applying_updates_the_endpoint_and_removes_the_superseded_model() -> None:
-    # GIVEN an endpoint already serving an older configuration
-    manager = FakeEndpointManager()
-    manager.endpoints["a"] = ("InService", "old-config", "old-model")
+def test_re_hosting_an_unchanged_model_deploys_the_same_model_data_and_a_changed_one_new_data(tmp_path: Path) -> None:
+    # GIVEN a hosted model
+    directory = model_dir(tmp_path)
+    stacks = FakeStacks()
+    host_models([model_service("a", str(directory))], stacks=stacks, artifacts=FakeArtifacts(), wiring=WIRING)
+    first = stacks.deployed["gw-model-a"][1]["ModelDataUrl"]
 
-    # WHEN the service is hosted again
-    host_models([model_service("a", "s3://bucket/model.tar.gz")], manager, stack_outputs=OUTPUTS, region="us-east-1")
+    # WHEN it is hosted again unchanged, then after its code changed
+    host_models([model_service("a", str(directory))], stacks=stacks, artifacts=FakeArtifacts(), wiring=WIRING)
+    again = stacks.deployed["gw-model-a"][1]["ModelDataUrl"]
+    (directory / "code" / "inference.py").write_text("def model_fn(d):\n    return 2\n")
+    host_models([model_service("a", str(directory))], stacks=stacks, artifacts=FakeArtifacts(), wiring=WIRING)
+    changed = stacks.deployed["gw-model-a"][1]["ModelDataUrl"]
 
-    # THEN the endpoint is updated in place and the old configuration deleted after it serves
-    kinds = [c[0] for c in manager.calls]
-    assert "update" in kinds and "create" not in kinds
-    assert ("delete", "old-config") in manager.calls
-
-
-def test_a_model_that_fails_to_load_is_reported_naming_the_service_and_reason() -> None:
-    # GIVEN an endpoint whose model cannot load
-    manager = FakeEndpointManager(failing={"a": "/m/code/inference.py: ImportError: No module named 'nope'"})
-
-    # WHEN it is hosted THEN the error names the service, its endpoint and the model's reason
-    with pytest.raises(ModelHostingError, match=r"service 'a': /m/code/inference\.py: ImportError"):
-        host_models([model_service("a", "s3://b/model.tar.gz")], manager, stack_outputs=OUTPUTS, region="us-east-1")
+    # THEN the same files are the same archive (nothing for the stack update to replace), new
+    # files a new one (the update replaces the model)
+    assert again == first
+    assert changed != first
 
 
-def test_a_failed_endpoint_is_deleted_and_created_again() -> None:
-    # GIVEN an endpoint left Failed by an earlier apply
-    manager = FakeEndpointManager()
-    manager.endpoints["a"] = ("Failed", "bad-config", "bad-model")
+def test_a_model_that_fails_to_load_is_reported_naming_the_service_and_the_users_file(tmp_path: Path) -> None:
+    # GIVEN an endpoint stack that fails because the model's code does not import (in /opt/ml/model)
+    directory = model_dir(tmp_path)
+    stacks = FakeStacks(
+        failing={"gw-model-a": "endpoint 'a': importing /opt/ml/model/code/inference.py failed: ImportError: nope"}
+    )
 
-    # WHEN it is hosted again
-    host_models([model_service("a", "s3://b/model.tar.gz")], manager, stack_outputs=OUTPUTS, region="us-east-1")
+    # WHEN it is hosted with another model that loads
+    with pytest.raises(ModelHostingError) as raised:
+        host_models(
+            [model_service("a", str(directory)), model_service("b", str(directory))],
+            stacks=stacks,
+            artifacts=FakeArtifacts(),
+            wiring=WIRING,
+        )
 
-    # THEN it is deleted and created (a failed endpoint cannot be updated on AWS)
-    kinds = [c[0] for c in manager.calls]
-    assert kinds.index("delete_endpoint") < kinds.index("create")
-    assert manager.endpoints["a"][0] == "InService"
+    # THEN the error names the service and the file in the user's directory; the other was deployed
+    assert raised.value.message == (
+        f"service 'a': endpoint 'a': importing {directory}/code/inference.py failed: ImportError: nope"
+    )
+    assert list(stacks.deployed) == ["gw-model-b"]
 
 
-def test_a_custom_model_without_image_gets_a_local_image_and_a_tarball_a_model_data_url(tmp_path: Path) -> None:
-    archive = archive_of(model_dir(tmp_path), tmp_path / "model.tar.gz")
-    container = container_definition(model_service("a", str(archive)), "us-east-1")
-    assert container["ModelDataUrl"] == archive.as_uri()
-    assert container["Image"].startswith("local/")
+def test_an_s3_model_data_is_deployed_as_it_is_and_a_prefix_uncompressed() -> None:
+    stacks, artifacts = FakeStacks(), FakeArtifacts()
+    host_models(
+        [model_service("a", "s3://models/a/model.tar.gz"), model_service("b", "s3://models/b")],
+        stacks=stacks,
+        artifacts=artifacts,
+        wiring=WIRING,
+    )
+    assert artifacts.uploads == []
+    a, b = stacks.deployed["gw-model-a"][1], stacks.deployed["gw-model-b"][1]
+    assert (a["ModelDataUrl"], a["ModelDataCompression"]) == ("s3://models/a/model.tar.gz", "Gzip")
+    assert (b["ModelDataUrl"], b["ModelDataCompression"]) == ("s3://models/b/", "None")
+
+
+def test_a_custom_model_without_image_gets_a_local_image_only_on_the_local_runtime(tmp_path: Path) -> None:
+    # GIVEN a custom-container model that names no image
+    service = model_service("a", "s3://models/a/model.tar.gz", framework="custom")
+
+    # WHEN its parameters are filled for the local runtime THEN its image is an ECR-shaped local
+    # one that no framework's container claims (the toolkit's bare defaults serve it)
+    image = endpoint_parameters(service, WIRING, "s3://models/a/model.tar.gz", local=True)["ImageUri"]
+    assert ".dkr.ecr.us-east-1.amazonaws.com/" in image
+    assert framework_of_image(image) == "custom"
+    # AND for AWS it is refused, naming the field to give
+    with pytest.raises(EndpointStackError, match=r"service 'a'.*give model\.image"):
+        endpoint_parameters(service, WIRING, "s3://models/a/model.tar.gz", local=False)

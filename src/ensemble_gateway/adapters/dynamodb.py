@@ -383,6 +383,10 @@ class DynamoServiceCatalog:
             ),
         )
 
+    def delete(self, name: str) -> None:
+        """Remove an entry (``services delete``; a missing entry is not an error)."""
+        self.table.client.delete_item(TableName=self.table.table_name, Key=self.table.serialize({"name": name}))
+
 
 class DynamoClientDirectory:
     """Clients by ID, with alias items for API-key hashes and IAM principals."""

@@ -582,24 +582,46 @@ class Gateway:
         elif prediction.status is RUNNING:
             service = self.catalog.get(prediction.service)
             limit = service.timeout_seconds() if service else 0
+            if service is not None and service.ensemble is not None:
+                message = (
+                    f"no result within {limit} s (the ensemble's timeout) plus {DEADLINE_MARGIN_SECONDS} s; "
+                    "the ensemble never finished and its execution was stopped"
+                )
+                # Stopped before the terminal write: no step of it starts after the prediction is
+                # declared failed, and a transient error leaves the record RUNNING for the next sweep.
+                self._stop_execution(prediction, service, message)
+            else:
+                message = (
+                    f"no result within {limit} s (the service's queue time and invocation timeout) "
+                    f"plus {DEADLINE_MARGIN_SECONDS} s; the model never answered"
+                )
             moved = self.predictions.transition(
                 prediction.prediction_id,
                 [RUNNING],
                 FAILED,
-                {
-                    "finished_at": self.clock(),
-                    "error": PredictionError(
-                        code="Timeout",
-                        message=f"no result within {limit} s (the service's queue time and invocation timeout) "
-                        f"plus {DEADLINE_MARGIN_SECONDS} s; the model never answered",
-                    ),
-                },
+                {"finished_at": self.clock(), "error": PredictionError(code="Timeout", message=message)},
             )
         else:
             return None
         if moved is not None:
             self.drive_callback(moved)
         return moved
+
+    def _stop_execution(self, prediction: Prediction, service: Service, message: str) -> None:
+        """Stop the Step Functions execution of an ensemble prediction (named after it).
+
+        An execution that has already finished, or was never started, is not an error.
+        """
+        assert service.ensemble is not None
+        arn = service.ensemble.state_machine_arn
+        if not arn:
+            return
+        stopped = self.workflows.stop(arn, prediction.prediction_id, "Timeout", message)
+        self._log(
+            "stopped the execution of a timed-out ensemble" if stopped else "timed-out ensemble had no execution",
+            prediction_id=prediction.prediction_id,
+            service=service.name,
+        )
 
     def sweep(self, limit: int = 100) -> int:
         """Expire predictions never uploaded and fail those whose model never answered."""

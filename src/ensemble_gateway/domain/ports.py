@@ -144,6 +144,12 @@ class WorkflowEngine(Protocol):
 
     def fail_task(self, token: str, error: str, cause: str) -> bool: ...
 
+    def stop(self, state_machine_arn: str, name: str, error: str, cause: str) -> bool:
+        """Stop the execution ``name`` (started by :meth:`start`); False if there is none.
+
+        An execution that has already finished is not an error.
+        """
+
 
 class WebhookQueue(Protocol):
     def enqueue(self, job: Mapping[str, Any], delay_seconds: int) -> None: ...

@@ -180,6 +180,10 @@ class LocalRuntime:
                 "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.aws_url,
                 "MOTO_PORT": str(aws_server.port),
                 "MOTO_ALLOW_NONEXISTENT_REGION": "true",
+                # AWS's managed policies exist in every account (the template's API Gateway role
+                # attaches AmazonAPIGatewayPushToCloudWatchLogs); moto has them only when asked,
+                # read when it first serves IAM in this process (moto's config API cannot set it).
+                "MOTO_IAM_LOAD_MANAGED_POLICIES": "true",
             }
         )
         aws_server.start()

@@ -24,10 +24,11 @@ What it copies from AWS:
 Local differences, on purpose: ``ModelDataUrl`` may also be a ``file://`` URI of a directory or
 a ``model.tar.gz`` (AWS takes ``s3://`` only; the SageMaker Python SDK's local mode takes
 ``file://`` too), so a model is served from anywhere on disk without an upload; an ``s3://``
-``model.tar.gz`` is read from the local S3. Instance types and counts are recorded, not
-provisioned: each endpoint is one pool of worker threads (``MaxConcurrentInvocationsPerInstance``
-of the async configuration, else 2). ``ExecutionRoleArn`` is not assumed. Other SageMaker
-operations go to moto.
+``model.tar.gz`` is read from the local S3 (and a failure reason names its files in
+``/opt/ml/model``, where a container finds them, not in the local scratch copy). Instance types
+and counts are recorded, not provisioned: each endpoint is one pool of worker threads
+(``MaxConcurrentInvocationsPerInstance`` of the async configuration, else 2).
+``ExecutionRoleArn`` is not assumed. Other SageMaker operations go to moto.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ _log = logging.getLogger(__name__)
 
 _TARGET_PREFIX = "SageMaker."
 _DEFAULT_CONCURRENCY = 2
+_CONTAINER_MODEL_DIR = "/opt/ml/model"
 
 
 class _ValidationError(Exception):
@@ -315,6 +317,7 @@ class LocalSageMakerControlPlane:
 
         variant = config.variants[0]
         scratch: Path | None = None
+        model_dir: Path | None = None
         try:
             model = self._model(str(variant.get("ModelName", "")))
             model_dir, scratch = self._model_directory(endpoint.name, model.container)
@@ -344,6 +347,10 @@ class LocalSageMakerControlPlane:
         except (ModelLoadError, _ValidationError, ValueError, OSError) as error:
             reason = getattr(error, "message", None) or str(error)
             if scratch is not None:
+                # Model data downloaded and unpacked here is what a container sees in
+                # /opt/ml/model: the reason names its files there, as on AWS, not our scratch copy.
+                if model_dir is not None:
+                    reason = reason.replace(str(model_dir), _CONTAINER_MODEL_DIR)
                 shutil.rmtree(scratch, ignore_errors=True)
             self._settle(endpoint, config.name, failure=reason)
             return

@@ -39,7 +39,12 @@ _SHORT_TAGS = {
 }
 
 
-class _CfnLoader(yaml.SafeLoader):
+# libyaml's loader when PyYAML has it: a template parses about ten times faster (every endpoint
+# stack deployed by the local runtime parses one).
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _CfnLoader(_SafeLoader):
     pass
 
 
@@ -161,3 +166,11 @@ class Resolver:
             return str(self._ref(name))
 
         return _SUB_VARIABLE.sub(replace, str(text)).replace("${!", "${")
+
+
+def parse_template(text: str) -> dict[str, Any]:
+    """Parse a template's text (YAML or JSON, short-form tags included)."""
+    document = yaml.load(text, Loader=_CfnLoader)
+    if not isinstance(document, dict) or "Resources" not in document:
+        raise TemplateError("the text is not a CloudFormation template")
+    return document

@@ -1,0 +1,60 @@
+"""The gateway stack as the local deployer creates it from ``template.yaml``: what AWS would have
+after ``sam deploy``, including the parts that only matter on AWS (operator policy, model role
+boundary, API access log)."""
+
+from __future__ import annotations
+
+import re
+
+from .conftest import Harness
+
+
+def test_the_bucket_name_is_unique_per_stack_and_valid_for_s3(stack: Harness) -> None:
+    # GIVEN the deployed gateway stack (its ID ends in a UUID, as CloudFormation's do)
+    name = stack.bucket
+
+    # THEN the bucket is named from the account, the region and the stack ID's first UUID part,
+    # not from the stack name (which may be long or have capitals)
+    assert re.fullmatch(r"ensemble-gateway-data-123456789012-us-east-1-[0-9a-f]{8}", name), name
+    assert name.split("-")[-1] == stack.stack.stack_uuid.split("-")[0]
+    assert len(name) <= 63
+    # AND the bucket exists
+    stack.client("s3").head_bucket(Bucket=name)
+
+
+def test_the_operator_policy_and_the_model_role_boundary_exist_as_managed_policies(stack: Harness) -> None:
+    # GIVEN the stack's outputs
+    iam = stack.client("iam")
+
+    # WHEN the policies they name are read
+    documents = {}
+    for output in ("OperatorPolicyArn", "ModelRoleBoundaryArn"):
+        arn = stack.stack.outputs[output]
+        version = iam.get_policy(PolicyArn=arn)["Policy"]["DefaultVersionId"]
+        documents[output] = iam.get_policy_version(PolicyArn=arn, VersionId=version)["PolicyVersion"]["Document"]
+
+    # THEN they are the template's documents, on this stack's bucket
+    boundary_resources = [
+        resource
+        for statement in documents["ModelRoleBoundaryArn"]["Statement"]
+        for resource in ([statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"])
+    ]
+    assert f"arn:aws:s3:::{stack.bucket}/models/*" in boundary_resources
+    sids = {statement.get("Sid") for statement in documents["OperatorPolicyArn"]["Statement"]}
+    assert {"ReadGatewayStack", "ManageClients"} <= sids
+
+
+def test_the_api_access_log_group_exists_with_its_retention(stack: Harness) -> None:
+    # GIVEN the access log group the stack outputs
+    name = stack.stack.outputs["ApiAccessLogGroupName"]
+
+    # WHEN the local CloudWatch Logs describes it
+    (group,) = [
+        g
+        for g in stack.client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+        if g["logGroupName"] == name
+    ]
+
+    # THEN it keeps AccessLogRetentionDays (the parameter's default)
+    assert name == f"/aws/apigateway/{stack.stack.stack_name}/access"
+    assert group["retentionInDays"] == int(stack.stack.parameters["AccessLogRetentionDays"])
