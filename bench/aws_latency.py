@@ -96,6 +96,9 @@ API_P50: dict[str, float] = {
     "s3:GetObject": 25.0,
     "s3:HeadObject": 15.0,
     "s3:PutObject": 35.0,
+    # A server-side copy of a small object (accepting an upload): about a PUT.
+    "s3:CopyObject": 40.0,
+    "s3:DeleteObject": 20.0,
     "sqs:SendMessage": 10.0,
     "sns:Publish": 15.0,
     "stepfunctions:StartExecution": 30.0,

@@ -88,7 +88,7 @@ def short_name(handler_path: str) -> str:
 
 
 def prediction_id_of_key(key: str) -> str | None:
-    for prefix in ("inputs/", "steps/", "outputs/", "failures/"):
+    for prefix in ("uploads/", "inputs/", "steps/", "outputs/", "failures/"):
         if key.startswith(prefix):
             rest = key[len(prefix) :]
             return rest.split("/", 1)[0] or None

@@ -189,5 +189,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not FAULT_FIGURES:
         return
     terminalreporter.section("fault-injection figures")
+    width = max(len(name) for name in FAULT_FIGURES)
     for name, value in FAULT_FIGURES.items():
-        terminalreporter.write_line(f"{name:48} {value}")
+        terminalreporter.write_line(f"{name:{width}} {value}")

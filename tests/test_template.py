@@ -48,7 +48,7 @@ ACTIONS_WITHOUT_RESOURCES = {
     "application-autoscaling:DescribeScalingActivities",
 }
 # The S3 layout of the design (section 4): every object the functions touch is under one of these.
-S3_PREFIXES = ("inputs/", "steps/", "outputs/", "failures/")
+S3_PREFIXES = ("uploads/", "inputs/", "steps/", "outputs/", "failures/")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -247,12 +247,13 @@ def test_uploads_notify_the_input_queue(transformed: dict[str, Any]) -> None:
     bucket = transformed["Resources"]["DataBucket"]
     configurations = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
 
-    # THEN only objects created under inputs/ are sent to InputQueue
+    # THEN only objects created under uploads/ are sent to InputQueue (not the accepted copies
+    # the gateway writes to inputs/)
     assert len(configurations) == 1
     (config,) = configurations
     assert config["Event"] == "s3:ObjectCreated:*"
     assert ref_name(config["Queue"]) == "InputQueue"
-    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "inputs/"}]
+    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "uploads/"}]
     # AND the queue policy letting S3 send exists before S3 validates the destination
     assert "InputQueuePolicy" in as_list(bucket["DependsOn"])
 
@@ -354,10 +355,11 @@ def test_bucket_is_private_encrypted_tls_only_and_expires_objects(resources: dic
     # AND plain-HTTP requests are denied
     denies = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
     assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
-    # AND every prefix of the layout expires after RetentionDays; stale multipart uploads go
+    # AND every prefix of the layout expires after RetentionDays, uploads (copied to inputs/ when
+    # accepted) after a day; stale multipart uploads go
     rules = bucket["LifecycleConfiguration"]["Rules"]
     expiring = {r["Prefix"]: r["ExpirationInDays"] for r in rules if "ExpirationInDays" in r}
-    assert expiring == {prefix: {"Ref": "RetentionDays"} for prefix in S3_PREFIXES}
+    assert expiring == {prefix: 1 if prefix == "uploads/" else {"Ref": "RetentionDays"} for prefix in S3_PREFIXES}
     assert any(r.get("AbortIncompleteMultipartUpload") == {"DaysAfterInitiation": 1} for r in rules)
 
 
@@ -830,15 +832,15 @@ def test_every_handler_has_a_sample_event(resources: dict[str, Any]) -> None:
         assert any(n == module or n.startswith(module + "_") for n in names), module
 
 
-def test_sample_s3_upload_event_targets_an_input_key() -> None:
+def test_sample_s3_upload_event_targets_an_upload_key() -> None:
     # GIVEN the sample SQS batch carrying an S3 notification
     record = json.loads((EVENTS / "process_input.json").read_text())["Records"][0]
     notification = json.loads(record["body"])
 
-    # THEN it is an ObjectCreated event for an object under inputs/
+    # THEN it is an ObjectCreated event for an object under uploads/
     (s3_record,) = notification["Records"]
     assert s3_record["eventName"].startswith("ObjectCreated:")
-    assert s3_record["s3"]["object"]["key"].startswith("inputs/")
+    assert s3_record["s3"]["object"]["key"].startswith("uploads/")
 
 
 @pytest.mark.parametrize(

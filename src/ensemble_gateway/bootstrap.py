@@ -28,7 +28,12 @@ def build_gateway(settings: Settings, logger: object = None) -> Gateway:
     from .adapters.sagemaker import SageMakerModelRuntime
     from .adapters.stepfunctions import StepFunctionsEngine
     from .domain.lifecycle import Gateway, GatewayConfig
+    from .domain.webhooks import LoopbackPortGuard, Resolver
 
+    resolve: Resolver = resolve_all
+    if settings.webhook_forbidden_loopback_ports:
+        # Checked wherever a webhook URL is: at submission and at every delivery.
+        resolve = LoopbackPortGuard(resolve_all, settings.webhook_forbidden_loopback_ports)
     return Gateway(
         config=GatewayConfig(
             region=settings.region,
@@ -44,7 +49,7 @@ def build_gateway(settings: Settings, logger: object = None) -> Gateway:
         models=SageMakerModelRuntime(),
         workflows=StepFunctionsEngine(),
         webhooks=SqsWebhookQueue(settings.webhook_queue_url, settings.webhook_dlq_url),
-        resolve=resolve_all,
+        resolve=resolve,
         logger=logger,
     )
 

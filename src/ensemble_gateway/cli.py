@@ -24,11 +24,87 @@ class CliError(Exception):
 
 
 # -- targets ------------------------------------------------------------------------------
-def _local_state() -> dict[str, Any] | None:
-    path = Path(os.environ.get("ENSEMBLE_GATEWAY_STATE", STATE_FILE))
-    if not path.exists():
+def _state_path() -> Path:
+    """Where ``ensemble-gateway local`` records itself (``ENSEMBLE_GATEWAY_STATE`` overrides it)."""
+    return Path(os.environ.get("ENSEMBLE_GATEWAY_STATE", STATE_FILE))
+
+
+def _local_state(*, stale_is_error: bool = True) -> dict[str, Any] | None:
+    """The running local runtime's state file, or None when there is none.
+
+    A state file whose runtime is gone (killed, crashed: it could not remove it) is removed, and
+    the CLI says so rather than failing to connect.
+
+    Raises
+    ------
+    CliError
+        The state file is stale (unless ``stale_is_error`` is False: None then) or unreadable.
+    """
+    path = _state_path()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
-    return dict(json.loads(path.read_text()))
+    except OSError as error:
+        raise CliError(f"cannot read {path}: {error.strerror}") from None
+    try:
+        state = json.loads(text)
+    except ValueError:
+        state = None
+    if isinstance(state, dict) and _runtime_alive(state):
+        return state
+    path.unlink(missing_ok=True)
+    if not stale_is_error:
+        return None
+    raise CliError(
+        f"the local runtime recorded in {path} is not running (stale state file removed); "
+        "start it with `ensemble-gateway local`"
+    )
+
+
+def _runtime_alive(state: dict[str, Any]) -> bool:
+    """False when the recorded process is gone or nothing listens on the recorded port.
+
+    The API's port, or the AWS endpoint's for a state file that records only that one.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    pid = state.get("pid")
+    # Signal 0 only checks the process exists (on Windows os.kill would terminate it).
+    if os.name == "posix" and isinstance(pid, int) and pid > 0:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass  # it exists, as another user's process
+    recorded = state.get("api_url") or state.get("aws_url")
+    if not isinstance(recorded, str):
+        return False
+    try:
+        url = urlsplit(recorded)
+        address = (url.hostname or "127.0.0.1", url.port or 80)
+    except ValueError:
+        return False
+    try:
+        with socket.create_connection(address, timeout=2):
+            return True
+    except ConnectionRefusedError:
+        return False
+    except OSError:
+        # Slow or unreachable is not gone: the request itself will tell.
+        return True
+
+
+def _remove_own_state_file(path: Path) -> None:
+    """Remove the state file if this process wrote it (a later runtime may have replaced it)."""
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8")).get("pid")
+    except (OSError, ValueError, AttributeError):
+        return
+    if recorded == os.getpid():
+        path.unlink(missing_ok=True)
 
 
 def _aws_target(args: argparse.Namespace) -> tuple[dict[str, Any], Any, str]:
@@ -57,8 +133,10 @@ def _aws_target(args: argparse.Namespace) -> tuple[dict[str, Any], Any, str]:
 def _api(args: argparse.Namespace) -> Any:
     from .client import GatewayClient
 
-    state = _local_state()
-    api_url = args.api_url or os.environ.get("ENSEMBLE_GATEWAY_API_URL") or (state or {}).get("api_url")
+    given = args.api_url or os.environ.get("ENSEMBLE_GATEWAY_API_URL")
+    # An API named explicitly needs the state file only for its key, if it is the local runtime's.
+    state = _local_state(stale_is_error=not given)
+    api_url = given or (state or {}).get("api_url")
     if not api_url:
         raise CliError("no API: start `ensemble-gateway local` or give --api-url")
     api_key = args.api_key or os.environ.get("ENSEMBLE_GATEWAY_API_KEY")
@@ -68,27 +146,156 @@ def _api(args: argparse.Namespace) -> Any:
 
 
 # -- commands -----------------------------------------------------------------------------
+LOCAL_CLIENT_FILE = "local-client.json"
+
+
+class _StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM: the first asks for a drained stop, a second for an immediate one.
+
+    The handlers only record: the main thread acts (printing from a signal handler could re-enter
+    a write the main thread was in the middle of).
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self.requested = threading.Event()
+        self.signals: list[int] = []
+
+    def install(self) -> None:
+        import signal
+
+        # Installed even when the shell started us with SIGINT ignored (a background job): this
+        # is a server the user stops with Ctrl-C or SIGTERM, and it must drain either way.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signals.append(signum)
+        self.requested.set()
+
+    @property
+    def first_name(self) -> str:
+        return _signal_name(self.signals[0]) if self.signals else ""
+
+    @property
+    def again(self) -> bool:
+        """A second signal came: stop at once."""
+        return len(self.signals) >= 2
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
 def cmd_local(args: argparse.Namespace) -> int:
+    import threading
+
     from .local.session import LocalSession
 
+    state_path = _state_path()
+    signals = _StopSignals()
+    signals.install()
     session = LocalSession(api_port=args.port, aws_port=args.aws_port, verbose=True)
-    session.start(catalog=Path(args.catalog))
-    STATE_FILE.parent.mkdir(exist_ok=True)
-    STATE_FILE.write_text(json.dumps(session.state(), indent=2))
+    outcome: dict[str, Any] = {}
+    # The runtime starts, serves, drains and stops in a thread of its own, so that this thread
+    # stays free to act on a second Ctrl-C at any moment, even in the middle of a stop.
+    worker = threading.Thread(
+        target=_run_local, args=(session, state_path, args, signals, outcome), name="local-runtime", daemon=True
+    )
+    worker.start()
+    told = False
+    while worker.is_alive():
+        worker.join(0.2)
+        if signals.again:
+            _stop_at_once(session, state_path, signals)
+        if signals.requested.is_set() and "started" not in outcome and not told:
+            told = True
+            print(
+                f"\n{signals.first_name} while starting: stopping once started; Ctrl-C again stops at once", flush=True
+            )
+    if "error" in outcome:
+        raise outcome["error"]
+    return int(outcome.get("code", 1))
+
+
+def _run_local(
+    session: Any, state_path: Path, args: argparse.Namespace, signals: _StopSignals, outcome: dict[str, Any]
+) -> None:
+    import errno
+
+    from .domain.errors import GatewayError
+    from .local.session import write_private_file
+
+    try:
+        session.start(catalog=Path(args.catalog), client_file=state_path.parent / LOCAL_CLIENT_FILE)
+    except (OSError, GatewayError, LookupError, ValueError) as error:
+        session.stop()
+        outcome["error"] = CliError(_start_failure(error, args))
+        return
+    except SystemExit:
+        # werkzeug's make_server exits (after saying which port) when a port is taken.
+        session.stop()
+        outcome["error"] = CliError(_start_failure(OSError(errno.EADDRINUSE, "address in use"), args))
+        return
+    outcome["started"] = True
+    try:
+        if not signals.requested.is_set():
+            write_private_file(state_path, json.dumps(session.state(), indent=2))
+            _print_banner(session, state_path.parent / LOCAL_CLIENT_FILE, args)
+        signals.requested.wait()
+        print(f"\n{signals.first_name}: stopping", flush=True)
+        report = session.drain(args.drain_seconds, interrupted=lambda: signals.again)
+        # Non-zero when the deadline left predictions or webhooks unfinished: they are lost.
+        outcome["code"] = 0 if report.outcome == "drained" else 1
+    finally:
+        session.stop()
+        _remove_own_state_file(state_path)
+    print("stopped", flush=True)
+
+
+def _print_banner(session: Any, client_file: Path, args: argparse.Namespace) -> None:
+    kept = "restored from" if session.client_restored else "created, kept in"
     print(f"API        {session.runtime.api_url}   (Authorization: Bearer {session.api_key})")
     print(f"AWS        {session.runtime.aws_url}   (moto + local SageMaker runtime)")
     print(f"services   {', '.join(session.service_names)}")
+    print(f"client     {session.client_id} ({kept} {client_file})")
+    print(
+        "restart    keeps the local client's API key; loses everything else: services added with "
+        "`services apply`, other clients, predictions (local state lives in memory)"
+    )
     print("try:       ensemble-gateway predict vehicle-claim examples/vehicle-claim/samples/write-off.json --wait")
-    print("Ctrl-C stops.")
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("\nstopping...")
-    finally:
-        session.stop()
-        STATE_FILE.unlink(missing_ok=True)
-    return 0
+    print(
+        f"Ctrl-C stops. So does SIGTERM: new predictions get 503 while those in flight finish "
+        f"(up to {args.drain_seconds:g} s, --drain-seconds); Ctrl-C again stops at once.",
+        flush=True,
+    )
+
+
+def _start_failure(error: BaseException, args: argparse.Namespace) -> str:
+    import errno
+
+    if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+        return (
+            f"cannot start the local runtime: a port it needs is in use (API --port {args.port}, "
+            f"AWS --aws-port {args.aws_port}; 0 picks a free one)"
+        )
+    return f"cannot start the local runtime: {error}"
+
+
+def _stop_at_once(session: Any, state_path: Path, signals: _StopSignals) -> None:
+    """A second signal: leave now, without waiting for anything, but not a stale state file."""
+    left = getattr(session.runtime, "last_in_flight", None)
+    abandoned = ""
+    if left is not None and left.predictions:
+        abandoned = f" ({left.predictions} prediction{'' if left.predictions == 1 else 's'} in flight abandoned)"
+    _remove_own_state_file(state_path)
+    print(f"\n{_signal_name(signals.signals[-1])} again: stopped at once{abandoned}", flush=True)
+    sys.stderr.flush()
+    # os._exit: threads still running model code or a stop would hold a normal exit back.
+    os._exit(128 + signals.signals[-1])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -398,6 +605,16 @@ class Progress:
             self.stream.write("\n")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ensemble-gateway", description=__doc__.splitlines()[0])
     common = argparse.ArgumentParser(add_help=False)
@@ -413,6 +630,12 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("--port", type=int, default=3000, help="API port (default 3000, like sam local)")
     local.add_argument("--aws-port", type=int, default=4566, help="port of the embedded AWS endpoint")
     local.add_argument("--catalog", default="examples/catalog.json")
+    local.add_argument(
+        "--drain-seconds",
+        type=_seconds,
+        default=30.0,
+        help="on Ctrl-C or SIGTERM, how long in-flight predictions and webhooks may take to finish (default 30)",
+    )
     local.set_defaults(func=cmd_local)
 
     demo = sub.add_parser("demo", help="start the local runtime, run the examples end to end, print, stop")

@@ -20,6 +20,16 @@ class GatewayClientError(Exception):
         self.message = message
 
 
+class GatewayUnreachableError(GatewayClientError):
+    """Nothing answered at the API's address (not started, stopped, or the connection broke)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(0, "Unreachable", f"cannot reach {url}: {reason}")
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class GatewayClient:
     """Calls the API with an API key (local mode) or SigV4-signed requests (IAM, on AWS).
 
@@ -52,7 +62,7 @@ class GatewayClient:
             all_headers["Authorization"] = f"Bearer {self.api_key}"
         else:
             all_headers.update(self._sigv4(method, url, data, all_headers))
-        response = self.http.request(method, url, data=data, headers=all_headers, timeout=self.timeout)
+        response = self._send(method, url, data=data, headers=all_headers)
         try:
             document = response.json()
         except ValueError:
@@ -64,6 +74,16 @@ class GatewayClient:
                 str(document.get("message", document)),
             )
         return document
+
+    def _send(self, method: str, url: str, **options: Any) -> Any:
+        import requests
+
+        try:
+            return self.http.request(method, url, timeout=self.timeout, **options)
+        except requests.ConnectionError as error:
+            # Refused or reset: a local runtime that has stopped, usually. A message, not a traceback.
+            reason = "connection refused" if "refused" in str(error).lower() else type(error).__name__
+            raise GatewayUnreachableError(url.split("?", 1)[0], reason) from None
 
     def _sigv4(self, method: str, url: str, data: bytes | None, headers: dict[str, str]) -> dict[str, str]:
         import boto3
@@ -107,11 +127,8 @@ class GatewayClient:
 
     def upload(self, upload: dict[str, Any], data: bytes, content_type: str) -> None:
         """Send the input through the presigned POST (a multipart form, as a browser would)."""
-        response = self.http.post(
-            upload["url"],
-            data=upload["fields"],
-            files={"file": ("input", data, content_type)},
-            timeout=self.timeout,
+        response = self._send(
+            "POST", upload["url"], data=upload["fields"], files={"file": ("input", data, content_type)}
         )
         if response.status_code >= 300:
             raise GatewayClientError(response.status_code, "UploadRefused", response.text[:500])
@@ -156,6 +173,6 @@ class GatewayClient:
 
     def download(self, document: dict[str, Any]) -> bytes:
         """The output of a COMPLETED prediction, through its presigned URL."""
-        response = self.http.get(document["result"]["url"], timeout=self.timeout)
+        response = self._send("GET", document["result"]["url"])
         response.raise_for_status()
         return bytes(response.content)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 
 class SettingsError(RuntimeError):
@@ -31,9 +31,20 @@ class Settings(BaseModel):
     retention_days: int = Field(alias="RETENTION_DAYS", default=30, ge=1)
     auth_mode: Literal["iam", "api_key"] = Field(alias="AUTH_MODE", default="iam")
     allow_loopback_webhooks: bool = Field(alias="ALLOW_LOOPBACK_WEBHOOKS", default=False)
+    # Set by the local runtime (comma-separated): its own ports, which a webhook on loopback must not target.
+    webhook_forbidden_loopback_ports: tuple[Annotated[int, Field(ge=1, le=65535)], ...] = Field(
+        alias="WEBHOOK_FORBIDDEN_LOOPBACK_PORTS", default=()
+    )
     stage: str = Field(alias="STAGE", default="dev")
     # Per-call X-Ray subsegments through Powertools' Tracer (costly at cold start; see observability.py).
     xray_sdk_tracing: bool = Field(alias="XRAY_SDK_TRACING", default=False)
+
+    @field_validator("webhook_forbidden_loopback_ports", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:

@@ -2,24 +2,32 @@
 
 Each test injects one fault that is a normal operating condition for the gateway (duplicate
 events, a crash after a write, concurrent duplicates, a model error, a lost notification, a dead
-webhook receiver, bad input, another client's ID) and records what happened; the run ends by
-printing the figures (see ``pytest_terminal_summary`` in tests/conftest.py).
+or slow webhook receiver, a second upload, bad input, another client's ID, forged S3 requests)
+and records what happened; the run ends by printing the figures (see ``pytest_terminal_summary``
+in tests/conftest.py).
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import select
+import socket
 import threading
 import time
+import xml.etree.ElementTree as ET
 from collections import Counter
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
 
 from conftest import FAULT_FIGURES, sample
 from ensemble_gateway import bootstrap
+from ensemble_gateway.adapters.webhook_http import DEFAULT_DEADLINE_SECONDS
 from ensemble_gateway.client import GatewayClient, GatewayClientError
 from ensemble_gateway.domain.models import Prediction, PredictionStatus, utcnow
 from ensemble_gateway.local.lambdas import FakeLambdaContext
@@ -121,7 +129,7 @@ def test_duplicate_s3_events_dispatch_once(runtime: Any, api: Any, webhook_recei
     bucket = runtime.stack.outputs["BucketName"]
     queue = runtime.stack.physical["InputQueue"]
     for _ in range(3):
-        runtime.client("sqs").send_message(QueueUrl=queue, MessageBody=s3_event(bucket, f"inputs/{pid}"))
+        runtime.client("sqs").send_message(QueueUrl=queue, MessageBody=s3_event(bucket, f"uploads/{pid}"))
     time.sleep(2)
     runtime.wait_idle(10)
 
@@ -204,13 +212,13 @@ def test_concurrent_duplicate_s3_events_dispatch_once(
     monkeypatch.setattr(
         gateway,
         "input_uploaded",
-        lambda bucket, key, size=None: None if key == f"inputs/{pid}" else original_input_uploaded(bucket, key, size),
+        lambda bucket, key, size=None: None if key == f"uploads/{pid}" else original_input_uploaded(bucket, key, size),
     )
     api.upload(accepted["upload"], b'{"sleep_ms": 50}', "application/json")
     time.sleep(1.5)
     monkeypatch.setattr(gateway, "input_uploaded", original_input_uploaded)
     assert api.status(pid)["status"] == "PENDING_UPLOAD"
-    body = s3_event(runtime.stack.outputs["BucketName"], f"inputs/{pid}")
+    body = s3_event(runtime.stack.outputs["BucketName"], f"uploads/{pid}")
     event = [
         {
             "Records": [
@@ -334,6 +342,47 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], int]] = [
 ]
 
 
+def test_an_accepted_input_cannot_change_and_a_replay_gives_no_upload_form(runtime: Any, api: Any) -> None:
+    # GIVEN a fraud-score prediction whose first upload (a low-risk claim) was accepted
+    first, second = sample("fraud-score", "claim-low-risk.json"), sample("fraud-score", "claim-suspicious.json")
+    key = f"immutable-{time.monotonic_ns()}"
+    accepted = api.submit("fraud-score", idempotency_key=key)
+    pid = accepted["prediction_id"]
+    api.upload(accepted["upload"], first, "application/json")
+    deadline = time.monotonic() + 30
+    while api.status(pid).get("input") is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # WHEN the same upload form is used again at once, with another claim (S3 takes it: the
+    # form is still valid), and the prediction finishes
+    api.upload(accepted["upload"], second, "application/json")
+    count("second uploads after acceptance")
+    done = settle(api, pid, "COMPLETED")
+
+    # THEN what the model read, and what the record shows, is the first upload
+    bucket = runtime.stack.outputs["BucketName"]
+    stored = runtime.client("s3").get_object(Bucket=bucket, Key=f"inputs/{pid}")["Body"].read()
+    changed = stored != first or done["input"]["sha256"] != hashlib.sha256(first).hexdigest()
+    count("accepted inputs changed afterwards (must be 0)", int(changed))
+    assert stored == first
+    assert done["input"] == {
+        "sha256": hashlib.sha256(first).hexdigest(),
+        "size": len(first),
+        "content_type": "application/json",
+    }
+    # AND the output is the first claim's (a fresh prediction on it answers the same)
+    control = api.submit("fraud-score")
+    api.upload(control["upload"], first, "application/json")
+    expected = settle(api, control["prediction_id"], "COMPLETED")
+    assert (
+        requests.get(done["result"]["url"], timeout=10).json()
+        == requests.get(expected["result"]["url"], timeout=10).json()
+    )
+    # AND replaying the request gives the finished prediction and no upload form
+    replay = api.submit("fraud-score", idempotency_key=key)
+    assert replay["prediction_id"] == pid and replay["status"] == "COMPLETED"
+    assert replay["upload"] is None
+
+
 def test_bad_input_is_rejected_with_a_clear_error(runtime: Any, api: Any, client_credentials: dict[str, Any]) -> None:
     headers = {"Authorization": f"Bearer {client_credentials['api_key']}", "Content-Type": "application/json"}
     rejected = 0
@@ -346,14 +395,42 @@ def test_bad_input_is_rejected_with_a_clear_error(runtime: Any, api: Any, client
         assert response.json()["message"], name
         rejected += 1
     raw = [
-        ("malformed JSON", b'{"service": "echo",', "application/json", 400),
-        ("not JSON", b"service=echo", "application/x-www-form-urlencoded", 415),
+        ("malformed JSON", b'{"service": "echo",', "application/json", 400, "not valid JSON"),
+        ("not JSON", b"service=echo", "application/x-www-form-urlencoded", 415, "application/json"),
+        # Nested past the parser's recursion limit: once a 502 (RecursionError), before authentication.
+        ("JSON 1,000 levels deep", b"[" * 1000 + b"]" * 1000, "application/json", 400, "deeper than 32 levels"),
+        ("JSON 100,000 levels deep", b'{"a":' * 100_000, "application/json", 400, "deeper than 32 levels"),
+        ("a duplicate key", b'{"service": "echo", "service": "fraud-score"}', "application/json", 400, "twice"),
     ]
-    for name, data, content_type, status in raw:
+    for name, data, content_type, status, message in raw:
         response = requests.post(
             f"{runtime.api_url}/predictions", data=data, headers={**headers, "Content-Type": content_type}, timeout=10
         )
         assert response.status_code == status, (name, response.text)
+        assert message in response.json()["message"], (name, response.text)
+        rejected += 1
+    keys = [("an Idempotency-Key of 256 characters", "k" * 256), ("an Idempotency-Key with a space", "a b")]
+    for name, key in keys:
+        response = requests.post(
+            f"{runtime.api_url}/predictions",
+            json={"service": "echo"},
+            headers={**headers, "Idempotency-Key": key},
+            timeout=10,
+        )
+        assert response.status_code == 400, (name, response.text)
+        assert "Idempotency-Key" in response.json()["message"], name
+        rejected += 1
+    # Headers past API Gateway's 10,240 bytes: once an HTML page from the HTTP server (200 kB).
+    for size in (20_000, 200_000):
+        response = requests.post(
+            f"{runtime.api_url}/predictions",
+            json={"service": "echo"},
+            headers={**headers, "Idempotency-Key": "k" * size},
+            timeout=10,
+        )
+        assert response.status_code == 431, (size, response.text[:200])
+        assert response.headers["Content-Type"] == "application/json"
+        assert "10240" in response.json()["message"], size
         rejected += 1
     unauthenticated = requests.post(f"{runtime.api_url}/predictions", json={"service": "echo"}, timeout=10)
     assert unauthenticated.status_code == 401
@@ -369,7 +446,7 @@ def test_bad_input_is_rejected_with_a_clear_error(runtime: Any, api: Any, client
     )
     assert too_big.status_code == 400
     rejected += 1
-    count("bad inputs tried", len(BAD_REQUESTS) + len(raw) + 2)
+    count("bad inputs tried", len(BAD_REQUESTS) + len(raw) + len(keys) + 2 + 2)
     count("bad inputs rejected", rejected)
 
 
@@ -393,3 +470,329 @@ def test_a_prediction_is_visible_only_to_its_owner(runtime: Any, api: Any) -> No
     assert theirs.value.status == unknown.value.status == 404
     assert theirs.value.code == unknown.value.code
     count("cross-client reads refused", 1)
+
+
+# ----------------------------------------------------------------------------------------------
+# webhooks: a slow receiver of one client hurts no other; none may aim at the runtime itself
+# ----------------------------------------------------------------------------------------------
+DELAYED = "webhooks delayed by a slow receiver of another client (must be 0)"
+AIMED_AT_RUNTIME = "webhooks aimed at the runtime itself refused"
+FAULT_FIGURES.setdefault(DELAYED, 0)
+
+# The slow receiver sends one byte of its answer this often: each socket read gets data well
+# within a per-read timeout, so only the attempt's total deadline can end it.
+DRIP_EVERY = 3.0
+# Scheduling slack on a loaded 2-core machine, on top of the deadline.
+SLACK = 5.0
+
+
+class FakeSlowDripReceiver:
+    """A webhook receiver on 127.0.0.1 that answers its first request one byte every ``DRIP_EVERY``.
+
+    Later requests (the gateway's retries) get 410 Gone at once, so that delivery stops there.
+    Records when the first request had arrived and when the gateway hung up on it.
+    """
+
+    def __init__(self) -> None:
+        self.arrived: float | None = None
+        self.hung_up: float | None = None
+        self.requests = 0
+        self.first = threading.Event()
+        self.done = threading.Event()
+        self._lock = threading.Lock()
+        self.server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(8)
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}/hooks"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                data += chunk
+            with self._lock:
+                self.requests += 1
+                first = self.requests == 1
+            if not first:
+                conn.sendall(b"HTTP/1.1 410 Gone\r\nContent-Length: 0\r\n\r\n")
+                return
+            self.arrived = time.monotonic()
+            self.first.set()
+            for byte in b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n":
+                readable, _, _ = select.select([conn], [], [], DRIP_EVERY)
+                if readable:
+                    try:
+                        if not conn.recv(65536):
+                            break
+                    except OSError:
+                        break
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    break
+            self.hung_up = time.monotonic()
+            self.done.set()
+
+    def close(self) -> None:
+        self.server.close()
+
+
+@pytest.fixture
+def slow_receiver() -> Any:
+    receiver = FakeSlowDripReceiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def other_client(runtime: Any) -> GatewayClient:
+    """A second client of the gateway, with its own API key and webhook secret."""
+    from ensemble_gateway.adapters.dynamodb import DynamoClientDirectory
+    from ensemble_gateway.admin import create_client
+
+    directory = DynamoClientDirectory(runtime.stack.outputs["ClientsTableName"], runtime.client("dynamodb"))
+    _, api_key = create_client(directory, "slow-receiver-client")
+    return GatewayClient(runtime.api_url, api_key)
+
+
+def webhook_attempts(runtime: Any, prediction_id: str) -> list[dict[str, Any]]:
+    from ensemble_gateway.adapters.dynamodb import DynamoPredictionStore
+
+    store = DynamoPredictionStore(runtime.stack.outputs["PredictionsTableName"], runtime.client("dynamodb"))
+    record = store.get(prediction_id)
+    return record.webhook_attempts if record is not None else []
+
+
+def test_a_slow_receiver_of_one_client_does_not_delay_another_clients_webhooks(
+    runtime: Any, api: Any, webhook_receiver: Any, slow_receiver: FakeSlowDripReceiver, other_client: GatewayClient
+) -> None:
+    # GIVEN one client's prediction whose webhook receiver drips its answer, and whose webhook
+    # attempt has begun
+    slow = other_client.submit("echo", webhook_url=slow_receiver.url)
+    other_client.upload(slow["upload"], b'{"who": "slow"}', "application/json")
+    assert slow_receiver.first.wait(60), "the slow receiver's webhook never came"
+    assert slow_receiver.arrived is not None
+
+    # WHEN another client's prediction completes while that attempt is still dripping
+    prompt = api.submit("echo", webhook_url=webhook_receiver.url)
+    api.upload(prompt["upload"], b'{"who": "prompt"}', "application/json")
+    delivered = webhook_receiver.wait_for(prompt["prediction_id"], timeout=60)
+    arrived = time.monotonic()
+
+    # THEN its webhook came while the slow attempt was still running: it waited for no one
+    assert len(delivered) == 1
+    began, ended = slow_receiver.arrived, slow_receiver.hung_up
+    held = ended is not None and ended <= arrived
+    count(DELAYED, int(held))
+    assert not held, f"the prompt webhook came {arrived - began:.1f} s after the slow attempt began, after it ended"
+    # AND the slow attempt was cut at its total deadline, not after the whole drip (~140 s)
+    assert slow_receiver.done.wait(DEFAULT_DEADLINE_SECONDS + SLACK), "the slow attempt was not cut"
+    assert slow_receiver.hung_up is not None
+    assert slow_receiver.hung_up - slow_receiver.arrived <= DEFAULT_DEADLINE_SECONDS + SLACK
+    # AND it is on the record as a failed attempt (its retry follows the schedule)
+    deadline = time.monotonic() + 30
+    attempts = webhook_attempts(runtime, slow["prediction_id"])
+    while not attempts and time.monotonic() < deadline:
+        time.sleep(0.2)
+        attempts = webhook_attempts(runtime, slow["prediction_id"])
+    assert attempts, "the slow attempt was not recorded"
+    assert attempts[0]["delivered"] is False
+    assert "deadline" in (attempts[0]["error"] or "")
+
+
+def test_a_webhook_aimed_at_the_runtime_itself_is_refused(runtime: Any, api: Any) -> None:
+    # GIVEN the runtime's own ports: its AWS endpoint (a POST there can invoke a function) and its API
+    aws_port = urlsplit(runtime.aws_url).port
+    api_port = urlsplit(runtime.api_url).port
+    targets = [
+        f"http://127.0.0.1:{aws_port}/2015-03-31/functions/webhook-delivery/invocations",
+        f"http://localhost:{aws_port}/",
+        f"http://127.0.0.1:{api_port}/predictions",
+    ]
+    for url in targets:
+        # WHEN a prediction asks for a webhook there
+        with pytest.raises(GatewayClientError) as refused:
+            api.submit("echo", webhook_url=url)
+        # THEN it is refused with a 400 saying why
+        assert refused.value.status == 400, url
+        assert "local runtime's own ports" in refused.value.message, refused.value.message
+        count(AIMED_AT_RUNTIME)
+
+
+# ----------------------------------------------------------------------------------------------
+# S3: forged or tampered requests are refused as S3 refuses them (the upload key is always taken
+# from the form the API returns)
+# ----------------------------------------------------------------------------------------------
+TRIED = "forged or tampered S3 requests tried"
+REFUSED = "forged or tampered S3 requests refused"
+for _figure in (TRIED, REFUSED):
+    FAULT_FIGURES.setdefault(_figure, 0)
+
+
+def refused(response: requests.Response, status: int, code: str) -> dict[str, str]:
+    """Assert S3's refusal (status and XML error code) and record it; the error's elements."""
+    count(TRIED)
+    assert response.status_code == status, response.text
+    error = {child.tag: child.text or "" for child in ET.fromstring(response.content)}
+    assert error["Code"] == code, error
+    count(REFUSED)
+    return error
+
+
+@pytest.fixture(scope="module")
+def s3_other_client(runtime: Any) -> GatewayClient:
+    """A second client of the gateway, whose outputs the first must not read."""
+    from ensemble_gateway.adapters.dynamodb import DynamoClientDirectory
+    from ensemble_gateway.admin import create_client
+
+    directory = DynamoClientDirectory(runtime.stack.outputs["ClientsTableName"], runtime.client("dynamodb"))
+    _, api_key = create_client(directory, "s3-guard-other")
+    return GatewayClient(runtime.api_url, api_key)
+
+
+def bucket_of(url: str) -> str:
+    """The bucket of a path-style URL of the local endpoint."""
+    return urlsplit(url).path.lstrip("/").split("/", 1)[0]
+
+
+def objects_about(runtime: Any, bucket: str, prediction_id: str) -> list[str]:
+    """Every key of the bucket that names the prediction, whatever its prefix."""
+    s3 = runtime.client("s3")
+    keys = [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for item in page.get("Contents", [])
+    ]
+    return [key for key in keys if prediction_id in key]
+
+
+def assert_not_started(runtime: Any, api: Any, prediction_id: str, bucket: str) -> None:
+    """Nothing was stored for the prediction, and it still waits for its upload."""
+    time.sleep(1.0)
+    runtime.wait_idle(5)
+    assert objects_about(runtime, bucket, prediction_id) == []
+    assert api.status(prediction_id)["status"] == "PENDING_UPLOAD"
+
+
+def test_a_result_url_with_its_key_swapped_does_not_return_another_clients_output(
+    api: Any, s3_other_client: GatewayClient
+) -> None:
+    # GIVEN a completed prediction of this client, and one of another client with a secret in it
+    mine = api.predict("echo", b'{"owner": "me"}', timeout=60)
+    theirs = s3_other_client.predict("echo", b'{"owner": "them", "secret": "s3-guard-7f3a"}', timeout=60)
+    assert mine["status"] == theirs["status"] == "COMPLETED", (mine, theirs)
+    assert b"s3-guard-7f3a" in s3_other_client.download(theirs)
+
+    # WHEN this client's result URL is edited to point at the other client's output
+    my_url = urlsplit(mine["result"]["url"])
+    their_path = urlsplit(theirs["result"]["url"]).path
+    assert their_path != my_url.path
+    forged = requests.get(urlunsplit(my_url._replace(path=their_path)), timeout=10)
+    # AND the other client's output is asked for with no credentials at all
+    anonymous = requests.get(urlunsplit(my_url._replace(path=their_path, query="")), timeout=10)
+
+    # THEN both are refused as S3 refuses them, and the other client's output is not in either
+    refused(forged, 403, "SignatureDoesNotMatch")
+    refused(anonymous, 403, "AccessDenied")
+    assert b"s3-guard-7f3a" not in forged.content + anonymous.content
+    # AND this client's own URL, as issued, still downloads its output
+    assert json.loads(api.download(mine))["echo"] == {"owner": "me"}
+
+
+def test_a_form_urlencoded_post_with_only_the_key_stores_nothing_and_starts_nothing(runtime: Any, api: Any) -> None:
+    # GIVEN a submitted prediction and the upload form the API returned
+    accepted = api.submit("echo")
+    pid, upload = accepted["prediction_id"], accepted["upload"]
+    key = upload["fields"]["key"]
+
+    # WHEN the bucket gets a form-urlencoded POST with only key=<the upload key>, no policy, no signature
+    response = requests.post(upload["url"], data={"key": key}, timeout=10)
+
+    # THEN S3 refuses it (a POST upload must be multipart/form-data), nothing is stored, and the
+    # prediction does not start
+    error = refused(response, 412, "PreconditionFailed")
+    assert "multipart/form-data" in error["Condition"]
+    assert_not_started(runtime, api, pid, bucket_of(upload["url"]))
+    # AND the real upload with the given form still completes it
+    api.upload(upload, b'{"after": "refusal"}', "application/json")
+    assert api.wait(pid, timeout=60)["status"] == "COMPLETED"
+
+
+def test_a_multipart_post_without_a_signature_is_refused(runtime: Any, api: Any) -> None:
+    # GIVEN a submitted prediction and its upload form
+    accepted = api.submit("echo")
+    pid, upload = accepted["prediction_id"], accepted["upload"]
+    fields = upload["fields"]
+    file = {"file": ("input.json", b'{"forged": true}', "application/json")}
+
+    # WHEN the form is posted without its signature, and with nothing but its key
+    unsigned = {name: value for name, value in fields.items() if name.lower() != "x-amz-signature"}
+    without_signature = requests.post(upload["url"], data=unsigned, files=file, timeout=10)
+    bare = requests.post(upload["url"], data={"key": fields["key"]}, files=file, timeout=10)
+
+    # THEN S3 asks for the signature, refuses the bare form as anonymous, and nothing starts
+    assert refused(without_signature, 400, "InvalidArgument")["ArgumentName"] == "X-Amz-Signature"
+    refused(bare, 403, "AccessDenied")
+    assert_not_started(runtime, api, pid, bucket_of(upload["url"]))
+
+
+def test_a_tampered_policy_is_refused(runtime: Any, api: Any) -> None:
+    # GIVEN a submitted prediction and its upload form, whose policy a client edits to lift the size limit
+    accepted = api.submit("echo")
+    pid, upload = accepted["prediction_id"], accepted["upload"]
+    policy = json.loads(base64.b64decode(upload["fields"]["policy"]))
+    policy["conditions"] = [
+        ["content-length-range", 1, 10**12] if isinstance(c, list) and c[0] == "content-length-range" else c
+        for c in policy["conditions"]
+    ]
+    tampered = {**upload["fields"], "policy": base64.b64encode(json.dumps(policy).encode()).decode()}
+
+    # WHEN the edited form is posted with a file over the original limit
+    response = requests.post(
+        upload["url"],
+        data=tampered,
+        files={"file": ("input.json", b" " * (upload["max_bytes"] + 1), "application/json")},
+        timeout=10,
+    )
+
+    # THEN the policy's signature no longer matches, and nothing is stored or started
+    refused(response, 403, "SignatureDoesNotMatch")
+    assert_not_started(runtime, api, pid, bucket_of(upload["url"]))
+
+
+def test_an_expired_presigned_get_is_refused(runtime: Any, api: Any) -> None:
+    # GIVEN a completed prediction and a URL of its output presigned (with the endpoint's own
+    # credentials) for one second
+    document = api.predict("echo", b'{"expires": "soon"}', timeout=60)
+    assert document["status"] == "COMPLETED", document
+    bucket, _, key = urlsplit(document["result"]["url"]).path.lstrip("/").partition("/")
+    url = runtime.client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=1)
+    assert requests.get(url, timeout=10).status_code == 200
+
+    # WHEN it is used after it expired
+    time.sleep(2.1)
+    response = requests.get(url, timeout=10)
+
+    # THEN S3 refuses it as expired
+    assert refused(response, 403, "AccessDenied")["Message"] == "Request has expired"
+
+
+def test_the_real_client_flow_still_works(api: Any) -> None:
+    # GIVEN the gateway's client: submit, upload with the given form, wait, fetch the result URL
+    # WHEN a prediction goes through it
+    document = api.predict("echo", b'{"through": "the guard"}', timeout=60)
+    # THEN it completes and its output downloads
+    assert document["status"] == "COMPLETED", document
+    assert json.loads(api.download(document))["echo"] == {"through": "the guard"}

@@ -11,6 +11,7 @@ URL.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from pathlib import Path
@@ -163,10 +164,20 @@ def test_async_model_prediction_completes_with_signed_webhook_and_downloadable_r
     # AND S3's ObjectCreated event reaches process-input through the InputQueue
     delivered = run_process_input(stack)
 
-    # THEN S3 announced exactly the uploaded key, with the uploaded bytes behind it
-    assert s3_object_keys(delivered) == [f"inputs/{prediction_id}"]
+    # THEN S3 announced exactly the uploaded key (not the accepted copy the gateway wrote)
+    assert s3_object_keys(delivered) == [f"uploads/{prediction_id}"]
+    # AND the upload was accepted: copied to inputs/{id}, its digest recorded, the upload removed
     stored = s3.get_object(Bucket=stack.bucket, Key=f"inputs/{prediction_id}")
-    assert json.loads(stored["Body"].read()) == CLAIM
+    raw = stored["Body"].read()
+    assert json.loads(raw) == CLAIM
+    with pytest.raises(s3.exceptions.ClientError):
+        s3.head_object(Bucket=stack.bucket, Key=f"uploads/{prediction_id}")
+    assert stack.prediction_record(prediction_id).input.model_dump() == {
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "size": len(raw),
+        "content_type": "application/json",
+    }
+    assert run_process_input(stack) == []
     # AND the prediction went to the async endpoint once, with its ID as the InferenceId
     calls = sagemaker_calls.of("InvokeEndpointAsync")
     assert len(calls) == 1
@@ -178,6 +189,7 @@ def test_async_model_prediction_completes_with_signed_webhook_and_downloadable_r
     assert running.status == 200
     assert running.body["status"] == "RUNNING"
     assert running.body["result"] is None
+    assert running.body["input"]["sha256"] == hashlib.sha256(raw).hexdigest()
 
     # WHEN SageMaker writes the output and publishes its success notification
     output = {"fraud_probability": 0.12, "contributions": {"amount": 0.03}}
@@ -312,7 +324,7 @@ def test_duplicate_s3_events_dispatch_an_async_prediction_once(
     # GIVEN an upload whose S3 event S3 delivers three times (twice in one batch, once later)
     prediction_id = submit_and_upload(stack, async_service, client, webhook_url=None)
     messages = [
-        m for m in stack.receive(stack.queue_url("InputQueue")) if f"inputs/{prediction_id}" in s3_object_keys([m])
+        m for m in stack.receive(stack.queue_url("InputQueue")) if f"uploads/{prediction_id}" in s3_object_keys([m])
     ]
     assert len(messages) == 1
     duplicate = {**messages[0], "MessageId": str(uuid.uuid4())}

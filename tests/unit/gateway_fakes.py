@@ -7,6 +7,7 @@ copied in and out (a caller never holds a live reference).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from ensemble_gateway.domain.delivery import WebhookDelivery, WebhookResponse
 from ensemble_gateway.domain.errors import WebhookTransportError
 from ensemble_gateway.domain.lifecycle import Gateway, GatewayConfig
 from ensemble_gateway.domain.models import Client, Prediction, PredictionStatus, Service, StepOutcome
-from ensemble_gateway.domain.ports import PresignedUpload, RealtimeResponse
+from ensemble_gateway.domain.ports import PresignedUpload, RealtimeResponse, StoredObject
 from ensemble_gateway.domain.webhooks import CheckedWebhookTarget, new_webhook_secret
 
 T0 = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
@@ -202,6 +203,16 @@ class FakeObjectStore:
         uri = f"s3://{self.bucket}/{key}"
         self.objects[uri] = (body, content_type)
         return uri
+
+    def accept_upload(self, upload_key: str, input_key: str) -> StoredObject | None:
+        source = self.objects.get(f"s3://{self.bucket}/{upload_key}")
+        if source is None:
+            return None
+        self.objects[f"s3://{self.bucket}/{input_key}"] = source
+        return StoredObject(sha256=hashlib.sha256(source[0]).hexdigest(), size=len(source[0]))
+
+    def delete(self, key: str) -> None:
+        self.objects.pop(f"s3://{self.bucket}/{key}", None)
 
     def put_upload(self, key: str, body: bytes, content_type: str = "application/json") -> str:
         """What the client's upload leaves in the bucket."""

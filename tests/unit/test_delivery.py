@@ -31,8 +31,8 @@ def completed_prediction(world: World, webhook: str = HOOK) -> str:
     assert client is not None
     body = {"service": "fraud-score", "notification": {"webhook": {"url": webhook}}}
     prediction_id = world.gateway.submit(client, NewPredictionRequest.model_validate(body)).prediction_id
-    world.objects.put_upload(f"inputs/{prediction_id}", b"{}")
-    world.gateway.input_uploaded(world.objects.bucket, f"inputs/{prediction_id}")
+    world.objects.put_upload(f"uploads/{prediction_id}", b"{}")
+    world.gateway.input_uploaded(world.objects.bucket, f"uploads/{prediction_id}")
     output = world.objects.write(f"outputs/{prediction_id}.out", b'{"p": 1}', "application/json")
     world.gateway.inference_finished(
         InferenceResult.model_validate(

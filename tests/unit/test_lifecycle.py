@@ -6,6 +6,7 @@ at-least-once delivery: duplicates change nothing but re-drive the callback.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -60,8 +61,8 @@ def submit(world: World, service: str = "fraud-score", webhook: str | None = HOO
 
 def uploaded(world: World, prediction_id: str, body: bytes = b'{"amount": 10}') -> None:
     """The client's upload lands, and S3 announces it."""
-    world.objects.put_upload(f"inputs/{prediction_id}", body)
-    world.gateway.input_uploaded(world.objects.bucket, f"inputs/{prediction_id}")
+    world.objects.put_upload(f"uploads/{prediction_id}", body)
+    world.gateway.input_uploaded(world.objects.bucket, f"uploads/{prediction_id}")
 
 
 def success(prediction_id: str, output_uri: str) -> InferenceResult:
@@ -94,8 +95,8 @@ def test_submit_records_a_pending_prediction_with_its_webhook_and_upload_deadlin
     assert record.owner == "c_owner"
     assert record.callback == Callback(kind=CallbackKind.WEBHOOK, target=HOOK)
     assert record.metadata == {"claim": "C-1"}
-    # AND the upload form was presigned for inputs/{id} with the service's first content type
-    assert world.objects.presigned_uploads == [(f"inputs/{prediction_id}", "application/json", 10485760, 900)]
+    # AND the upload form was presigned for uploads/{id} with the service's first content type
+    assert world.objects.presigned_uploads == [(f"uploads/{prediction_id}", "application/json", 10485760, 900)]
     # AND the sweeper may expire it 30 s after the upload URL dies
     assert record.upload_expires_at == world.clock() + timedelta(seconds=900)
     assert record.deadline_at == world.clock() + timedelta(seconds=930)
@@ -135,6 +136,124 @@ def test_submit_with_the_same_idempotency_key_replays_and_another_body_conflicts
         world.gateway.submit(client, NewPredictionRequest.model_validate(other), idempotency_key="k1", raw_body=other)
 
 
+def test_a_replay_gives_an_upload_form_only_while_the_upload_is_awaited_and_no_longer_than_the_first(
+    world: World,
+) -> None:
+    # GIVEN a request accepted with an Idempotency-Key, its form valid 900 s
+    client = world.clients.get("c_owner")
+    assert client is not None
+    body = {"service": "fraud-score"}
+
+    def replay() -> Any:
+        return world.gateway.submit(
+            client, NewPredictionRequest.model_validate(body), idempotency_key="k1", raw_body=body
+        )
+
+    first = replay()
+    assert first.upload is not None
+    # WHEN it is replayed 600 s later, still waiting for its upload
+    world.clock.advance(seconds=600)
+    pending = replay()
+    # THEN the form it gets dies when the first one does (signed for the 300 s left)
+    assert pending.upload is not None and pending.upload.expires_at == first.upload.expires_at
+    assert world.objects.presigned_uploads[-1][3] == 300
+    # WHEN the input is uploaded and accepted, then the request is replayed again
+    uploaded(world, first.prediction_id)
+    accepted = replay()
+    # THEN the same prediction comes back, RUNNING, with no upload form at all
+    assert accepted.prediction_id == first.prediction_id
+    assert accepted.status is RUNNING and accepted.upload is None
+    assert len(world.objects.presigned_uploads) == 2
+
+
+def test_an_expired_upload_window_gives_no_form_on_replay(world: World) -> None:
+    # GIVEN a request whose upload window has closed (not yet swept)
+    client = world.clients.get("c_owner")
+    assert client is not None
+    body = {"service": "fraud-score"}
+    world.gateway.submit(client, NewPredictionRequest.model_validate(body), idempotency_key="k2", raw_body=body)
+    world.clock.advance(seconds=901)
+    # WHEN it is replayed
+    again = world.gateway.submit(client, NewPredictionRequest.model_validate(body), idempotency_key="k2", raw_body=body)
+    # THEN there is nothing to upload to
+    assert again.upload is None
+
+
+# ------------------------------------------------------------------------------------------------
+# accepted inputs are immutable
+# ------------------------------------------------------------------------------------------------
+def test_an_accepted_upload_is_copied_to_inputs_with_its_digest_and_the_model_reads_the_copy(world: World) -> None:
+    # GIVEN a pending prediction
+    prediction_id = submit(world)
+    body = b'{"amount": 10}'
+    # WHEN its upload lands and is announced
+    uploaded(world, prediction_id, body)
+    # THEN the input was copied to inputs/{id} and the upload removed
+    assert world.objects.objects[f"s3://gw-data/inputs/{prediction_id}"][0] == body
+    assert f"s3://gw-data/uploads/{prediction_id}" not in world.objects.objects
+    # AND the record and the document show what was accepted
+    record = record_of(world, prediction_id)
+    assert record.input is not None
+    assert (record.input.sha256, record.input.size, record.input.content_type) == (
+        hashlib.sha256(body).hexdigest(),
+        len(body),
+        "application/json",
+    )
+    assert world.gateway.document(record).input == record.input
+    # AND the model was pointed at the copy
+    assert [call["input_uri"] for call in world.models.async_calls] == [f"s3://gw-data/inputs/{prediction_id}"]
+
+
+def test_a_second_upload_after_acceptance_changes_nothing_the_model_reads(world: World) -> None:
+    # GIVEN a running prediction whose input was accepted
+    prediction_id = submit(world)
+    uploaded(world, prediction_id, b'{"amount": 10}')
+    accepted = record_of(world, prediction_id).input
+    # WHEN the upload form is used again with other bytes, and S3 announces it
+    uploaded(world, prediction_id, b'{"amount": 99999}')
+    # THEN the accepted input, its digest and the single model call stand
+    assert world.objects.objects[f"s3://gw-data/inputs/{prediction_id}"][0] == b'{"amount": 10}'
+    assert record_of(world, prediction_id).input == accepted
+    assert len(world.models.async_calls) == 1
+
+
+def test_a_retry_after_a_crash_past_acceptance_dispatches_the_accepted_input_without_copying_again(
+    world: World,
+) -> None:
+    # GIVEN a prediction whose worker accepted the input and crashed before dispatching it
+    prediction_id = submit(world)
+    world.models.async_error = RuntimeError("the worker died here")
+    with pytest.raises(RuntimeError):
+        uploaded(world, prediction_id, b'{"amount": 10}')
+    world.models.async_error = None
+    accepted = record_of(world, prediction_id).input
+    assert accepted is not None and record_of(world, prediction_id).dispatched_at is None
+    calls_before = len(world.models.async_calls)
+    # AND meanwhile a second upload with other bytes landed
+    world.objects.put_upload(f"uploads/{prediction_id}", b'{"amount": 99999}')
+    # WHEN the event is redelivered after the dispatch lease lapsed
+    world.clock.advance(seconds=301)
+    world.gateway.input_uploaded(world.objects.bucket, f"uploads/{prediction_id}")
+    # THEN the model gets the input that was accepted, never the second upload
+    assert len(world.models.async_calls) == calls_before + 1
+    assert record_of(world, prediction_id).dispatched_at is not None
+    assert world.objects.objects[f"s3://gw-data/inputs/{prediction_id}"][0] == b'{"amount": 10}'
+    assert record_of(world, prediction_id).input == accepted
+
+
+def test_an_upload_that_is_gone_before_acceptance_fails_with_a_reason(world: World) -> None:
+    # GIVEN a pending prediction whose upload is announced but no longer in the bucket
+    prediction_id = submit(world)
+    # WHEN the event is handled
+    world.gateway.input_uploaded(world.objects.bucket, f"uploads/{prediction_id}")
+    # THEN the prediction failed, saying what to do, and no model was called
+    record = record_of(world, prediction_id)
+    assert record.status is FAILED
+    assert record.error is not None and record.error.code == "InputMissing"
+    assert "submit the prediction again" in record.error.message
+    assert world.models.async_calls == []
+
+
 # ------------------------------------------------------------------------------------------------
 # upload → dispatch
 # ------------------------------------------------------------------------------------------------
@@ -171,7 +290,7 @@ def test_upload_starts_and_dispatches_an_async_prediction_once(world: World) -> 
 def test_a_claimed_dispatch_is_not_repeated_until_its_lease_lapses(world: World) -> None:
     # GIVEN a running prediction whose dispatch another worker has claimed (and not finished)
     prediction_id = submit(world)
-    world.objects.put_upload(f"inputs/{prediction_id}", b"{}")
+    world.objects.put_upload(f"uploads/{prediction_id}", b"{}")
     world.store.transition(prediction_id, [PENDING], RUNNING, {"input_uri": f"s3://gw-data/inputs/{prediction_id}"})
     assert world.store.claim_dispatch(prediction_id, world.clock(), lease_seconds=300) is not None
 
@@ -190,11 +309,19 @@ def test_a_claimed_dispatch_is_not_repeated_until_its_lease_lapses(world: World)
     assert len(world.models.async_calls) == 1
 
 
-def test_objects_outside_inputs_and_unknown_predictions_are_ignored(world: World) -> None:
+def test_objects_outside_uploads_and_unknown_predictions_are_ignored(world: World) -> None:
     # GIVEN a pending prediction
     prediction_id = submit(world)
-    # WHEN S3 announces objects that are not its upload
-    for key in (f"outputs/{prediction_id}", f"steps/{prediction_id}", f"inputs/{prediction_id}/x", "inputs/pUnknown"):
+    world.objects.put_upload(f"inputs/{prediction_id}", b"{}")
+    # WHEN S3 announces objects that are not its upload (the accepted-input key included: only
+    # the gateway writes it)
+    for key in (
+        f"outputs/{prediction_id}",
+        f"steps/{prediction_id}",
+        f"inputs/{prediction_id}",
+        f"uploads/{prediction_id}/x",
+        "uploads/pUnknown",
+    ):
         world.gateway.input_uploaded(world.objects.bucket, key)
     # THEN nothing started
     assert status(world, prediction_id) is PENDING
@@ -600,8 +727,8 @@ def test_a_content_type_with_parameters_matches_its_media_type_and_is_kept_as_gi
     assert record_of(world, json_id).content_type == "application/json; charset=utf-8"
     assert record_of(world, png_id).content_type == "Image/PNG"
     assert [(key, content_type) for key, content_type, _, _ in world.objects.presigned_uploads] == [
-        (f"inputs/{json_id}", "application/json; charset=utf-8"),
-        (f"inputs/{png_id}", "Image/PNG"),
+        (f"uploads/{json_id}", "application/json; charset=utf-8"),
+        (f"uploads/{png_id}", "Image/PNG"),
     ]
     # WHEN the JSON input is uploaded
     uploaded(world, json_id)

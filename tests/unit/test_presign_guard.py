@@ -185,7 +185,99 @@ def test_x_ignore_fields_are_allowed_as_s3_allows_them(form: dict[str, str], bef
     check_post_policy({**form, "x-ignore-trace": "abc"}, 10, BUCKET, SECRETS, before_expiry)
 
 
-def test_a_form_without_a_policy_is_refused(form: dict[str, str], before_expiry: datetime) -> None:
+def test_a_form_without_a_policy_is_refused_as_anonymous(form: dict[str, str], before_expiry: datetime) -> None:
+    # GIVEN the form without its policy: S3 treats it as an anonymous upload
     without = {k: v for k, v in form.items() if k != "policy"}
-    with pytest.raises(PolicyViolationError, match="policy"):
+    # WHEN / THEN it is refused as S3 refuses anonymous writes to a bucket that blocks public access
+    with pytest.raises(PolicyViolationError, match=r"^AccessDenied: Access Denied$") as refused:
         check_post_policy(without, 10, BUCKET, SECRETS, before_expiry)
+    assert refused.value.status == 403
+
+
+def test_a_form_without_a_key_is_refused_first(form: dict[str, str], before_expiry: datetime) -> None:
+    without = {k: v for k, v in form.items() if k != "key"}
+    with pytest.raises(PolicyViolationError, match="must contain a field named 'key'") as refused:
+        check_post_policy(without, 10, BUCKET, SECRETS, before_expiry)
+    assert (refused.value.status, refused.value.code) == (400, "InvalidArgument")
+
+
+@pytest.mark.parametrize("missing", ["x-amz-signature", "x-amz-credential", "x-amz-algorithm", "x-amz-date"])
+def test_a_policy_without_all_its_sigv4_fields_is_refused(
+    form: dict[str, str], before_expiry: datetime, missing: str
+) -> None:
+    # GIVEN the form without one of the SigV4 fields that sign its policy
+    without = {k: v for k, v in form.items() if k != missing}
+    # WHEN / THEN S3 asks for the field
+    with pytest.raises(PolicyViolationError, match="must contain a field named") as refused:
+        check_post_policy(without, 10, BUCKET, SECRETS, before_expiry)
+    assert refused.value.details["ArgumentName"].lower() == missing
+
+
+def test_a_sigv2_form_is_refused_as_new_buckets_refuse_it(form: dict[str, str], before_expiry: datetime) -> None:
+    sigv2 = {"key": "inputs/p1", "policy": form["policy"], "AWSAccessKeyId": "testing", "signature": "c2lnbmF0dXJl"}
+    with pytest.raises(PolicyViolationError, match="AWS4-HMAC-SHA256") as refused:
+        check_post_policy(sigv2, 10, BUCKET, SECRETS, before_expiry)
+    assert refused.value.code == "InvalidRequest"
+
+
+def test_signature_and_access_key_failures_carry_s3s_codes(form: dict[str, str], before_expiry: datetime) -> None:
+    with pytest.raises(PolicyViolationError) as mismatch:
+        check_post_policy({**form, "x-amz-signature": "0" * 64}, 10, BUCKET, SECRETS, before_expiry)
+    with pytest.raises(PolicyViolationError) as unknown:
+        check_post_policy(form, 10, BUCKET, {"someone-else": "x"}, before_expiry)
+    assert (mismatch.value.status, mismatch.value.code) == (403, "SignatureDoesNotMatch")
+    assert mismatch.value.details["StringToSign"] == form["policy"]
+    assert (unknown.value.status, unknown.value.code) == (403, "InvalidAccessKeyId")
+
+
+def test_a_bucket_field_needs_a_condition_like_any_other(form: dict[str, str], before_expiry: datetime) -> None:
+    # GIVEN a form that also sends a bucket field (the gateway's policy names the bucket, so it is covered)
+    assert {"bucket": BUCKET} in policy_of(form)["conditions"]
+    check_post_policy({**form, "bucket": BUCKET}, 10, BUCKET, SECRETS, before_expiry)
+    # WHEN the policy has no bucket condition (a form signed here, with the endpoint's secret)
+    policy = policy_of(form)
+    policy["conditions"] = [c for c in policy["conditions"] if c != {"bucket": BUCKET}]
+    resigned = resign({**form, "bucket": BUCKET}, policy)
+    # THEN the bucket field is an extra input field, as S3 answers
+    with pytest.raises(PolicyViolationError, match="Extra input fields: bucket"):
+        check_post_policy(resigned, 10, BUCKET, SECRETS, before_expiry)
+
+
+def resign(fields: dict[str, str], policy: dict[str, Any]) -> dict[str, str]:
+    """The form with ``policy`` signed by the endpoint's secret (what a client holding it could sign)."""
+    import hashlib
+    import hmac
+
+    encoded = base64.b64encode(json.dumps(policy).encode()).decode()
+    _, date, region, service, _ = fields["x-amz-credential"].split("/")
+    key = f"AWS4{SECRETS['testing']}".encode()
+    for part in (date, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(key, encoded.encode(), hashlib.sha256).hexdigest()
+    return {**fields, "policy": encoded, "x-amz-signature": signature}
+
+
+@pytest.mark.parametrize(
+    ("policy", "detail"),
+    [
+        ({"conditions": []}, "missing expiration"),
+        ({"expiration": "tomorrow", "conditions": []}, "Invalid 'expiration' value"),
+        ({"expiration": "2999-01-01T00:00:00Z", "conditions": [{"a": "1", "b": "2"}]}, "exactly one property"),
+        ({"expiration": "2999-01-01T00:00:00Z", "conditions": [["matches", "$key", "x"]]}, "Invalid Condition"),
+    ],
+)
+def test_a_signed_but_invalid_policy_is_refused_as_invalid(
+    form: dict[str, str], before_expiry: datetime, policy: dict[str, Any], detail: str
+) -> None:
+    # GIVEN a correctly signed policy document that S3 cannot read
+    resigned = resign(form, policy)
+    # WHEN / THEN it is refused with InvalidPolicyDocument, not a crash
+    with pytest.raises(PolicyViolationError, match=detail) as refused:
+        check_post_policy(resigned, 10, BUCKET, SECRETS, before_expiry)
+    assert (refused.value.status, refused.value.code) == (400, "InvalidPolicyDocument")
+
+
+def test_the_credential_region_is_checked_when_known(form: dict[str, str], before_expiry: datetime) -> None:
+    check_post_policy(form, 10, BUCKET, SECRETS, before_expiry, region="us-east-1")
+    with pytest.raises(PolicyViolationError, match="region 'us-east-1' is wrong; expecting 'eu-west-1'"):
+        check_post_policy(form, 10, BUCKET, SECRETS, before_expiry, region="eu-west-1")

@@ -79,8 +79,8 @@ def start_ensemble(
         body["accept"] = accept
     prediction_id = world.gateway.submit(client, NewPredictionRequest.model_validate(body), raw_body=body).prediction_id
     raw = json.dumps(request).encode()
-    world.objects.put_upload(f"inputs/{prediction_id}", raw)
-    world.gateway.input_uploaded(world.objects.bucket, f"inputs/{prediction_id}", len(raw))
+    world.objects.put_upload(f"uploads/{prediction_id}", raw)
+    world.gateway.input_uploaded(world.objects.bucket, f"uploads/{prediction_id}", len(raw))
     (_, name, execution) = world.workflows.started[-1]
     assert name == prediction_id
     # Through JSON, as Step Functions carries it.

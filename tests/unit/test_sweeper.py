@@ -39,8 +39,8 @@ def start(world: World, service: str) -> str:
     body = {"service": service, "notification": {"webhook": {"url": "https://hooks.example.com/ml"}}}
     prediction_id = world.gateway.submit(client, NewPredictionRequest.model_validate(body), raw_body=body).prediction_id
     raw = json.dumps({"claim": {"amount": 1}}).encode()
-    world.objects.put_upload(f"inputs/{prediction_id}", raw)
-    world.gateway.input_uploaded(world.objects.bucket, f"inputs/{prediction_id}", len(raw))
+    world.objects.put_upload(f"uploads/{prediction_id}", raw)
+    world.gateway.input_uploaded(world.objects.bucket, f"uploads/{prediction_id}", len(raw))
     return prediction_id
 
 

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
+
+# boto3 sessions are not thread-safe, and webhook-delivery works a batch's records in threads: the
+# first records of a cold start would otherwise create clients from one session at once.
+_CLIENT_LOCK = threading.RLock()
 
 
 @functools.cache
@@ -18,7 +23,8 @@ def client(service: str, **kwargs: Any) -> Any:
     from botocore.config import Config
 
     config = kwargs.pop("config", None) or Config(retries={"mode": "standard", "max_attempts": 5})
-    return _session().client(service, config=config, **kwargs)
+    with _CLIENT_LOCK:
+        return _session().client(service, config=config, **kwargs)
 
 
 def error_code(error: Exception) -> str:
@@ -40,5 +46,7 @@ class LazyClient:
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = client(self.service_name)
+            with _CLIENT_LOCK:
+                if self._client is None:  # another thread may have made it meanwhile
+                    self._client = client(self.service_name)
         return self._client

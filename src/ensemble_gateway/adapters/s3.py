@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
 from datetime import timedelta
 from typing import Any
 
 from ..domain.models import utcnow
-from ..domain.ports import PresignedUpload
+from ..domain.ports import PresignedUpload, StoredObject
 from .aws import LazyClient, client
 
 
@@ -70,9 +73,53 @@ class S3ObjectStore(LazyClient):
         bucket, key = split_uri(uri)
         return bytes(self.client.get_object(Bucket=bucket, Key=key)["Body"].read())
 
-    def write(self, key: str, body: bytes, content_type: str) -> str:
-        extra: dict[str, str] = {}
+    def _encryption(self) -> dict[str, str]:
         if self.kms_key_id:
-            extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **extra)
+            return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.kms_key_id}
+        return {}
+
+    def write(self, key: str, body: bytes, content_type: str) -> str:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type, **self._encryption())
         return f"s3://{self.bucket}/{key}"
+
+    def accept_upload(self, upload_key: str, input_key: str) -> StoredObject | None:
+        """Copy the upload to ``input_key`` in S3 (no bytes through Lambda); the copy's digest.
+
+        S3 computes the copy's SHA-256 (``ChecksumAlgorithm``: a CopyObject result is one part, so
+        its checksum is the whole object's); the size comes from the copy's metadata, so both
+        describe exactly the object the model will read.
+        """
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=input_key,
+                CopySource={"Bucket": self.bucket, "Key": upload_key},
+                MetadataDirective="COPY",
+                ChecksumAlgorithm="SHA256",
+                **self._encryption(),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise
+        head = self.client.head_object(Bucket=self.bucket, Key=input_key, ChecksumMode="ENABLED")
+        checksum = head.get("ChecksumSHA256")
+        if checksum and "-" not in checksum:
+            digest = base64.b64decode(checksum).hex()
+        else:
+            # No whole-object checksum to trust (it would be one of parts): hash the copy itself.
+            body = self.client.get_object(Bucket=self.bucket, Key=input_key)["Body"]
+            hasher = hashlib.sha256()
+            for chunk in iter(lambda: body.read(1024 * 1024), b""):
+                hasher.update(chunk)
+            digest = hasher.hexdigest()
+        return StoredObject(sha256=digest, size=int(head["ContentLength"]))
+
+    def delete(self, key: str) -> None:
+        """Best effort: a cleanup that fails leaves the object to the bucket's lifecycle rule."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        with contextlib.suppress(ClientError, BotoCoreError):
+            self.client.delete_object(Bucket=self.bucket, Key=key)

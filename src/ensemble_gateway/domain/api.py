@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from pydantic_core import PydanticCustomError
 
 from .media_types import ACCEPT_PATTERN, CONTENT_TYPE_PATTERN, DEFAULT_ACCEPT, is_accept, is_content_type
-from .models import ModelInfo, Prediction, PredictionError, PredictionStatus, Service
+from .models import InputInfo, ModelInfo, Prediction, PredictionError, PredictionStatus, Service
 
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_VALUE = 256
@@ -127,7 +127,9 @@ class NewPredictionResponse(BaseModel):
     status: PredictionStatus
     created_at: datetime
     metadata: dict[str, str] = Field(default_factory=dict)
-    upload: UploadDocument
+    # None when an idempotent replay names a prediction whose input was already accepted (or whose
+    # upload window closed): an accepted input cannot be replaced.
+    upload: UploadDocument | None
 
 
 class ResultDocument(BaseModel):
@@ -163,6 +165,8 @@ class PredictionDocument(BaseModel):
     updated_at: datetime
     metadata: dict[str, str]
     model: ModelInfo
+    # The accepted input (what the model read); None until the upload is accepted.
+    input: InputInfo | None = None
     result: ResultDocument | None = None
     error: PredictionError | None = None
     steps: list[StepDocument] | None = None

@@ -13,7 +13,8 @@ from .models import CallbackKind, Prediction, utcnow
 from .ports import ClientDirectory
 from .webhooks import CheckedWebhookTarget, check_webhook_url, event_body, retry_delay, signed_headers
 
-# How long one attempt may hold a webhook: above the sender's bounded connect + read time.
+# How long one attempt may hold a webhook: well above the sender's total deadline per attempt
+# (10 s, adapters/webhook_http.py), so that the attempt is over before a duplicate job may send.
 SEND_LEASE_SECONDS = 30
 
 
@@ -25,7 +26,13 @@ class WebhookResponse:
 
 class WebhookSender(Protocol):
     def post(self, target: CheckedWebhookTarget, headers: Mapping[str, str], body: str) -> WebhookResponse:
-        """POST to the checked address (never re-resolving the host); raise WebhookTransportError."""
+        """POST to the checked address (never re-resolving the host), within one total deadline.
+
+        Raises
+        ------
+        WebhookTransportError
+            No answer within the deadline (a slow receiver is retried like an unreachable one).
+        """
 
 
 @dataclass

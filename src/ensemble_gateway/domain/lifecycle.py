@@ -38,6 +38,7 @@ from .models import (
     CallbackKind,
     Client,
     EnsembleContext,
+    InputInfo,
     ModelInfo,
     Prediction,
     PredictionError,
@@ -77,7 +78,13 @@ INLINE_REQUEST_LIMIT = 32 * 1024
 JSON_TYPES = ("application/json", "text/json")
 
 
+def upload_key(prediction_id: str) -> str:
+    """Where the client's presigned POST puts the input: the only key an upload form can write."""
+    return f"uploads/{prediction_id}"
+
+
 def input_key(prediction_id: str) -> str:
+    """The accepted input: copied from the upload once, by the gateway, before anything reads it."""
     return f"inputs/{prediction_id}"
 
 
@@ -94,8 +101,8 @@ def failure_key(prediction_id: str) -> str:
 
 
 def prediction_id_from_key(key: str) -> str | None:
-    """The prediction an uploaded (or step input) object belongs to; None for foreign keys."""
-    for prefix in ("inputs/", "steps/"):
+    """The prediction an uploaded (or input, or step input) object belongs to; None for foreign keys."""
+    for prefix in ("uploads/", "inputs/", "steps/"):
         if key.startswith(prefix):
             candidate = key[len(prefix) :]
             if candidate and "/" not in candidate:
@@ -191,7 +198,7 @@ class Gateway:
         prediction_id = new_prediction_id()
         max_bytes = min(service.max_bytes, self.config.default_max_bytes)
         upload = self.objects.presign_upload(
-            input_key(prediction_id), content_type, max_bytes, self.config.upload_expiry_seconds
+            upload_key(prediction_id), content_type, max_bytes, self.config.upload_expiry_seconds
         )
         prediction = Prediction(
             prediction_id=prediction_id,
@@ -234,28 +241,32 @@ class Gateway:
         )
 
     def _replay(self, existing: Prediction, fingerprint: str) -> NewPredictionResponse:
+        """The answer to a retried request: the same prediction, and an upload form only while one
+        can still be used (PENDING_UPLOAD, window open), valid no longer than the first one."""
         if existing.request_hash != fingerprint:
             raise ConflictError("Idempotency-Key was already used with a different request body")
-        service = self.catalog.get(existing.service)
-        max_bytes = min(service.max_bytes if service else self.config.default_max_bytes, self.config.default_max_bytes)
-        upload = self.objects.presign_upload(
-            input_key(existing.prediction_id),
-            existing.content_type,
-            max_bytes,
-            self.config.upload_expiry_seconds,
+        upload: UploadDocument | None = None
+        remaining = (
+            int((existing.upload_expires_at - self.clock()).total_seconds()) if existing.upload_expires_at else 0
         )
+        if existing.status is PENDING and remaining > 0:
+            service = self.catalog.get(existing.service)
+            max_bytes = min(
+                service.max_bytes if service else self.config.default_max_bytes, self.config.default_max_bytes
+            )
+            form = self.objects.presign_upload(
+                upload_key(existing.prediction_id), existing.content_type, max_bytes, remaining
+            )
+            upload = UploadDocument(
+                url=form.url, fields=form.fields, expires_at=form.expires_at, max_bytes=form.max_bytes
+            )
         return NewPredictionResponse(
             prediction_id=existing.prediction_id,
             service=existing.service,
             status=existing.status,
             created_at=existing.created_at,
             metadata=existing.metadata,
-            upload=UploadDocument(
-                url=upload.url,
-                fields=upload.fields,
-                expires_at=min(upload.expires_at, existing.upload_expires_at or upload.expires_at),
-                max_bytes=upload.max_bytes,
-            ),
+            upload=upload,
         )
 
     def _active_service(self, name: str) -> Service:
@@ -278,15 +289,18 @@ class Gateway:
     # process-input
     # ----------------------------------------------------------------------------------------
     def input_uploaded(self, bucket: str, key: str, size: int | None = None) -> None:
-        """Handle one S3 ``ObjectCreated`` event for ``inputs/{id}``: start the prediction once.
+        """Handle one S3 ``ObjectCreated`` event for ``uploads/{id}``: accept the input and start
+        the prediction, once.
 
-        ``size`` is the object's size from the event (a small JSON request to an ensemble then
-        travels inline in the execution input). A duplicate event, or one for an expired or unknown
-        prediction, changes nothing.
+        The upload is copied to ``inputs/{id}`` (which no upload form can write) and its digest
+        recorded before anything reads it: what the model reads is what was accepted, whatever
+        is uploaded afterwards. A duplicate event, a second upload, or one for an expired or
+        unknown prediction, changes nothing. ``size`` (the event's) is only logged: the accepted
+        copy's size is what counts.
         """
         prediction_id = prediction_id_from_key(key)
-        if prediction_id is None or not key.startswith("inputs/"):
-            self._log("ignoring object outside inputs/", key=key)
+        if prediction_id is None or not key.startswith("uploads/"):
+            self._log("ignoring object outside uploads/", key=key)
             return
         prediction = self.predictions.get(prediction_id)
         if prediction is None:
@@ -296,20 +310,21 @@ class Gateway:
         if prediction.status is PENDING:
             timeout = service.timeout_seconds() if service else 900
             now = self.clock()
-            # The transition also takes the dispatch (one write): whoever starts it dispatches it.
+            # The transition also takes the dispatch (one write): whoever starts it accepts the
+            # input and dispatches it.
             moved = self.predictions.transition(
                 prediction_id,
                 [PENDING],
                 RUNNING,
                 {
-                    "input_uri": f"s3://{bucket}/{key}",
+                    "input_uri": f"s3://{bucket}/{input_key(prediction_id)}",
                     "started_at": now,
                     "deadline_at": now + timedelta(seconds=timeout + DEADLINE_MARGIN_SECONDS),
                     "dispatch_lease_until": now + timedelta(seconds=DISPATCH_LEASE_SECONDS),
                 },
             )
             if moved is not None:
-                self._dispatch_and_mark(moved, service, input_size=size)
+                self._dispatch_and_mark(moved, service, input_size=None)
                 return
             self._log("upload raced with another transition", prediction_id=prediction_id)
         elif prediction.status.is_terminal:
@@ -318,7 +333,11 @@ class Gateway:
             self._log("duplicate or late upload event: already finished", prediction_id=prediction_id)
             self.drive_callback(prediction)
             return
-        self.dispatch(prediction_id, service, input_size=size)
+        elif prediction.input is not None:
+            self._log(
+                "upload after acceptance ignored: the accepted input stands", prediction_id=prediction_id, size=size
+            )
+        self.dispatch(prediction_id, service)
 
     def dispatch(self, prediction_id: str, service: Service | None = None, *, input_size: int | None = None) -> None:
         """Send a RUNNING prediction to its model or workflow, unless someone already has.
@@ -334,11 +353,45 @@ class Gateway:
         self._dispatch_and_mark(claimed, service, input_size=input_size)
 
     def _dispatch_and_mark(self, claimed: Prediction, service: Service | None, *, input_size: int | None) -> None:
+        if not claimed.is_step:
+            accepted = self._accept_input(claimed)
+            if accepted is None:
+                return
+            claimed, input_size = accepted, accepted.input.size if accepted.input else input_size
         dispatched = self.dispatch_claimed(claimed, service, input_size=input_size)
         # A real-time answer finished the prediction, marking it dispatched in the same write.
         realtime = service is not None and service.model is not None and service.model.invocation == "realtime"
         if dispatched and not realtime:
             self.predictions.update(claimed.prediction_id, {"dispatched_at": self.clock()})
+
+    def _accept_input(self, claimed: Prediction) -> Prediction | None:
+        """Fix the input of a prediction whose dispatch the caller holds: copy the upload to
+        ``inputs/{id}`` and record its digest, unless an earlier attempt already did.
+
+        Returns the prediction with its ``input``, or None when the upload is gone (the prediction
+        is then FAILED with the reason).
+        """
+        if claimed.input is not None:
+            return claimed  # accepted by an attempt that crashed before dispatching: never copy again
+        prediction_id = claimed.prediction_id
+        stored = self.objects.accept_upload(upload_key(prediction_id), input_key(prediction_id))
+        if stored is None:
+            self.finish(
+                prediction_id,
+                succeeded=False,
+                error=PredictionError(
+                    code="InputMissing",
+                    message="the uploaded input is no longer in the bucket; submit the prediction again",
+                ),
+                extra={"dispatched_at": self.clock()},
+            )
+            return None
+        accepted = InputInfo(sha256=stored.sha256, size=stored.size, content_type=claimed.content_type)
+        self.predictions.update(prediction_id, {"input": accepted})
+        # The copy is what counts from here on; a later upload lands beside nothing and is ignored.
+        self.objects.delete(upload_key(prediction_id))
+        self._log("input accepted", prediction_id=prediction_id, sha256=stored.sha256, size=stored.size)
+        return claimed.model_copy(update={"input": accepted})
 
     def dispatch_claimed(
         self,
@@ -821,6 +874,7 @@ class Gateway:
             updated_at=prediction.updated_at,
             metadata=prediction.metadata,
             model=prediction.model,
+            input=prediction.input,
             result=result,
             error=prediction.error,
             steps=steps,

@@ -88,6 +88,18 @@ class ModelInfo(BaseModel):
     version: str | None = None
 
 
+class InputInfo(BaseModel):
+    """The accepted input: what the model reads, fixed when the upload was accepted.
+
+    ``sha256`` is the hex digest of the accepted object's bytes, ``size`` its length, and
+    ``content_type`` the type the model is told it is (the request's ``content_type``).
+    """
+
+    sha256: str
+    size: int
+    content_type: str
+
+
 class StepOutcome(BaseModel):
     """What a finished step left for the steps after it (kept on the ensemble's record).
 
@@ -132,6 +144,8 @@ class Prediction(BaseModel):
     parent_id: str | None = None
     step: str | None = None
     input_uri: str | None = None
+    # Set once, when the upload is accepted (copied to ``input_uri``) and before anything reads it.
+    input: InputInfo | None = None
     output_uri: str | None = None
     output_content_type: str | None = None
     failure_uri: str | None = None

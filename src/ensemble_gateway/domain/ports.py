@@ -21,6 +21,14 @@ class PresignedUpload:
 
 
 @dataclass(frozen=True)
+class StoredObject:
+    """An object as stored: the hex SHA-256 of its bytes and its size."""
+
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
 class RealtimeResponse:
     """The answer of a real-time endpoint."""
 
@@ -102,6 +110,15 @@ class ObjectStore(Protocol):
 
     def write(self, key: str, body: bytes, content_type: str) -> str:
         """Store ``body`` under ``key``; return its ``s3://`` URI."""
+
+    def accept_upload(self, upload_key: str, input_key: str) -> StoredObject | None:
+        """Copy the object at ``upload_key`` to ``input_key``; the copy's digest and size.
+
+        None when there is no object at ``upload_key``.
+        """
+
+    def delete(self, key: str) -> None:
+        """Remove the object at ``key`` (nothing when there is none)."""
 
 
 class ModelRuntime(Protocol):

@@ -8,7 +8,7 @@ import hmac
 import ipaddress
 import json
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -88,6 +88,46 @@ def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+class LoopbackPortGuard:
+    """A resolver that refuses hosts reaching one of this machine's own service ports on loopback.
+
+    Local mode allows receivers on loopback, but the local runtime itself listens there too: a
+    webhook to its AWS endpoint or its API would have the gateway POST to itself (the AWS
+    endpoint would, for one, invoke a function with the webhook's body). The guard sits where
+    every check of a URL looks the host up, so a URL is refused when it is submitted and again
+    at each delivery (the name may resolve elsewhere by then).
+
+    Parameters
+    ----------
+    resolve
+        The resolver to guard.
+    ports
+        The ports no loopback webhook may target.
+    """
+
+    def __init__(self, resolve: Resolver, ports: Collection[int]) -> None:
+        self.resolve = resolve
+        self.ports = frozenset(ports)
+
+    def __call__(self, host: str, port: int) -> Sequence[str]:
+        """The addresses of ``host``.
+
+        Raises
+        ------
+        InvalidRequestError
+            ``port`` is a guarded one and ``host`` resolves to a loopback address.
+        """
+        addresses = self.resolve(host, port)
+        if port in self.ports:
+            for address in addresses:
+                if _is_loopback(ipaddress.ip_address(address.split("%", 1)[0])):
+                    raise InvalidRequestError(
+                        f"notification.webhook.url must not target the gateway itself: host '{host}' "
+                        f"port {port} is one of the local runtime's own ports"
+                    )
+        return addresses
+
+
 def check_webhook_url(url: str, resolve: Resolver, *, allow_loopback_http: bool) -> CheckedWebhookTarget:
     """Apply the egress policy to a webhook URL.
 
@@ -96,7 +136,8 @@ def check_webhook_url(url: str, resolve: Resolver, *, allow_loopback_http: bool)
     url
         The URL the client gave.
     resolve
-        Returns every address (A and AAAA) the host resolves to.
+        Returns every address (A and AAAA) the host resolves to; it may itself refuse a target
+        by raising InvalidRequestError (see ``LoopbackPortGuard``).
     allow_loopback_http
         Local mode only: plain http to a loopback address is allowed.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -15,6 +14,7 @@ from ..domain.api import ErrorDocument, build
 from ..domain.auth import principal_candidates
 from ..domain.errors import GatewayError, InvalidRequestError, UnauthenticatedError
 from ..domain.models import Client
+from ..domain.request_json import RequestBodyError, parse_request_json
 from ..observability import logger
 from ..settings import get_settings
 
@@ -93,7 +93,9 @@ def unreadable_body(event: dict[str, Any]) -> dict[str, Any] | None:
         return _error(415, "UnsupportedMediaType", f"the request body must be application/json, not '{media_type}'")
     try:
         raw = base64.b64decode(body) if event.get("isBase64Encoded") else str(body).encode()
-        json.loads(raw.decode("utf-8"))
+        parse_request_json(raw.decode("utf-8"))
+    except RequestBodyError as error:
+        return _error(400, "InvalidRequest", str(error))
     except (ValueError, UnicodeDecodeError):
         return _error(400, "InvalidRequest", "the request body is not valid JSON")
     return None

@@ -16,6 +16,7 @@ from ..domain.api import (
     UploadDocument,
     build,
 )
+from ..domain.request_json import check_idempotency_key
 from ..observability import count, logger, metrics, traced
 from .api import authenticate, json_object_body, json_response, make_resolver, unreadable_body
 
@@ -34,9 +35,10 @@ def submit() -> Response[str]:
     client = authenticate(app)
     body = json_object_body(app)
     request = NewPredictionRequest.model_validate(body)
-    accepted = gateway().submit(
-        client, request, idempotency_key=app.current_event.headers.get("Idempotency-Key"), raw_body=body
-    )
+    idempotency_key = app.current_event.headers.get("Idempotency-Key") or None
+    if idempotency_key is not None:
+        check_idempotency_key(idempotency_key)
+    accepted = gateway().submit(client, request, idempotency_key=idempotency_key, raw_body=body)
     count("PredictionsAccepted")
     return json_response(202, accepted)
 

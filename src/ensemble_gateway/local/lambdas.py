@@ -34,8 +34,13 @@ class FakeLambdaContext:
 class FunctionRegistry:
     """Resolves each function's ``Handler`` to its Python callable and invokes it.
 
-    Invocations of one function are serialised with a lock when ``serialise`` is set, which is how
-    handlers with module-level batch processors stay correct when several pollers call them.
+    Invocations of one function are serialised with a lock, unless its handler's module says
+    ``REENTRANT = True``. On Lambda, concurrent invocations each have an execution environment,
+    and so module state, of their own; here they share one process, and a handler that keeps an
+    invocation's state at module level (a Powertools batch processor collecting the batch's
+    failures, the API resolver's current event) would mix two invocations' state. A handler that
+    keeps none declares itself reentrant, and its invocations overlap as they would on Lambda
+    (webhook-delivery: one slow receiver's batch must not hold the next batch).
     """
 
     def __init__(
@@ -47,6 +52,7 @@ class FunctionRegistry:
         self.functions = functions
         self.region = region
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
+        self._reentrant: dict[str, bool] = {}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in functions}
         self._on_invoke = on_invoke
 
@@ -61,8 +67,14 @@ class FunctionRegistry:
         if spec.logical_id not in self._handlers:
             module_name, _, attribute = spec.handler.rpartition(".")
             module = importlib.import_module(module_name)
+            self._reentrant[spec.logical_id] = getattr(module, "REENTRANT", False) is True
             self._handlers[spec.logical_id] = getattr(module, attribute)
         return self._handlers[spec.logical_id]
+
+    def reentrant(self, spec: FunctionSpec) -> bool:
+        """Whether invocations of ``spec`` may overlap (its handler module declares ``REENTRANT = True``)."""
+        self.handler(spec)
+        return self._reentrant[spec.logical_id]
 
     def invoke(self, spec: FunctionSpec, event: Any) -> Any:
         context = FakeLambdaContext(
@@ -75,8 +87,11 @@ class FunctionRegistry:
         started = time.monotonic()
         error: BaseException | None = None
         try:
+            handler = self.handler(spec)
+            if self._reentrant[spec.logical_id]:
+                return handler(event, context)
             with self._locks[spec.logical_id]:
-                return self.handler(spec)(event, context)
+                return handler(event, context)
         except BaseException as failure:
             error = failure
             raise

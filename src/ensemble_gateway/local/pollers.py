@@ -13,6 +13,11 @@ from typing import Any
 from .deployer import ACCOUNT_ID, FunctionSpec
 from .lambdas import FunctionRegistry
 
+# Lambda polls a queue with five concurrent batches at first and scales up to the event source's
+# ``ScalingConfig.MaximumConcurrency``. One process on a developer's machine runs at most this
+# many at once: enough that a batch held by a slow webhook receiver does not hold the next ones.
+LOCAL_MAX_CONCURRENT_BATCHES = 5
+
 
 class SqsPoller(threading.Thread):
     """Receives batches from a queue and invokes a function with Lambda's SQS event.
@@ -20,6 +25,14 @@ class SqsPoller(threading.Thread):
     With ``ReportBatchItemFailures`` only the reported messages stay on the queue; without it an
     exception keeps the whole batch. Messages left on the queue come back after their visibility
     timeout, and the queue's redrive policy moves poison messages to its dead-letter queue.
+
+    Batches of a function whose handler is reentrant (see ``FunctionRegistry``) run side by
+    side, as Lambda runs them: up to the event source's ``MaximumConcurrency``, at most
+    ``LOCAL_MAX_CONCURRENT_BATCHES``. No more batches are received while that many run, so
+    messages wait on the queue (visible to no one else, as on AWS) rather than in a poller.
+    Other functions get one batch at a time: their invocations are serialised anyway, and a
+    received batch waiting for the lock would spend its messages' visibility timeout.
+    ``busy`` is set while any batch runs, and the thread ends only once none does.
     """
 
     def __init__(
@@ -46,9 +59,14 @@ class SqsPoller(threading.Thread):
         self.one_record_per_event = one_record_per_event
         self.stopping = threading.Event()
         self.busy = threading.Event()
+        # Decided at the first batch: it needs the handler's module, imported on first use.
+        self.max_concurrent_batches: int | None = None
+        self._in_flight = 0
+        self._slots = threading.Condition()
+        self._workers: set[threading.Thread] = set()
 
     def run(self) -> None:
-        while not self.stopping.is_set():
+        while self._wait_for_a_slot():
             try:
                 response = self.sqs.receive_message(
                     QueueUrl=self.queue_url,
@@ -59,18 +77,65 @@ class SqsPoller(threading.Thread):
                 )
             except Exception:
                 if self.stopping.wait(0.5):
-                    return
+                    break
                 continue
             messages = response.get("Messages", [])
             if not messages:
                 continue
+            self._batch_started()
+            if self.max_concurrent_batches is None:
+                try:
+                    self.max_concurrent_batches = self._concurrency()
+                except Exception:
+                    # A handler that cannot be imported fails its batches in _invoke, one at a time.
+                    self.max_concurrent_batches = 1
+            if self.max_concurrent_batches == 1:
+                self._work(messages)
+            else:
+                worker = threading.Thread(target=self._work, args=(messages,), name=f"{self.name}-batch", daemon=True)
+                with self._slots:
+                    self._workers.add(worker)
+                worker.start()
+        with self._slots:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.join()
+
+    def _concurrency(self) -> int:
+        """How many batches may run at once (1 unless the handler is reentrant)."""
+        if not self.registry.reentrant(self.spec):
+            return 1
+        configured: int | None = None
+        for event in self.spec.events:
+            if event.kind == "SQS" and event.properties.get("Queue") == self.queue_arn:
+                maximum = (event.properties.get("ScalingConfig") or {}).get("MaximumConcurrency")
+                configured = int(maximum) if maximum else None
+        return max(1, min(configured or LOCAL_MAX_CONCURRENT_BATCHES, LOCAL_MAX_CONCURRENT_BATCHES))
+
+    def _wait_for_a_slot(self) -> bool:
+        """Wait until fewer batches run than allowed; False once the poller is stopping."""
+        with self._slots:
+            while not self.stopping.is_set() and self._in_flight >= (self.max_concurrent_batches or 1):
+                self._slots.wait(0.2)
+        return not self.stopping.is_set()
+
+    def _batch_started(self) -> None:
+        with self._slots:
+            self._in_flight += 1
             self.busy.set()
-            try:
-                batches = [[m] for m in messages] if self.one_record_per_event else [messages]
-                for batch in batches:
-                    self._invoke(batch)
-            finally:
-                self.busy.clear()
+
+    def _work(self, messages: list[dict[str, Any]]) -> None:
+        try:
+            batches = [[m] for m in messages] if self.one_record_per_event else [messages]
+            for batch in batches:
+                self._invoke(batch)
+        finally:
+            with self._slots:
+                self._in_flight -= 1
+                self._workers.discard(threading.current_thread())
+                if self._in_flight == 0:
+                    self.busy.clear()
+                self._slots.notify_all()
 
     def _records(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return [

@@ -14,6 +14,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,64 @@ LOCAL_OVERRIDES = {
 }
 
 
+@dataclass(frozen=True)
+class InFlight:
+    """What the runtime still has to do for its clients, as seen at one moment.
+
+    Parameters
+    ----------
+    running
+        IDs of the top-level predictions that are ``RUNNING`` (uploaded, being predicted).
+    uploads_queued
+        Uploads that arrived and wait in the input queue for ``process-input`` to take them
+        (their predictions are still ``PENDING_UPLOAD``; they start like any other).
+    webhooks_queued
+        Webhook deliveries still queued: waiting, being sent, or retries waiting for their time.
+    events_queued
+        Every other message of an event-source queue: model notifications, and uploads that
+        ``process-input`` is handling right now (their predictions are becoming ``RUNNING``).
+    busy_pollers
+        Event-source pollers in the middle of a batch.
+    awaiting_upload
+        Accepted top-level predictions whose input has not come: not in flight (nothing to finish
+        until a client uploads), and lost with the runtime's memory when it stops.
+    """
+
+    running: tuple[str, ...] = ()
+    uploads_queued: int = 0
+    webhooks_queued: int = 0
+    events_queued: int = 0
+    busy_pollers: int = 0
+    awaiting_upload: int = 0
+
+    @property
+    def idle(self) -> bool:
+        """True when nothing accepted and uploaded is left to finish or to notify."""
+        return not (
+            self.running or self.uploads_queued or self.webhooks_queued or self.events_queued or self.busy_pollers
+        )
+
+    @property
+    def predictions(self) -> int:
+        """Predictions in flight: running, or uploaded and queued to start."""
+        return len(self.running) + self.uploads_queued
+
+
+@dataclass
+class DrainReport:
+    """What :meth:`LocalRuntime.drain` did.
+
+    ``outcome`` is ``"drained"`` (nothing left in flight), ``"deadline"`` (the drain deadline
+    passed first) or ``"interrupted"`` (asked to stop at once).
+    """
+
+    outcome: str
+    seconds: float
+    started_with: InFlight
+    left: InFlight
+    finished: list[str] = field(default_factory=list)
+
+
 def project_root() -> Path:
     """The directory holding ``template.yaml`` (the source checkout)."""
     here = Path(__file__).resolve()
@@ -49,11 +108,11 @@ def project_root() -> Path:
 
 
 class _Server(threading.Thread):
-    def __init__(self, app: Any, host: str, port: int, name: str) -> None:
+    def __init__(self, app: Any, host: str, port: int, name: str, request_handler: type[Any] | None = None) -> None:
         from werkzeug.serving import make_server
 
         super().__init__(name=name, daemon=True)
-        self.httpd = make_server(host, port, app, threaded=True)
+        self.httpd = make_server(host, port, app, threaded=True, request_handler=request_handler)
         self.port = self.httpd.server_port
 
     def run(self) -> None:
@@ -113,6 +172,9 @@ class LocalRuntime:
         self._saved_environ: dict[str, str | None] = {}
         self._session: Any = None
         self._clients: dict[str, Any] = {}
+        self.api: Any = None
+        # What the running drain saw last (None before a drain).
+        self.last_in_flight: InFlight | None = None
         self.aws_url = ""
         self.api_url = ""
 
@@ -156,7 +218,7 @@ class LocalRuntime:
         app: Any = AtomicDynamoDBMiddleware(moto_app)
         self.lambda_invoke = LambdaInvokeMiddleware(app, self.registry)
         app = self.lambda_invoke
-        app = PresignGuardMiddleware(app, {LOCAL_ACCESS_KEY: LOCAL_SECRET_KEY}, self._bucket_names)
+        app = PresignGuardMiddleware(app, {LOCAL_ACCESS_KEY: LOCAL_SECRET_KEY}, self._bucket_names, region=REGION)
         if self.host_models:
             from .sagemaker import LocalSageMakerRuntime
             from .sagemaker_control import LocalSageMakerControlPlane
@@ -204,11 +266,16 @@ class LocalRuntime:
         self._set_env({**environment, **LOCAL_OVERRIDES, **self.extra_environment})
         bootstrap.reset()
         self._start_event_sources()
-        from .api import ApiFrontEnd
+        from .api import ApiFrontEnd, json_error_request_handler
 
         api = ApiFrontEnd(self.stack.functions, self.registry, self.stack.parameters.get("Stage", "dev"))
-        api_server = _Server(api, "127.0.0.1", self.api_port, "local-api")
+        self.api = api
+        api_server = _Server(api, "127.0.0.1", self.api_port, "local-api", json_error_request_handler())
         self.api_url = f"http://127.0.0.1:{api_server.port}"
+        # Webhooks may go to loopback here, but not to the runtime itself (a POST to its AWS
+        # endpoint can invoke a function); both ports are known now. Reset: settings re-read.
+        self._set_env({"WEBHOOK_FORBIDDEN_LOOPBACK_PORTS": f"{aws_server.port},{api_server.port}"})
+        bootstrap.reset()
         api_server.start()
         self._servers.append(api_server)
         return self
@@ -302,6 +369,164 @@ class LocalRuntime:
             time.sleep(0.05)
         return False
 
+    # -- draining -------------------------------------------------------------------------------
+    def close_intake(self, retry_after: float) -> None:
+        """Make the API refuse new predictions (503 with ``Retry-After``); reads still answer."""
+        if self.api is not None:
+            self.api.close_intake(retry_after)
+
+    def in_flight(self) -> InFlight:
+        """What is left to finish: running predictions, queued uploads, notifications and webhooks.
+
+        The queues are read before the predictions table, and every hop of the pipeline writes its
+        next step (a status, a message) before it deletes the message it came from, so work moving
+        between the two reads is seen at least once.
+        """
+        assert self.stack is not None
+        pollers = [thread for thread in self._threads if isinstance(thread, SqsPoller)]
+        busy = sum(1 for poller in pollers if poller.busy.is_set())
+        input_queue = self.stack.physical.get("InputQueue")
+        webhook_queue = self.stack.outputs.get("WebhookQueueUrl")
+        uploads = inputs = events = webhooks = 0
+        sqs = self.client("sqs")
+        for url in {poller.queue_url for poller in pollers}:
+            attributes = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
+            handling = int(attributes["ApproximateNumberOfMessagesNotVisible"])
+            waiting = int(attributes["ApproximateNumberOfMessages"]) + int(
+                attributes["ApproximateNumberOfMessagesDelayed"]
+            )
+            if url == input_queue:
+                # An upload being handled may already be RUNNING: counted as an event, not twice.
+                uploads += waiting
+                inputs += waiting + handling
+                events += handling
+            elif url == webhook_queue:
+                webhooks += waiting + handling
+            else:
+                events += waiting + handling
+        running = self._top_level("RUNNING")
+        pending = self._top_level("PENDING_UPLOAD")
+        return InFlight(
+            running=tuple(running),
+            uploads_queued=uploads,
+            webhooks_queued=webhooks,
+            events_queued=events,
+            busy_pollers=busy,
+            # A queued upload's prediction is still PENDING_UPLOAD until process-input takes it.
+            awaiting_upload=max(0, len(pending) - inputs),
+        )
+
+    def _top_level(self, status: str) -> list[str]:
+        """IDs of the top-level predictions in ``status`` (ensemble steps are their parents' work)."""
+        assert self.stack is not None
+        dynamodb = self.client("dynamodb")
+        table = self.stack.outputs["PredictionsTableName"]
+        found: list[str] = []
+        # The sweeper's index: every PENDING_UPLOAD and RUNNING record has a deadline.
+        query: dict[str, Any] = {
+            "TableName": table,
+            "IndexName": "by-status-deadline",
+            "KeyConditionExpression": "#s = :s",
+            "ExpressionAttributeNames": {"#s": "status"},
+            "ExpressionAttributeValues": {":s": {"S": status}},
+        }
+        while True:
+            response = dynamodb.query(**query)
+            for key in response.get("Items", []):
+                item = dynamodb.get_item(
+                    TableName=table,
+                    Key={"prediction_id": key["prediction_id"]},
+                    ProjectionExpression="prediction_id, parent_id, #s",
+                    ExpressionAttributeNames={"#s": "status"},
+                    ConsistentRead=True,
+                ).get("Item")
+                if item is None or item.get("status", {}).get("S") != status:
+                    continue
+                if "S" in item.get("parent_id", {}):
+                    continue
+                found.append(item["prediction_id"]["S"])
+            if "LastEvaluatedKey" not in response:
+                return found
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def drain(
+        self,
+        deadline_seconds: float,
+        *,
+        interrupted: Callable[[], bool] = lambda: False,
+        on_progress: Callable[[InFlight, float], None] | None = None,
+        poll_seconds: float = 0.25,
+        progress_every: float = 5.0,
+    ) -> DrainReport:
+        """Close intake, then wait until what was accepted and uploaded has finished and notified.
+
+        In flight are the predictions that are ``RUNNING`` or whose upload has arrived, and every
+        notification and webhook still queued, retries included. Predictions still waiting for
+        their upload are not waited for: nothing can finish them until a client uploads (an upload
+        that comes during the drain is processed and waited for like the others).
+
+        Parameters
+        ----------
+        deadline_seconds
+            How long to wait at most; 0 closes intake and returns at once.
+        interrupted
+            Polled while waiting: True stops the wait at once (``outcome == "interrupted"``).
+        on_progress
+            Called at once, then about every ``progress_every`` seconds, with what is left and
+            the seconds spent.
+        poll_seconds
+            How often to look.
+        progress_every
+            Seconds between ``on_progress`` calls.
+
+        Returns
+        -------
+        DrainReport
+            The outcome, what was in flight at the start and what is left.
+        """
+        started = time.monotonic()
+        deadline = started + max(0.0, deadline_seconds)
+        self.close_intake(max(0.0, deadline_seconds))
+        first = self.in_flight()
+        current = self.last_in_flight = first
+        # The first call comes at once: the caller says what the drain starts with.
+        next_progress = started
+        outcome = "drained"
+        # Idle twice in a row, a poll apart: a message can be between a receive and the poller's
+        # busy flag, or a status between two reads, for a moment.
+        idle_seen = 0
+        while True:
+            idle_seen = idle_seen + 1 if current.idle else 0
+            if idle_seen >= 2:
+                break
+            if interrupted():
+                outcome = "interrupted"
+                break
+            now = time.monotonic()
+            if now >= deadline:
+                outcome = "deadline"
+                break
+            if on_progress is not None and now >= next_progress:
+                on_progress(current, now - started)
+                next_progress = now + progress_every
+            time.sleep(min(poll_seconds, max(0.0, deadline - now)))
+            current = self.last_in_flight = self.in_flight()
+        still_running = set(current.running)
+        return DrainReport(
+            outcome=outcome,
+            seconds=time.monotonic() - started,
+            started_with=first,
+            left=current,
+            finished=[prediction_id for prediction_id in first.running if prediction_id not in still_running],
+        )
+
     def stop(self) -> None:
         for thread in self._threads:
             thread.stopping.set()
@@ -316,6 +541,7 @@ class LocalRuntime:
         self._threads.clear()
         self._servers.clear()
         self._clients.clear()
+        self.api = None
         for key, value in self._saved_environ.items():
             if value is None:
                 os.environ.pop(key, None)
