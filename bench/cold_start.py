@@ -6,7 +6,7 @@ as on Lambda, tracing active as ``Tracing: Active`` asks). The child reports wal
 parent took the time just before starting it, so each figure runs from process start:
 
 - ``import``: the handler module imported (``python -c "import ensemble_gateway.handlers.X"``);
-- ``init``: plus its first gateway objects built (``bootstrap.gateway()`` and the like), without
+- ``init``: plus its first gateway objects built (the handler's ``default_dependencies()``), without
   calling AWS — what a real cold start pays before the first event;
 - ``+clients``: plus the boto3 clients the handler's first event needs (still no network).
 
@@ -40,15 +40,17 @@ from .common import median, say, table
 TARGET_RATIO = 1.3
 _PYCACHE = os.path.join(tempfile.gettempdir(), f"ensemble-gateway-bench-pycache-{os.getuid()}")
 
+# Every handler's cold start builds its ``default_dependencies()``.
+BUILD = "default_dependencies()"
 # handler -> (what its cold start builds, the clients its first event uses)
 HANDLERS: dict[str, tuple[str, list[str]]] = {
-    "new_prediction": ("gateway(); client_directory()", ["dynamodb", "s3"]),
-    "results": ("gateway(); client_directory()", ["dynamodb", "s3"]),
-    "process_input": ("gateway()", ["dynamodb", "s3", "sagemaker-runtime", "stepfunctions", "sqs"]),
-    "get_transform_call": ("ensemble_steps()", ["dynamodb", "s3", "sagemaker-runtime", "stepfunctions", "sqs"]),
-    "notifications": ("gateway()", ["dynamodb", "s3", "stepfunctions", "sqs"]),
-    "webhook_delivery": ("webhook_delivery()", ["dynamodb", "s3", "sqs"]),
-    "sweeper": ("gateway()", ["dynamodb"]),
+    "new_prediction": (BUILD, ["dynamodb", "s3"]),
+    "results": (BUILD, ["dynamodb", "s3"]),
+    "process_input": (BUILD, ["dynamodb", "s3", "sagemaker-runtime", "stepfunctions", "sqs"]),
+    "get_transform_call": (BUILD, ["dynamodb", "s3", "sagemaker-runtime", "stepfunctions", "sqs"]),
+    "notifications": (BUILD, ["dynamodb", "s3", "stepfunctions", "sqs"]),
+    "webhook_delivery": (BUILD, ["dynamodb", "s3", "sqs"]),
+    "sweeper": (BUILD, ["dynamodb"]),
 }
 
 _CHILD = """
@@ -61,7 +63,7 @@ print(json.dumps(marks))
 _HANDLER_BODY = """
 import ensemble_gateway.handlers.{name}
 marks["import"] = time.time()
-from ensemble_gateway.bootstrap import client_directory, ensemble_steps, gateway, webhook_delivery
+from ensemble_gateway.handlers.{name} import default_dependencies
 {build}
 marks["init"] = time.time()
 from ensemble_gateway.adapters.aws import client
@@ -142,7 +144,7 @@ def importtime(name: str) -> dict[str, Any]:
     build, _ = HANDLERS[name]
     code = (
         f"import ensemble_gateway.handlers.{name}\n"
-        f"from ensemble_gateway.bootstrap import client_directory, ensemble_steps, gateway, webhook_delivery\n"
+        f"from ensemble_gateway.handlers.{name} import default_dependencies\n"
         f"{build}"
     )
     done = subprocess.run(

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,6 +19,8 @@ import pytest
 # As the local runtime sets it: moto reads it when it first serves IAM in this process, which may
 # be a test's moto server before the runtime starts (AWS's managed policies exist in every account).
 os.environ.setdefault("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+# The environment before any test ran: what tests that use no runtime or stack must see.
+ENVIRONMENT_AT_START = dict(os.environ)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -39,20 +42,127 @@ def trained_models() -> Path:
     return EXAMPLES / "models"
 
 
+class SessionRuntime:
+    """The session's local runtime, active only during the tests that use it (``runtime``).
+
+    Its pollers and sweeper run the real handlers in this process, and handlers read ``os.environ``
+    and bootstrap's cached adapters: left running through other tests, they act on whatever those
+    tests configure (the sweeper swept each integration module's stack), and those tests see the
+    runtime's settings. So between the tests that use it, its event sources are paused and the
+    variables it set are put back as they were before it started, with bootstrap reset; the next
+    test that uses it gets both back. Its moto and API servers keep running (nothing else calls them).
+    """
+
+    def __init__(self, local: Any, outside: dict[str, str | None]) -> None:
+        self.local = local
+        # The variables the runtime set: their values before it started (None: unset), and its own.
+        self.outside = outside
+        self.inside = {name: os.environ.get(name) for name in outside}
+        self.active = True
+
+    @property
+    def sweeper(self) -> Any:
+        from ensemble_gateway.local.pollers import ScheduleRunner
+
+        return next(t for t in self.local._threads if isinstance(t, ScheduleRunner))
+
+    def pause(self) -> None:
+        from ensemble_gateway import bootstrap
+
+        if not self.active:
+            return
+        self.active = False
+        if not self.local.pause_event_sources():
+            warnings.warn("the session runtime's event sources were still busy after 30 s", stacklevel=1)
+        for name, value in self.outside.items():
+            # Left alone when changed since the runtime set it: whoever changed it restores it.
+            if os.environ.get(name) == self.inside[name]:
+                _set_environ(name, value)
+        bootstrap.reset()
+
+    def resume(self) -> None:
+        from ensemble_gateway import bootstrap
+
+        if self.active:
+            return
+        for name, value in self.inside.items():
+            _set_environ(name, value)
+        bootstrap.reset()
+        self.local.resume_event_sources()
+        self.active = True
+
+
+def _set_environ(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
+# The session runtime once started, and whether the test being set up uses it.
+_SESSION: dict[str, Any] = {"runtime": None, "in_use": False}
+
+
+def started_session_runtime() -> SessionRuntime | None:
+    """The session's runtime if a test has started it (it lives until the session ends)."""
+    session: SessionRuntime | None = _SESSION["runtime"]
+    return session
+
+
+def _uses_session_runtime(item: pytest.Item | None) -> bool:
+    # Through `runtime`, directly or by another fixture (`api`, `scratch_store`...). A module's own
+    # fixture named `runtime` does not depend on `session_runtime`.
+    names = getattr(item, "fixturenames", ())
+    return "runtime" in names and "session_runtime" in names
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # Before any fixture: a module fixture of a test that uses the runtime may use it too.
+    _SESSION["in_use"] = _uses_session_runtime(item)
+    if _SESSION["runtime"] is not None and _SESSION["in_use"]:
+        _SESSION["runtime"].resume()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    try:
+        return (yield)
+    finally:
+        # After the fixtures the next test does not share are gone, before its own are set up;
+        # not between two tests that use the runtime (work one leaves in flight goes on).
+        session = _SESSION["runtime"]
+        if session is not None and not _uses_session_runtime(nextitem):
+            session.pause()
+
+
 @pytest.fixture(scope="session")
-def runtime(trained_models: Path) -> Iterator[Any]:
-    """One local runtime for the session: uploads expire after 10 s, the sweeper runs every second."""
+def session_runtime(trained_models: Path) -> Iterator[SessionRuntime]:
+    """The session's runtime, started once; paused unless the test uses ``runtime``."""
     from ensemble_gateway.local.catalog import apply_catalog
     from ensemble_gateway.local.runtime import LocalRuntime
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    before = dict(os.environ)
     local = LocalRuntime(ROOT, api_port=0, parameter_overrides={"UploadUrlExpirySeconds": "10"}, sweep_interval=1.0)
     local.start()
     try:
         apply_catalog(local, EXAMPLES / "catalog.json")
-        yield local
+        changed = {name for name in {*before, *os.environ} if before.get(name) != os.environ.get(name)}
+        session = SessionRuntime(local, {name: before.get(name) for name in changed})
+        _SESSION["runtime"] = session
+        if not _SESSION["in_use"]:
+            session.pause()
+        yield session
     finally:
+        _SESSION["runtime"] = None
         local.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime(session_runtime: SessionRuntime) -> Any:
+    """One local runtime for the session: uploads expire after 10 s, the sweeper runs every second."""
+    return session_runtime.local
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ from __future__ import annotations
 _STACK = {"cloudformation:DescribeStacks"}
 
 OPERATOR_COMMANDS: dict[str, set[str]] = {
-    "clients create": _STACK | {"dynamodb:PutItem"},
+    # the name's reservation, then the client (the directory reads the previous record first)
+    "clients create": _STACK | {"dynamodb:GetItem", "dynamodb:PutItem"},
+    "clients list": _STACK | {"dynamodb:Scan"},
     "clients rotate-secret": _STACK | {"dynamodb:GetItem", "dynamodb:PutItem"},
     "services plan": _STACK | {"dynamodb:GetItem", "dynamodb:Scan"},
     "services apply": _STACK
@@ -37,6 +39,8 @@ OPERATOR_COMMANDS: dict[str, set[str]] = {
         "states:ListExecutions",
         "states:DeleteStateMachine",
     },
+    "services deactivate": _STACK | {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"},
+    "services activate": _STACK | {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"},
     "services orphans": _STACK
     | {"dynamodb:Scan", "states:ListStateMachines", "states:DescribeStateMachine", "cloudformation:ListStacks"},
     "models deploy": _STACK

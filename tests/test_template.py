@@ -205,7 +205,14 @@ def test_api_requires_iam_on_every_route_of_the_contract(transformed: dict[str, 
 
     # THEN it exposes exactly the public routes of the contract
     routes = {(method.upper(), path) for path, methods in paths.items() for method in methods}
-    assert routes == {("POST", "/predictions"), ("GET", "/services"), ("GET", "/predictions/{prediction_id}")}
+    assert routes == {
+        ("POST", "/predictions"),
+        ("GET", "/predictions"),
+        ("GET", "/services"),
+        ("GET", "/predictions/{prediction_id}"),
+        ("POST", "/predictions/{prediction_id}/cancel"),
+        ("POST", "/predictions/{prediction_id}/upload"),
+    }
     for path, methods in paths.items():
         for method, operation in methods.items():
             # AND each one is SigV4 (AWS_IAM) authenticated
@@ -375,7 +382,23 @@ def test_predictions_table_has_the_indexes_the_code_queries(resources: dict[str,
         "status",
         "deadline_at",
     ]
-    assert all(i["Projection"] == {"ProjectionType": "KEYS_ONLY"} for i in indexes.values())
+    assert (
+        indexes["by-parent"]["Projection"]
+        == indexes["by-status-deadline"]["Projection"]
+        == {"ProjectionType": "KEYS_ONLY"}
+    )
+    # AND the owner's list, newest first, projects exactly what its filter reads
+    assert [(k["AttributeName"], k["KeyType"]) for k in indexes["by-owner"]["KeySchema"]] == [
+        ("owner", "HASH"),
+        ("created_at", "RANGE"),
+    ]
+    assert indexes["by-owner"]["Projection"] == {
+        "ProjectionType": "INCLUDE",
+        "NonKeyAttributes": ["status", "service", "parent_id", "expires_at"],
+    }
+    defined = {d["AttributeName"]: d["AttributeType"] for d in table["AttributeDefinitions"]}
+    keys = {k["AttributeName"] for i in indexes.values() for k in i["KeySchema"]} | {"prediction_id"}
+    assert defined == dict.fromkeys(keys, "S")
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     # AND every table is on-demand with point-in-time recovery
     for name in ("PredictionsTable", "ServicesTable", "ClientsTable"):
@@ -676,6 +699,42 @@ def test_the_sweeper_may_stop_only_this_stacks_ensemble_executions(resources: di
     assert not fnmatch.fnmatchcase(machine, pattern)
 
 
+def _grants(function: dict[str, Any]) -> dict[str, set[str]]:
+    """Action → the resources a function's statements grant it on (as patterns, see ``_sub_arn``)."""
+    granted: dict[str, set[str]] = {}
+    for statement in statements(function):
+        for action in as_list(statement["Action"]):
+            granted.setdefault(action, set()).update(_sub_arn(r) for r in as_list(statement["Resource"]))
+    return granted
+
+
+def test_of_the_api_functions_only_cancel_prediction_ends_predictions(resources: dict[str, Any]) -> None:
+    # GIVEN what each API function may do
+    results, submit, cancel = (
+        _grants(resources[name]) for name in ("ResultsFunction", "NewPredictionFunction", "CancelPredictionFunction")
+    )
+    ending = {"states:StopExecution", "sqs:SendMessage", "events:PutEvents"}
+
+    # THEN results only reads: GetItem and BatchGetItem, and Query of the lineage and list indexes
+    assert not {a for a in results if a.startswith("dynamodb:")} - {
+        "dynamodb:GetItem",
+        "dynamodb:BatchGetItem",
+        "dynamodb:Query",
+    }
+    assert results["dynamodb:Query"] == {"*/index/by-parent", "*/index/by-owner"}
+    assert not ending & set(results)
+    # AND new-prediction creates and renews (UpdateItem) but ends nothing
+    assert "dynamodb:UpdateItem" in submit and not ending & set(submit)
+    # AND cancel-prediction updates records, stops only this stack's ensemble executions, queues only
+    # webhooks, puts events on the gateway's bus, and touches no object
+    assert cancel["dynamodb:UpdateItem"] == {"<PredictionsTable>"}
+    assert "dynamodb:PutItem" not in cancel and not any(a.startswith(("s3:", "kms:")) for a in cancel)
+    assert cancel["states:StopExecution"] == _grants(resources["SweeperFunction"])["states:StopExecution"]
+    assert cancel["sqs:SendMessage"] == {"<WebhookQueue>"}
+    assert cancel["events:PutEvents"] == {"<EventBus>"}
+    assert cancel["dynamodb:Query"] == {"*/index/by-parent"}
+
+
 def test_state_machine_role_only_invokes_get_transform_call(resources: dict[str, Any]) -> None:
     # GIVEN the role ensemble state machines are created with
     role = resources["EnsembleStateMachineRole"]["Properties"]
@@ -861,3 +920,59 @@ def test_sample_notifications_parse_as_inference_results(name: str, status: str)
     assert result.succeeded is (status == "Completed")
     assert result.inference_id.startswith("p")
     assert (result.response_parameters.output_location is not None) is result.succeeded
+
+
+# ----------------------------------------------------------------------------------------------
+# prediction events (EventBridge)
+# ----------------------------------------------------------------------------------------------
+def test_the_event_bus_is_named_after_the_stack_and_shared_only_with_listed_accounts(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    # GIVEN the gateway's event bus
+    bus = resources["EventBus"]
+    assert bus["Type"] == "AWS::Events::EventBus"
+    assert bus["Properties"]["Name"] == {"Fn::Sub": "${AWS::StackName}-predictions"}
+    # THEN its policy exists only when consumer accounts are given
+    condition, policy, otherwise = bus["Properties"]["Policy"]["Fn::If"]
+    assert condition == "HasEventConsumers" and otherwise == {"Ref": "AWS::NoValue"}
+    assert template["Parameters"]["EventConsumerAccountIds"]["Default"] == ""
+    (statement,) = policy["Statement"]
+    assert statement["Principal"] == {"AWS": {"Ref": "EventConsumerAccountIds"}}
+    # AND those accounts may manage only rules they created, never put events on it
+    assert "events:PutEvents" not in statement["Action"]
+    assert statement["Condition"] == {"StringEqualsIfExists": {"events:creatorAccount": "${aws:PrincipalAccount}"}}
+    # AND the functions learn its name from the environment
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["EVENT_BUS_NAME"] == {"Ref": "EventBus"}
+
+
+def test_every_function_that_finishes_predictions_may_publish_their_events_and_no_other(
+    resources: dict[str, Any],
+) -> None:
+    # GIVEN the functions whose statements queue webhooks (they finish predictions)
+    finishing = {
+        name
+        for name, function in functions(resources).items()
+        if any(s.get("Sid") == "QueueWebhooks" for s in statements(function))
+    }
+    publishing = {
+        name
+        for name, function in functions(resources).items()
+        for s in statements(function)
+        if "events:PutEvents" in as_list(s["Action"])
+    }
+    # THEN exactly they may put events, on the gateway's bus only
+    assert (
+        finishing
+        == publishing
+        == {
+            "ProcessInputFunction",
+            "GetTransformCallFunction",
+            "NotificationsFunction",
+            "SweeperFunction",
+            "CancelPredictionFunction",
+        }
+    )
+    for name in publishing:
+        (grant,) = [s for s in statements(functions(resources)[name]) if "events:PutEvents" in as_list(s["Action"])]
+        assert grant["Resource"] == {"Fn::GetAtt": ["EventBus", "Arn"]}, name

@@ -10,16 +10,51 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from .adapters.dynamodb import DynamoClientDirectory, DynamoServiceCatalog, hash_api_key
+from .adapters.dynamodb import DynamoClientDirectory, DynamoServiceCatalog
 from .adapters.stepfunctions import StepFunctionsMachines
-from .domain.errors import CatalogValidationError
+from .domain.auth import hash_api_key
+from .domain.errors import CatalogValidationError, GatewayError
 from .domain.models import Client, Service
 from .domain.registration import Registrar
 from .domain.webhooks import new_webhook_secret
 
+# The clients table's key of the item that reserves a client name (beside the client items and
+# the API-key and principal alias items the directory writes).
+_NAME_ALIAS = "name#"
 
-def create_client(directory: DynamoClientDirectory, name: str, principal_arn: str | None = None) -> tuple[Client, str]:
-    """Register a client; return it and its API key (shown once: only its hash is stored)."""
+
+class ClientNameTakenError(GatewayError):
+    """Another client already has this name."""
+
+    http_status = 409
+    code = "ClientNameTaken"
+
+
+def create_client(
+    directory: DynamoClientDirectory,
+    name: str,
+    principal_arn: str | None = None,
+    *,
+    unique_name: bool = False,
+) -> tuple[Client, str]:
+    """Register a client; return it and its API key (shown once: only its hash is stored).
+
+    Parameters
+    ----------
+    directory
+        The clients table.
+    name
+        The client's name.
+    principal_arn
+        The IAM principal it calls the API as (deployed stacks).
+    unique_name
+        Refuse a name another client has (see :func:`reserve_client_name`).
+
+    Raises
+    ------
+    ClientNameTakenError
+        ``unique_name`` and the name is taken; nothing was registered.
+    """
     api_key = "egk_" + secrets.token_urlsafe(32)
     client = Client(
         client_id="c_" + secrets.token_hex(8),
@@ -28,8 +63,60 @@ def create_client(directory: DynamoClientDirectory, name: str, principal_arn: st
         principal_arn=principal_arn,
         webhook_secrets=[new_webhook_secret()],
     )
+    if unique_name:
+        reserve_client_name(directory, name, client.client_id)
     directory.put(client)
     return client, api_key
+
+
+def reserve_client_name(directory: DynamoClientDirectory, name: str, client_id: str) -> None:
+    """Claim ``name`` for ``client_id``, unless another client holds it.
+
+    One conditional write (PutItem, the permission ``clients create`` already has), so two
+    creations of the same name cannot both succeed; claiming a name again for the same client is
+    no error. Clients registered before names were reserved hold none.
+
+    Raises
+    ------
+    ClientNameTakenError
+        Another client holds the name.
+    """
+    from botocore.exceptions import ClientError
+
+    from .adapters.aws import error_code
+
+    table = directory.table
+    try:
+        table.client.put_item(
+            TableName=table.table_name,
+            Item=table.serialize({"client_id": _NAME_ALIAS + name, "target": client_id}),
+            ConditionExpression="attribute_not_exists(client_id) OR #target = :mine",
+            ExpressionAttributeNames={"#target": "target"},
+            ExpressionAttributeValues={":mine": {"S": client_id}},
+        )
+    except ClientError as error:
+        if error_code(error) != "ConditionalCheckFailedException":
+            raise
+        raise ClientNameTakenError(
+            f"a client named '{name}' already exists (`ensemble-gateway clients list` shows it): choose another name"
+        ) from None
+
+
+def list_clients(directory: DynamoClientDirectory) -> list[Client]:
+    """Every client of the table, by name (a Scan: an operator's listing, not a request path)."""
+    table = directory.table
+    clients: list[Client] = []
+    request: dict[str, Any] = {"TableName": table.table_name, "ConsistentRead": True}
+    while True:
+        response = table.client.scan(**request)
+        for raw in response.get("Items", []):
+            item = table.deserialize(raw)
+            # Alias items (an API key's hash, a principal, a reserved name) only point at a client.
+            if "document" in item:
+                clients.append(Client.model_validate_json(item["document"]))
+        if "LastEvaluatedKey" not in response:
+            return sorted(clients, key=lambda client: (client.name, client.client_id))
+        request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
 def rotate_webhook_secret(directory: DynamoClientDirectory, client_id: str) -> Client:

@@ -3,6 +3,9 @@
 Nothing here runs at import time, and each builder imports only what its use case needs, so that a
 handler's cold start pays for its own dependencies and no one else's (the sweeper never loads the
 mapping DSL or the webhook HTTP client, for instance).
+
+Every use case shares one set of ports (:func:`use_cases`); the handlers take theirs from the
+builders below (``intake()``, ``dispatch()``, ...), unless a test injects its own.
 """
 
 from __future__ import annotations
@@ -14,27 +17,36 @@ from .settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from .adapters.dynamodb import DynamoClientDirectory
+    from .domain.auth import Authenticator
+    from .domain.cancellation import Cancellation
+    from .domain.completion import Completion
     from .domain.delivery import WebhookDelivery
-    from .domain.lifecycle import Gateway
+    from .domain.dispatch import Dispatch
+    from .domain.intake import Intake
+    from .domain.lifecycle import Gateway, UseCases
+    from .domain.listing import Listing
+    from .domain.ports import EventPublisher, GatewayPorts
+    from .domain.read_model import ReadModel
     from .domain.steps import EnsembleSteps
+    from .domain.sweeping import Sweeping
 
 
-def build_gateway(settings: Settings, logger: object = None) -> Gateway:
-    """Wire the use cases to AWS. Clients are created on first use, never here."""
+def build_ports(settings: Settings, logger: object = None) -> GatewayPorts:
+    """The ports every use case shares, wired to AWS. Clients are created on first use, never here."""
     from .adapters.dns import resolve_all
     from .adapters.dynamodb import DynamoPredictionStore, DynamoServiceCatalog
     from .adapters.messaging import SqsWebhookQueue
     from .adapters.s3 import S3ObjectStore
     from .adapters.sagemaker import SageMakerModelRuntime
     from .adapters.stepfunctions import StepFunctionsEngine
-    from .domain.lifecycle import Gateway, GatewayConfig
+    from .domain.ports import GatewayConfig, GatewayPorts
     from .domain.webhooks import LoopbackPortGuard, Resolver
 
     resolve: Resolver = resolve_all
     if settings.webhook_forbidden_loopback_ports:
         # Checked wherever a webhook URL is: at submission and at every delivery.
         resolve = LoopbackPortGuard(resolve_all, settings.webhook_forbidden_loopback_ports)
-    return Gateway(
+    return GatewayPorts(
         config=GatewayConfig(
             region=settings.region,
             upload_expiry_seconds=settings.upload_expiry_seconds,
@@ -54,11 +66,70 @@ def build_gateway(settings: Settings, logger: object = None) -> Gateway:
     )
 
 
+def build_event_publisher(settings: Settings) -> EventPublisher | None:
+    """The gateway's event bus (``EVENT_BUS_NAME``); None when the gateway has none."""
+    if not settings.event_bus_name:
+        return None
+    from .adapters.eventbridge import EventBridgePublisher
+
+    return EventBridgePublisher(settings.event_bus_name)
+
+
+def build_use_cases(settings: Settings, logger: object = None) -> UseCases:
+    """Every use case, over one set of ports wired to AWS."""
+    from .domain.lifecycle import compose
+
+    return compose(build_ports(settings, logger), events=build_event_publisher(settings))
+
+
+def build_gateway(settings: Settings, logger: object = None) -> Gateway:
+    """The one-object facade over freshly built use cases (tests and tools)."""
+    from .domain.lifecycle import Gateway
+
+    return Gateway(build_use_cases(settings, logger))
+
+
 @functools.cache
-def gateway() -> Gateway:
+def use_cases() -> UseCases:
     from .observability import logger
 
-    return build_gateway(get_settings(), logger)
+    return build_use_cases(get_settings(), logger)
+
+
+def intake() -> Intake:
+    return use_cases().intake
+
+
+def dispatch() -> Dispatch:
+    return use_cases().dispatch
+
+
+def completion() -> Completion:
+    return use_cases().completion
+
+
+def sweeping() -> Sweeping:
+    return use_cases().sweeping
+
+
+def read_model() -> ReadModel:
+    return use_cases().read_model
+
+
+def listing() -> Listing:
+    return use_cases().listing
+
+
+def cancellation() -> Cancellation:
+    return use_cases().cancellation
+
+
+@functools.cache
+def gateway() -> Gateway:
+    """The facade over this process's use cases (the same objects the handlers call)."""
+    from .domain.lifecycle import Gateway
+
+    return Gateway(use_cases())
 
 
 @functools.cache
@@ -69,21 +140,34 @@ def client_directory() -> DynamoClientDirectory:
 
 
 @functools.cache
+def authenticator() -> Authenticator:
+    from .domain.auth import Authenticator
+
+    return Authenticator(client_directory(), get_settings().auth_mode)
+
+
+@functools.cache
 def webhook_delivery() -> WebhookDelivery:
     from .adapters.webhook_http import HttpWebhookSender
     from .domain.delivery import WebhookDelivery
 
-    return WebhookDelivery(gateway=gateway(), clients=client_directory(), sender=HttpWebhookSender())
+    built = use_cases()
+    return WebhookDelivery(
+        ports=built.ports, documents=built.read_model, clients=client_directory(), sender=HttpWebhookSender()
+    )
 
 
 @functools.cache
 def ensemble_steps() -> EnsembleSteps:
     from .domain.steps import EnsembleSteps
 
-    return EnsembleSteps(gateway())
+    built = use_cases()
+    return EnsembleSteps(
+        ports=built.ports, dispatch=built.dispatch, completion=built.completion, ensembles=built.ensembles
+    )
 
 
 def reset() -> None:
     """Forget the cached settings and adapters (tests and the local runtime change the environment)."""
-    for cached in (gateway, client_directory, webhook_delivery, ensemble_steps, get_settings):
+    for cached in (use_cases, gateway, client_directory, authenticator, webhook_delivery, ensemble_steps, get_settings):
         cached.cache_clear()

@@ -40,7 +40,7 @@ def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
     chosen: list[Callable[..., Any]] = []
 
     @functools.wraps(handler)
-    def run(event: Any, context: Any) -> Any:
+    def run(event: Any, context: Any, **kwargs: Any) -> Any:
         if not chosen:
             from .settings import get_settings
 
@@ -50,6 +50,7 @@ def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
                 chosen.append(Tracer(service="ensemble-gateway").capture_lambda_handler(handler))
             else:
                 chosen.append(handler)
-        return chosen[0](event, context)
+        # Keyword arguments are the handler's injected dependencies (tests).
+        return chosen[0](event, context, **kwargs)
 
     return run

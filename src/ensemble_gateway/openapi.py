@@ -1,8 +1,9 @@
 """The OpenAPI document of the public API, built from the handlers' own routes and models.
 
-Powertools generates one document per resolver; the API has two (new-prediction and results), so
-they are merged here, and the error answers the handlers really give (``ErrorDocument`` with 400,
-401, 404, 409, 422) replace the framework's default validation response.
+Powertools generates one document per resolver; the API has three (new-prediction, results and
+cancel-prediction), so they are merged here, and the error answers the handlers really give
+(``ErrorDocument`` with 400, 401, 404, 409, 422) replace the framework's default validation
+response. Parameters the handlers read themselves (query strings, headers) are added here.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ from .domain.api import (
     NewPredictionRequest,
     NewPredictionResponse,
     PredictionDocument,
+    PredictionListDocument,
     ServiceListDocument,
+    UploadRenewalDocument,
 )
+from .domain.listing import DEFAULT_LIMIT, MAX_LIMIT, MAX_TOKEN_LENGTH
+from .domain.models import PREDICTION_STATUSES, SERVICE_NAME_PATTERN
+from .domain.request_json import MAX_IDEMPOTENCY_KEY_LENGTH
 
 TITLE = "Ensemble Gateway"
 ERRORS = {
@@ -31,16 +37,87 @@ ERRORS = {
             "409": "Idempotency-Key reused with another body",
             "415": "The body is not application/json",
             "422": "Service inactive",
-        }
+        },
+        "get": {
+            "400": "Invalid query (the message names the parameter), or a next_token of another listing",
+            "401": "Unauthenticated",
+        },
     },
     "/predictions/{prediction_id}": {"get": {"401": "Unauthenticated", "404": "Unknown prediction"}},
+    "/predictions/{prediction_id}/cancel": {
+        "post": {
+            "400": "A body was sent (this request takes none)",
+            "401": "Unauthenticated",
+            "404": "Unknown prediction",
+            "409": "The prediction had already ended (COMPLETED, FAILED or EXPIRED)",
+            "415": "The body is not application/json",
+        }
+    },
+    "/predictions/{prediction_id}/upload": {
+        "post": {
+            "400": "A body was sent (this request takes none)",
+            "401": "Unauthenticated",
+            "404": "Unknown prediction",
+            "409": "The prediction no longer awaits its upload (not PENDING_UPLOAD)",
+            "415": "The body is not application/json",
+        }
+    },
     "/services": {"get": {"401": "Unauthenticated"}},
 }
 SUCCESS: dict[tuple[str, str], tuple[str, str, type[BaseModel]]] = {
     ("/predictions", "post"): ("202", "Accepted: upload the input with the presigned POST", NewPredictionResponse),
+    ("/predictions", "get"): ("200", "A page of your own predictions, newest first", PredictionListDocument),
     ("/predictions/{prediction_id}", "get"): ("200", "The prediction", PredictionDocument),
+    ("/predictions/{prediction_id}/cancel", "post"): (
+        "200",
+        "The prediction, CANCELLED (also when it was cancelled already)",
+        PredictionDocument,
+    ),
+    ("/predictions/{prediction_id}/upload", "post"): (
+        "200",
+        "A new upload form, valid for the upload expiry from now; the upload window moves with it",
+        UploadRenewalDocument,
+    ),
     ("/services", "get"): ("200", "The active services", ServiceListDocument),
 }
+# GET /predictions: read by domain/listing.py (ListRequest.from_query), which checks the same.
+LIST_PARAMETERS: list[dict[str, Any]] = [
+    {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "description": "Only predictions with this status",
+        "schema": {"type": "string", "enum": [status.value for status in PREDICTION_STATUSES]},
+    },
+    {
+        "name": "service",
+        "in": "query",
+        "required": False,
+        "description": "Only predictions of this service",
+        "schema": {"type": "string", "maxLength": 63, "pattern": SERVICE_NAME_PATTERN.pattern},
+    },
+    {
+        "name": "created_after",
+        "in": "query",
+        "required": False,
+        "description": "Only predictions created after this moment (ISO 8601; UTC without an offset)",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "At most this many predictions in the page",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    },
+    {
+        "name": "next_token",
+        "in": "query",
+        "required": False,
+        "description": "The next_token of the previous page (with the same filters)",
+        "schema": {"type": "string", "maxLength": MAX_TOKEN_LENGTH},
+    },
+]
 
 
 def _add_model(components: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:
@@ -52,8 +129,8 @@ def _add_model(components: dict[str, Any], model: type[BaseModel]) -> dict[str, 
 
 
 def openapi_document() -> dict[str, Any]:
-    """The merged OpenAPI 3.1 document of ``POST /predictions``, ``GET /predictions/{id}``, ``GET /services``."""
-    from .handlers import new_prediction, results
+    """The merged OpenAPI 3.1 document of every route of the API."""
+    from .handlers import cancel_prediction, new_prediction, results
 
     merged: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -61,14 +138,16 @@ def openapi_document() -> dict[str, Any]:
             "title": TITLE,
             "version": __version__,
             "description": "Submit predictions to models and ensembles of models; upload the input with the "
-            "presigned POST; get told by a Standard Webhooks webhook or poll.",
+            "presigned POST; get told by a Standard Webhooks webhook or an EventBridge event, or poll.",
         },
         "paths": {},
         "components": {"schemas": {}},
     }
-    for app in (new_prediction.app, results.app):
+    for app in (new_prediction.app, results.app, cancel_prediction.app):
         document = json.loads(app.get_openapi_json_schema(title=TITLE, version=__version__))
-        merged["paths"].update(document.get("paths", {}))
+        # By method: two functions serve /predictions (POST and GET).
+        for path, operations in document.get("paths", {}).items():
+            merged["paths"].setdefault(path, {}).update(operations)
         merged["components"]["schemas"].update(document.get("components", {}).get("schemas", {}))
     schemas = merged["components"]["schemas"]
     schemas.pop("HTTPValidationError", None)
@@ -97,9 +176,16 @@ def openapi_document() -> dict[str, Any]:
             "in": "header",
             "required": False,
             "description": "The same key and body within 24 h return the same prediction",
-            "schema": {"type": "string", "maxLength": 255},
+            # What domain/request_json.py accepts: 1 to 255 visible ASCII characters.
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+                "pattern": "^[!-~]+$",
+            },
         }
     ]
+    merged["paths"]["/predictions"]["get"]["parameters"] = LIST_PARAMETERS
     merged["components"]["securitySchemes"] = {
         "sigv4": {
             "type": "apiKey",

@@ -10,6 +10,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from openapi_spec_validator import validate
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from conftest import ROOT
 from ensemble_gateway.openapi import openapi_document
@@ -38,5 +39,12 @@ def auth_headers(client_credentials: dict[str, Any]) -> dict[str, str]:
 def test_the_api_keeps_to_its_document(case: Any, runtime: Any, auth_headers: dict[str, str]) -> None:
     # GIVEN a generated request (valid or not) with valid credentials
     # WHEN it is sent to the running API
-    # THEN the answer is never a 5xx and always matches the documented status codes and schemas
-    case.call_and_validate(base_url=runtime.api_url, headers=auth_headers)
+    # THEN the answer is never a 5xx and always matches the documented status codes and schemas;
+    # schema-valid data is accepted, but for a page token: it is opaque, so a generated one is a
+    # string of the right shape that this API never issued (its documented 400)
+    opaque = bool((case.query or {}).get("next_token"))
+    case.call_and_validate(
+        base_url=runtime.api_url,
+        headers=auth_headers,
+        excluded_checks=[positive_data_acceptance] if opaque else None,
+    )

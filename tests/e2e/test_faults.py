@@ -32,7 +32,7 @@ from ensemble_gateway.client import GatewayClient, GatewayClientError
 from ensemble_gateway.domain.models import Prediction, PredictionStatus, utcnow
 from ensemble_gateway.local.lambdas import FakeLambdaContext
 
-TERMINAL = ("COMPLETED", "FAILED", "EXPIRED")
+TERMINAL = ("COMPLETED", "FAILED", "EXPIRED", "CANCELLED")
 LOST = "lost (not terminal after 90 s; must be 0)"
 DUPLICATES = "duplicate webhooks (must be 0)"
 for _figure in ("predictions submitted under faults", "completed", "failed or expired with a reason", LOST, DUPLICATES):
@@ -172,8 +172,8 @@ def test_a_crash_after_the_terminal_write_is_retried_without_a_duplicate(
     runtime: Any, api: Any, webhook_receiver: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN the notifications function crashes once right after writing the terminal status
-    gateway = bootstrap.gateway()
-    original = gateway.drive_callback
+    completion = bootstrap.completion()
+    original = completion.notify
     crashed: list[str] = []
 
     def crash_once(prediction: Prediction, output: bytes | None = None) -> None:
@@ -182,7 +182,7 @@ def test_a_crash_after_the_terminal_write_is_retried_without_a_duplicate(
             raise RuntimeError("injected crash after the write")
         original(prediction, output)
 
-    monkeypatch.setattr(gateway, "drive_callback", crash_once)
+    monkeypatch.setattr(completion, "notify", crash_once)
 
     # WHEN a prediction finishes (SNS redelivers the failed event, as Lambda retries it)
     accepted = api.submit("slow-noop", webhook_url=webhook_receiver.url)
@@ -205,18 +205,18 @@ def test_concurrent_duplicate_s3_events_dispatch_once(
 
     # GIVEN an uploaded input whose S3 event has not been processed yet: the test plays the
     # event source itself, calling process-input from five threads with the same record
-    gateway = bootstrap.gateway()
+    dispatch = bootstrap.dispatch()
     accepted = api.submit("slow-noop")
     pid = accepted["prediction_id"]
-    original_input_uploaded = gateway.input_uploaded
+    original_input_uploaded = dispatch.input_uploaded
     monkeypatch.setattr(
-        gateway,
+        dispatch,
         "input_uploaded",
         lambda bucket, key, size=None: None if key == f"uploads/{pid}" else original_input_uploaded(bucket, key, size),
     )
     api.upload(accepted["upload"], b'{"sleep_ms": 50}', "application/json")
     time.sleep(1.5)
-    monkeypatch.setattr(gateway, "input_uploaded", original_input_uploaded)
+    monkeypatch.setattr(dispatch, "input_uploaded", original_input_uploaded)
     assert api.status(pid)["status"] == "PENDING_UPLOAD"
     body = s3_event(runtime.stack.outputs["BucketName"], f"uploads/{pid}")
     event = [

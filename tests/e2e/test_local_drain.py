@@ -31,7 +31,7 @@ from ensemble_gateway.client import GatewayClient
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 
-TERMINAL = ("COMPLETED", "FAILED", "EXPIRED")
+TERMINAL = ("COMPLETED", "FAILED", "EXPIRED", "CANCELLED")
 # Generous: the machine running the suite may be small and busy.
 READY_SECONDS = 240
 EXIT_SECONDS = 180

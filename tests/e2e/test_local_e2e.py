@@ -169,9 +169,9 @@ def test_the_cli_predicts_and_reports_status(cli_state: Path, capsys: pytest.Cap
     claim = ROOT / "examples" / "vehicle-claim" / "samples" / "write-off.json"
 
     # WHEN a claim is predicted with --wait, and its status asked for
-    code = cli.main(["predict", "vehicle-claim", str(claim), "--wait", "--timeout", "90"])
+    code = cli.main(["predict", "vehicle-claim", str(claim), "--wait", "--timeout", "90", "--json"])
     printed = json.loads(capsys.readouterr().out)
-    status_code = cli.main(["status", printed["prediction_id"]])
+    status_code = cli.main(["status", printed["prediction_id"], "--json"])
     status = json.loads(capsys.readouterr().out)
 
     # THEN both show the completed ensemble with its four steps

@@ -58,3 +58,14 @@ def test_the_api_access_log_group_exists_with_its_retention(stack: Harness) -> N
     # THEN it keeps AccessLogRetentionDays (the parameter's default)
     assert name == f"/aws/apigateway/{stack.stack.stack_name}/access"
     assert group["retentionInDays"] == int(stack.stack.parameters["AccessLogRetentionDays"])
+
+
+def test_the_event_bus_exists_without_a_policy_by_default(stack: Harness) -> None:
+    # GIVEN the stack's event bus output
+    name = stack.stack.outputs["EventBusName"]
+    # WHEN the local EventBridge describes it
+    bus = stack.client("events").describe_event_bus(Name=name)
+    # THEN it is the stack's, shared with no other account
+    assert name == f"{stack.stack.stack_name}-predictions"
+    assert bus["Arn"] == stack.stack.outputs["EventBusArn"]
+    assert not bus.get("Policy")

@@ -6,6 +6,7 @@ operator policy grants for that command (tests/operator_permissions.py)."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -241,7 +242,13 @@ def test_stopping_an_execution_and_one_that_does_not_exist(stack: Any) -> None:
 
     # WHEN the sweeper's adapter stops it, THEN it is stopped with the reason
     assert engine.stop(arn, "p-timed-out", "Timeout", "no result within 600 s") is True
+    # (AWS answers ABORTED at once; moto's executor, when another test enabled it, may take a
+    # moment to see the stop.)
+    deadline = time.monotonic() + 10
     described = stack.client("stepfunctions").describe_execution(executionArn=execution)
+    while described["status"] == "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        described = stack.client("stepfunctions").describe_execution(executionArn=execution)
     assert described["status"] == "ABORTED"
     # AND an execution that was never started is no error: there is nothing to stop
     assert engine.stop(arn, "p-never-started", "Timeout", "no result") is False

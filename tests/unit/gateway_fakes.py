@@ -16,9 +16,19 @@ from typing import Any
 
 from ensemble_gateway.domain.delivery import WebhookDelivery, WebhookResponse
 from ensemble_gateway.domain.errors import WebhookTransportError
-from ensemble_gateway.domain.lifecycle import Gateway, GatewayConfig
+from ensemble_gateway.domain.lifecycle import Gateway, UseCases, compose
 from ensemble_gateway.domain.models import Client, Prediction, PredictionStatus, Service, StepOutcome
-from ensemble_gateway.domain.ports import PresignedUpload, RealtimeResponse, StoredObject
+from ensemble_gateway.domain.ports import (
+    GatewayConfig,
+    GatewayPorts,
+    PageCursor,
+    PredictionPage,
+    PredictionQuery,
+    PresignedUpload,
+    RealtimeResponse,
+    StoredObject,
+)
+from ensemble_gateway.domain.steps import EnsembleSteps
 from ensemble_gateway.domain.webhooks import CheckedWebhookTarget, new_webhook_secret
 
 T0 = datetime(2026, 11, 22, 9, 0, 0, tzinfo=UTC)
@@ -47,6 +57,8 @@ class FakePredictionStore:
         self.clock = clock
         self.records: dict[str, dict[str, Any]] = {}
         self.idempotency: dict[tuple[str, str], str] = {}
+        # When each key is forgotten: DynamoDB's marker lasts 24 h.
+        self.idempotency_expires: dict[tuple[str, str], datetime] = {}
         self.transitions: list[tuple[str, PredictionStatus, PredictionStatus]] = []
         self.reads = 0  # get() calls, as DynamoDB GetItem
 
@@ -58,7 +70,10 @@ class FakePredictionStore:
 
     def _apply(self, prediction_id: str, changes: Mapping[str, Any]) -> Prediction:
         item = self.records[prediction_id]
-        for name, value in {**changes, "updated_at": self.clock()}.items():
+        # As in DynamoDB: updated_at is public, it does not move for the gateway's bookkeeping.
+        if any(not _is_bookkeeping(name) for name in changes):
+            changes = {**changes, "updated_at": self.clock()}
+        for name, value in changes.items():
             if value is None:
                 item.pop(name, None)
             elif hasattr(value, "model_dump"):
@@ -73,13 +88,14 @@ class FakePredictionStore:
         key = (prediction.owner, prediction.idempotency_key or "")
         if prediction.prediction_id in self.records:
             return False
-        if prediction.idempotency_key and key in self.idempotency:
+        if prediction.idempotency_key and self.idempotency_expires.get(key, self.clock()) > self.clock():
             return False
         self.records[prediction.prediction_id] = prediction.model_dump(mode="json")
         if claim_dispatch_until is not None:
             self.records[prediction.prediction_id]["dispatch_lease_until"] = claim_dispatch_until
         if prediction.idempotency_key:
             self.idempotency[key] = prediction.prediction_id
+            self.idempotency_expires[key] = self.clock() + timedelta(hours=24)
         return True
 
     def get(self, prediction_id: str) -> Prediction | None:
@@ -88,7 +104,9 @@ class FakePredictionStore:
 
     def find_by_idempotency_key(self, owner: str, key: str) -> Prediction | None:
         target = self.idempotency.get((owner, key))
-        return self._load(target) if target else None
+        if target is None or self.idempotency_expires[(owner, key)] <= self.clock():
+            return None
+        return self._load(target)
 
     def transition(
         self,
@@ -118,9 +136,15 @@ class FakePredictionStore:
             self._apply(prediction_id, changes)
 
     def append_webhook_attempt(self, prediction_id: str, attempt: Mapping[str, Any]) -> None:
-        self.records[prediction_id].setdefault("webhook_attempts", []).append(dict(attempt))
+        if prediction_id not in self.records:
+            return
+        # DynamoDB keeps no None inside a value: the attempt reads back without those keys.
+        kept = {name: value for name, value in attempt.items() if value is not None}
+        self.records[prediction_id].setdefault("webhook_attempts", []).append(kept)
 
     def claim_webhook(self, prediction_id: str, event_type: str, now: datetime, lease_seconds: int) -> bool:
+        if prediction_id not in self.records:
+            return False
         lease_name = f"webhook_lease_{event_type.replace('.', '_')}"
         lease = self.records[prediction_id].get(lease_name)
         if lease is not None and lease >= now:
@@ -129,18 +153,26 @@ class FakePredictionStore:
         return True
 
     def release_webhook(self, prediction_id: str, event_type: str) -> None:
-        self.records[prediction_id].pop(f"webhook_lease_{event_type.replace('.', '_')}", None)
+        if prediction_id in self.records:
+            self.records[prediction_id].pop(f"webhook_lease_{event_type.replace('.', '_')}", None)
 
     def record_step_outcome(self, parent_id: str, child_id: str, outcome: StepOutcome) -> Prediction | None:
         if parent_id not in self.records:
             return None
+        # DynamoDB's item is at most 400 KB: an output that does not fit travels by reference only.
+        if (
+            outcome.inline
+            and len(json.dumps(self.records[parent_id], default=str)) + len(outcome.model_dump_json()) > 400_000
+        ):
+            outcome = outcome.model_copy(update={"output": None, "inline": False})
         # Bookkeeping, as in DynamoDB: updated_at does not move.
         self.records[parent_id].setdefault("step_outputs", {})[child_id] = outcome.model_dump(mode="json")
         return self._load(parent_id)
 
     def children(self, parent_id: str) -> list[Prediction]:
         found = [self._load(pid) for pid, item in self.records.items() if item.get("parent_id") == parent_id]
-        return [p for p in found if p is not None]
+        # DynamoDB's by-parent index sorts them by created_at.
+        return sorted((p for p in found if p is not None), key=lambda p: p.created_at)
 
     def overdue(self, status: PredictionStatus, now: datetime, limit: int) -> list[Prediction]:
         found = []
@@ -153,7 +185,40 @@ class FakePredictionStore:
                 and prediction.deadline_at < now
             ):
                 found.append(prediction)
+        # DynamoDB's by-status-deadline index gives the earliest deadline first.
+        found.sort(key=lambda p: p.deadline_at or self.clock())
         return found[:limit]
+
+    def list_owned(self, query: PredictionQuery) -> PredictionPage:
+        """Every match at once: the fake has no page budget, so a cursor means a full page."""
+        matching = []
+        for prediction_id in self.records:
+            prediction = self._load(prediction_id)
+            if (
+                prediction is None
+                or prediction.owner != query.owner
+                or prediction.is_step
+                or (prediction.expires_at is not None and prediction.expires_at < query.now.timestamp())
+                or (query.status is not None and prediction.status is not query.status)
+                or (query.service is not None and prediction.service != query.service)
+                or (query.created_after is not None and prediction.created_at <= query.created_after)
+            ):
+                continue
+            position = (prediction.created_at, prediction.prediction_id)
+            if query.after is not None and position >= (query.after.created_at, query.after.prediction_id):
+                continue
+            matching.append(prediction)
+        # DynamoDB's by-owner index, read backwards: the newest first.
+        matching.sort(key=lambda p: (p.created_at, p.prediction_id), reverse=True)
+        page = matching[: query.limit]
+        more = len(matching) > query.limit
+        cursor = PageCursor(page[-1].created_at, page[-1].prediction_id) if more and page else None
+        return PredictionPage(page, cursor)
+
+
+def _is_bookkeeping(field: str) -> bool:
+    """As the DynamoDB adapter: the gateway's own coordination, invisible in the public document."""
+    return field in ("dispatch_lease_until", "dispatched_at") or field.startswith("webhook_lease_")
 
 
 class FakeCatalog:
@@ -328,6 +393,30 @@ class FakeWebhookQueue:
         return jobs
 
 
+@dataclass
+class PublishedEvent:
+    detail_type: str
+    detail: dict[str, Any]
+
+
+class FakeEventPublisher:
+    """The gateway's event bus: keeps each event (through JSON, as the adapter sends it), or fails
+    the next ``fail_next`` publishes as a refused PutEvents entry does."""
+
+    def __init__(self) -> None:
+        self.events: list[PublishedEvent] = []
+        self.fail_next = 0
+
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError(f"EventBridge did not take the {detail_type} event: InternalFailure")
+        self.events.append(PublishedEvent(detail_type, json.loads(json.dumps(detail, default=str))))
+
+    def of(self, prediction_id: str) -> list[PublishedEvent]:
+        return [e for e in self.events if e.detail["data"]["prediction_id"] == prediction_id]
+
+
 class FakeClients:
     def __init__(self, clients: Iterable[Client] = ()) -> None:
         self.clients = {c.client_id: c for c in clients}
@@ -428,7 +517,8 @@ def new_client(client_id: str = "c_owner", secrets: list[str] | None = None) -> 
 
 @dataclass
 class World:
-    """A Gateway wired to fakes, plus the fakes for a test to inspect and steer."""
+    """The use cases wired to fakes (each, and all behind the Gateway facade), plus the fakes for a
+    test to inspect and steer."""
 
     clock: FakeClock
     store: FakePredictionStore
@@ -440,13 +530,27 @@ class World:
     resolver: FakeResolver
     clients: FakeClients
     gateway: Gateway
+    # None: a gateway deployed without an event bus.
+    events: FakeEventPublisher | None = None
     sender: FakeSender = field(default_factory=FakeSender)
+
+    @property
+    def use_cases(self) -> UseCases:
+        return self.gateway.use_cases
+
+    def steps(self) -> EnsembleSteps:
+        """get-transform-call's use case, over the same ports and use cases."""
+        built = self.use_cases
+        return EnsembleSteps(
+            ports=built.ports, dispatch=built.dispatch, completion=built.completion, ensembles=built.ensembles
+        )
 
     def delivery(self, sender: FakeSender | None = None, jitter: float = 0.0) -> WebhookDelivery:
         if sender is not None:
             self.sender = sender
         return WebhookDelivery(
-            gateway=self.gateway,
+            ports=self.use_cases.ports,
+            documents=self.use_cases.read_model,
             clients=self.clients,
             sender=self.sender,
             clock=self.clock,
@@ -459,6 +563,7 @@ def make_world(
     clients: Iterable[Client] = (),
     hosts: Mapping[str, Iterable[str]] | None = None,
     allow_loopback_http: bool = False,
+    event_bus: bool = True,
 ) -> World:
     clock = FakeClock()
     store = FakePredictionStore(clock)
@@ -469,7 +574,8 @@ def make_world(
     webhooks = FakeWebhookQueue()
     resolver = FakeResolver({"hooks.example.com": ["93.184.216.34"], **(hosts or {})})
     directory = FakeClients(clients)
-    gateway = Gateway(
+    events = FakeEventPublisher() if event_bus else None
+    ports = GatewayPorts(
         config=GatewayConfig(
             region="us-east-1",
             upload_expiry_seconds=900,
@@ -486,4 +592,7 @@ def make_world(
         resolve=resolver,
         clock=clock,
     )
-    return World(clock, store, catalog, objects, models, workflows, webhooks, resolver, directory, gateway)
+    gateway = Gateway(compose(ports, events=events))
+    return World(
+        clock, store, catalog, objects, models, workflows, webhooks, resolver, directory, gateway, events=events
+    )

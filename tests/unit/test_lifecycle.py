@@ -404,15 +404,16 @@ def test_a_realtime_model_error_fails_the_prediction_with_the_models_reason(worl
 def test_a_crash_after_a_realtime_terminal_write_is_made_good_by_the_redelivered_s3_event(world: World) -> None:
     # GIVEN a real-time prediction whose process-input crashed right after the terminal write
     prediction_id = submit(world, "repair-cost")
-    original = world.gateway.drive_callback
+    completion = world.use_cases.completion
+    original = completion.notify
 
     def crash(prediction: Prediction, output: bytes | None = None) -> None:
         raise RuntimeError("injected crash after the terminal write")
 
-    world.gateway.drive_callback = crash  # type: ignore[method-assign]
+    completion.notify = crash  # type: ignore[method-assign]
     with pytest.raises(RuntimeError):
         uploaded(world, prediction_id)
-    world.gateway.drive_callback = original  # type: ignore[method-assign]
+    completion.notify = original  # type: ignore[method-assign]
     assert status(world, prediction_id) is COMPLETED
     assert world.webhooks.take() == []
     # WHEN SQS redelivers the S3 event (the batch item failed)

@@ -19,7 +19,7 @@ from ensemble_gateway.domain.lifecycle import INLINE_OUTPUT_LIMIT
 from ensemble_gateway.domain.models import ModelTarget, Prediction, PredictionStatus, Service
 from ensemble_gateway.domain.notifications import InferenceResult
 from ensemble_gateway.domain.ports import RealtimeResponse
-from ensemble_gateway.domain.steps import EnsembleSteps, child_prediction_id
+from ensemble_gateway.domain.steps import child_prediction_id
 
 COMPLETED = PredictionStatus.COMPLETED
 FAILED = PredictionStatus.FAILED
@@ -129,7 +129,7 @@ def test_a_step_starts_from_the_execution_input_without_reading_the_catalog_or_t
     world.catalog.put(model_service("fraud-score").model_copy(update={"model": ModelTarget(endpoint_name="fraud-v2")}))
     reads_before = (world.store.reads, world.catalog.reads)
     # WHEN the state machine runs the fraud step
-    result = EnsembleSteps(world.gateway).call(parent_id, "fraud", "token-fraud", execution=execution)
+    result = world.steps().call(parent_id, "fraud", "token-fraud", execution=execution)
     # THEN nothing was read: the request, the owner and the targets came in the execution input
     assert (world.store.reads, world.catalog.reads) == reads_before
     # AND the step ran against the catalog as it was when the execution started
@@ -152,7 +152,7 @@ def test_a_realtime_step_finishes_inline_and_leaves_its_output_on_the_ensemble(w
     parent_id, execution = start_ensemble(world)
     realtime_answers(world, {"eur": 900})
     # WHEN the state machine runs the cost step
-    result = EnsembleSteps(world.gateway).call(parent_id, "cost", "token-cost", execution=execution)
+    result = world.steps().call(parent_id, "cost", "token-cost", execution=execution)
     # THEN the model got the mapped input from memory and the child is COMPLETED right away
     (call,) = world.models.realtime_calls
     assert json.loads(call["body"]) == {"claim": CLAIM["claim"]}
@@ -169,7 +169,7 @@ def test_a_realtime_step_finishes_inline_and_leaves_its_output_on_the_ensemble(w
 def test_the_final_step_finishes_the_ensemble_before_the_complete_task_runs(world: World) -> None:
     # GIVEN an ensemble whose fraud (async) and cost (real-time) steps have finished
     parent_id, execution = start_ensemble(world)
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     realtime_answers(world, {"eur": 900}, {"decision": "repair"})
     fraud = steps.call(parent_id, "fraud", "token-fraud", execution=execution)["prediction_id"]
     world.clock.advance(seconds=1)
@@ -210,7 +210,7 @@ def test_the_final_step_finishes_the_ensemble_before_the_complete_task_runs(worl
 def test_a_large_step_output_is_read_from_s3_by_the_step_that_maps_it(world: World) -> None:
     # GIVEN a fraud step whose output is too large to travel inline
     parent_id, execution = start_ensemble(world)
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     realtime_answers(world, {"eur": 900}, {"decision": "refer"})
     large = json.dumps({"p": 0.9, "explanation": "x" * INLINE_OUTPUT_LIMIT}).encode()
     fraud = steps.call(parent_id, "fraud", "token-fraud", execution=execution)["prediction_id"]
@@ -235,7 +235,7 @@ def test_a_failed_optional_step_contributes_its_default(world: World) -> None:
         )
     )
     parent_id, execution = start_ensemble(world)
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     realtime_answers(world, {"decision": "refer"})
     fraud = steps.call(parent_id, "fraud", "token-fraud", execution=execution)["prediction_id"]
     world.gateway.inference_finished(
@@ -255,7 +255,7 @@ def test_a_failed_optional_step_contributes_its_default(world: World) -> None:
 def test_a_mapping_error_fails_the_step_once_and_a_retried_invocation_only_answers_again(world: World) -> None:
     # GIVEN a request without the field the cost step maps
     parent_id, execution = start_ensemble(world, request={"not_a_claim": 1})
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     # WHEN the cost step runs, and Step Functions invokes it again with the same token
     first = steps.call(parent_id, "cost", "token-cost", execution=execution)
     again = steps.call(parent_id, "cost", "token-cost", execution=execution)
@@ -275,7 +275,7 @@ def test_without_the_execution_input_a_step_reads_the_ensemble_and_the_catalog(w
     parent_id, _ = start_ensemble(world)
     reads_before = world.store.reads
     # WHEN the fraud step is invoked with the old payload
-    EnsembleSteps(world.gateway).call(parent_id, "fraud", "token-fraud")
+    world.steps().call(parent_id, "fraud", "token-fraud")
     # THEN it read the ensemble's record and still dispatched the step
     assert world.store.reads > reads_before
     assert [c["endpoint"] for c in world.models.async_calls] == ["fraud-score-endpoint"]
@@ -311,7 +311,7 @@ def test_a_final_fan_out_finishes_the_ensemble_when_its_last_member_succeeds(wor
     )
     parent_id, execution = start_ensemble(world, request={"text": "my card was stolen"}, service="triage")
     assert execution["fanout"] == {"classify": [{"service": "classifier-a"}, {"service": "classifier-b"}]}
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     a = steps.call(parent_id, "classify", "token-a", "classifier-a", execution=execution)["prediction_id"]
     b = steps.call(parent_id, "classify", "token-b", "classifier-b", execution=execution)["prediction_id"]
     # WHEN the first member succeeds, and its notification is delivered twice
@@ -333,7 +333,7 @@ def test_a_final_fan_out_finishes_the_ensemble_when_its_last_member_succeeds(wor
 # ------------------------------------------------------------------------------------------------
 def run_claim_steps(world: World, parent_id: str, execution: dict[str, Any] | None) -> dict[str, str]:
     """Run fraud (async), cost and decision (real-time) in order; return each step's child ID."""
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     realtime_answers(world, {"eur": 900}, {"decision": "repair"})
     children = {"fraud": steps.call(parent_id, "fraud", "token-fraud", execution=execution)["prediction_id"]}
     async_succeeds(world, children["fraud"], b'{"p": 0.1}')
@@ -420,7 +420,7 @@ def test_a_final_fan_out_asks_every_member_for_the_ensemble_requests_accept(worl
     )
     parent_id, execution = start_ensemble(world, request={"text": "stolen card"}, service="triage", accept="text/csv")
     # WHEN the state machine runs both members
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     for member in ("classifier-a", "classifier-b"):
         steps.call(parent_id, "classify", f"token-{member}", member, execution=execution)
     # THEN both were asked for CSV
@@ -466,7 +466,7 @@ def test_a_step_whose_when_is_false_is_skipped_without_calling_its_model() -> No
         }
     )
     parent_id, execution = start_ensemble(world)
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     fraud = steps.call(parent_id, "fraud", "token-fraud", execution=execution)
     async_succeeds(world, fraud["prediction_id"], json.dumps({"p": 0.1}).encode())
     calls_before = len(world.models.async_calls)
@@ -494,7 +494,7 @@ def test_a_when_on_a_missing_value_is_false_and_a_true_one_runs_the_step() -> No
         },
     )
     parent_id, execution = start_ensemble(world)
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     assert steps.call(parent_id, "missing", "t1", execution=execution)["status"] == "SKIPPED"
     assert steps.call(parent_id, "present", "t2", execution=execution)["status"] == "RUNNING"
     assert len(world.models.async_calls) == 1
@@ -505,7 +505,7 @@ def test_a_retried_task_binds_the_running_child_to_its_new_token_and_calls_no_mo
     # Lambda error: Step Functions retries the task with a new token)
     world = declarative_world()
     parent_id, execution = start_ensemble(world)
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     first = steps.call(parent_id, "fraud", "token-attempt-1", execution=execution)
 
     # WHEN the second attempt arrives
@@ -523,7 +523,7 @@ def test_a_retry_after_the_child_finished_answers_the_new_token_at_once() -> Non
     # GIVEN a step whose model finished while its task was being retried
     world = declarative_world()
     parent_id, execution = start_ensemble(world)
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     first = steps.call(parent_id, "fraud", "token-attempt-1", execution=execution)
     async_succeeds(world, first["prediction_id"], json.dumps({"p": 0.3}).encode())
 
@@ -543,7 +543,7 @@ def test_an_output_mapping_builds_the_ensembles_result_from_several_steps() -> N
     output = {"fraud": "$.steps.fraud.p", "cost": "$.steps.cost.eur", "value": "$.input.claim.vehicle_value"}
     world.catalog.put(base.model_copy(update={"ensemble": base.ensemble.model_copy(update={"output": output})}))
     parent_id, execution = start_ensemble(world)
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     realtime_answers(world, {"eur": 800})
     fraud = steps.call(parent_id, "fraud", "t-fraud", execution=execution)
     async_succeeds(world, fraud["prediction_id"], json.dumps({"p": 0.2}).encode())
@@ -567,7 +567,7 @@ def test_an_output_mapping_that_cannot_apply_fails_the_ensemble_naming_the_outpu
     output = {"missing": "$.steps.fraud.not_there"}
     world.catalog.put(base.model_copy(update={"ensemble": base.ensemble.model_copy(update={"output": output})}))
     parent_id, execution = start_ensemble(world)
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     fraud = steps.call(parent_id, "fraud", "t-fraud", execution=execution)
     async_succeeds(world, fraud["prediction_id"], json.dumps({"p": 0.2}).encode())
 
@@ -580,7 +580,7 @@ def test_a_timeout_named_as_data_fails_only_that_steps_child() -> None:
     # GIVEN a running step, and a generated state machine's timeout naming 'fraud' as data
     world = declarative_world()
     parent_id, execution = start_ensemble(world)
-    steps = EnsembleSteps(world.gateway)
+    steps = world.steps()
     fraud = steps.call(parent_id, "fraud", "t-fraud", execution=execution)
 
     # WHEN the state machine fails the ensemble with the structured cause
@@ -599,7 +599,7 @@ def test_a_failure_no_record_explains_is_named_from_the_structured_cause() -> No
     parent_id, _ = start_ensemble(world)
 
     # WHEN the state machine fails the ensemble
-    EnsembleSteps(world.gateway).fail(
+    world.steps().fail(
         parent_id,
         {
             "Error": "StepFailed",

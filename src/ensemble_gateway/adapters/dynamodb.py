@@ -11,7 +11,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+# Re-exported: the hash is the domain's (domain/auth.py); callers once imported it from here.
+from ..domain.auth import hash_api_key as hash_api_key
 from ..domain.models import Client, Prediction, PredictionStatus, Service, StepOutcome, utcnow
+from ..domain.ports import PageCursor, PredictionPage, PredictionQuery
 from .aws import LazyClient, error_code
 
 
@@ -20,7 +23,8 @@ def _to_item(value: Any) -> Any:
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
     if isinstance(value, datetime):
-        return value.isoformat()
+        # Fixed width: stored datetimes are compared as strings (indexes, conditions).
+        return value.isoformat(timespec="microseconds")
     if isinstance(value, dict):
         return {k: _to_item(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):
@@ -40,6 +44,12 @@ def _from_item(value: Any) -> Any:
     if isinstance(value, list):
         return [_from_item(v) for v in value]
     return value
+
+
+# Listing an owner's predictions: index entries read per Query, and Queries per page at most (the
+# filter drops steps, other statuses and services after DynamoDB's Limit).
+LIST_PAGE_ITEMS = 100
+LIST_MAX_PAGES = 10
 
 
 class DynamoTable(LazyClient):
@@ -116,7 +126,7 @@ class DynamoPredictionStore:
             IndexName="by-status-deadline",
             KeyConditionExpression="#s = :s AND deadline_at < :now",
             ExpressionAttributeNames={"#s": "status"},
-            ExpressionAttributeValues={":s": {"S": status.value}, ":now": {"S": now.isoformat()}},
+            ExpressionAttributeValues={":s": {"S": status.value}, ":now": self.table.value(now)},
             Limit=limit,
         )
         found = []
@@ -126,11 +136,104 @@ class DynamoPredictionStore:
                 found.append(prediction)
         return found
 
+    def list_owned(self, query: PredictionQuery) -> PredictionPage:
+        """One page of an owner's top-level predictions, newest first, from the ``by-owner`` index.
+
+        The index (hash ``owner``, range ``created_at``) holds every record with an owner, steps
+        too, and projects only what the filter reads (``status``, ``service``, ``parent_id``,
+        ``expires_at``): a status change writes the index, nothing else of the record's many
+        updates does. So the index is read for the page's keys, and the records themselves
+        with one consistent ``BatchGetItem``.
+
+        DynamoDB applies ``Limit`` before the filter: the index is read in pages of
+        ``LIST_PAGE_ITEMS`` entries until ``query.limit`` records match, the index ends, or
+        ``LIST_MAX_PAGES`` pages were read (the page is then short, or empty, with a cursor).
+        A record whose status changed since the index saw it (the index is eventually
+        consistent) and no longer matches is left out.
+        """
+        table = self.table
+        condition = "#o = :o"
+        values: dict[str, Any] = {":o": {"S": query.owner}, ":now": {"N": str(int(query.now.timestamp()))}}
+        names = {"#o": "owner", "#p": "parent_id", "#e": "expires_at"}
+        if query.created_after is not None:
+            condition += " AND #c > :after"
+            names["#c"] = "created_at"
+            values[":after"] = table.value(query.created_after)
+        filters = ["attribute_not_exists(#p)", "(attribute_not_exists(#e) OR #e >= :now)"]
+        if query.status is not None:
+            filters.append("#s = :s")
+            names["#s"] = "status"
+            values[":s"] = {"S": query.status.value}
+        if query.service is not None:
+            filters.append("#v = :v")
+            names["#v"] = "service"
+            values[":v"] = {"S": query.service}
+        request: dict[str, Any] = {
+            "TableName": table.table_name,
+            "IndexName": "by-owner",
+            "KeyConditionExpression": condition,
+            "FilterExpression": " AND ".join(filters),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": False,
+            "Limit": LIST_PAGE_ITEMS,
+        }
+        if query.after is not None:
+            request["ExclusiveStartKey"] = {
+                "owner": {"S": query.owner},
+                "created_at": table.value(query.after.created_at),
+                "prediction_id": {"S": query.after.prediction_id},
+            }
+        keys: list[dict[str, Any]] = []
+        cursor: PageCursor | None = None
+        for _ in range(LIST_MAX_PAGES):
+            response = table.client.query(**request)
+            items = response.get("Items", [])
+            last = response.get("LastEvaluatedKey")
+            taken = items[: query.limit - len(keys)]
+            keys += taken
+            if len(keys) == query.limit:
+                # Full: more may follow the page's last record, in this response or after it.
+                more = len(taken) < len(items) or last is not None
+                cursor = _cursor(table.deserialize(taken[-1])) if more else None
+                break
+            if last is None:
+                cursor = None
+                break
+            request["ExclusiveStartKey"] = last
+            # Out of budget after this read: the caller goes on from the last entry read.
+            cursor = _cursor(table.deserialize(last))
+        records = self._get_many([table.deserialize(raw)["prediction_id"] for raw in keys])
+        page = [prediction for prediction in records if query.status is None or prediction.status is query.status]
+        return PredictionPage(page, cursor)
+
+    def _get_many(self, prediction_ids: list[str]) -> list[Prediction]:
+        """The records of ``prediction_ids`` (at most 100), in that order, read consistently."""
+        if not prediction_ids:
+            return []
+        table = self.table
+        found: dict[str, Prediction] = {}
+        request: dict[str, Any] = {
+            table.table_name: {
+                "Keys": [{"prediction_id": {"S": prediction_id}} for prediction_id in prediction_ids],
+                "ConsistentRead": True,
+            }
+        }
+        while request:
+            response = table.client.batch_get_item(RequestItems=request)
+            for raw in response.get("Responses", {}).get(table.table_name, []):
+                item = table.deserialize(raw)
+                if item.get("record_type") == "prediction":
+                    found[item["prediction_id"]] = _prediction(item)
+            # Throttled or over 16 MB: DynamoDB hands back what it did not read.
+            request = response.get("UnprocessedKeys") or {}
+        return [found[prediction_id] for prediction_id in prediction_ids if prediction_id in found]
+
     # -- writing --------------------------------------------------------------------------
     def create(self, prediction: Prediction, *, claim_dispatch_until: datetime | None = None) -> bool:
         item: dict[str, Any] = {
             "record_type": "prediction",
-            **prediction.model_dump(mode="json", exclude={"step_outputs"}),
+            **prediction.model_dump(exclude={"step_outputs"}),
             **{_outcome_attribute(k): v.model_dump_json() for k, v in prediction.step_outputs.items()},
         }
         if claim_dispatch_until is not None:
@@ -325,6 +428,11 @@ def _prediction(item: Mapping[str, Any]) -> Prediction:
     return Prediction.model_validate(fields)
 
 
+def _cursor(key: Mapping[str, Any]) -> PageCursor:
+    """The position of an index entry (or of a LastEvaluatedKey) in an owner's list."""
+    return PageCursor(created_at=datetime.fromisoformat(key["created_at"]), prediction_id=key["prediction_id"])
+
+
 def _idempotency_item_id(owner: str, key: str) -> str:
     return "idem#" + hashlib.sha256(f"{owner}\x00{key}".encode()).hexdigest()
 
@@ -411,6 +519,7 @@ class DynamoClientDirectory:
         return self._by_alias(f"principal#{principal_arn}")
 
     def put(self, client: Client) -> None:
+        previous = self.get(client.client_id)
         items = [{"client_id": client.client_id, "document": client.model_dump_json()}]
         if client.api_key_hash:
             items.append({"client_id": f"apikey#{client.api_key_hash}", "target": client.client_id})
@@ -418,10 +527,24 @@ class DynamoClientDirectory:
             items.append({"client_id": f"principal#{client.principal_arn}", "target": client.client_id})
         for item in items:
             self.table.client.put_item(TableName=self.table.table_name, Item=self.table.serialize(item))
-
-
-def hash_api_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
+        # A replaced API key or principal must stop finding the client: its alias goes (if it
+        # still points at this client).
+        stale = []
+        if previous is not None and previous.api_key_hash and previous.api_key_hash != client.api_key_hash:
+            stale.append(f"apikey#{previous.api_key_hash}")
+        if previous is not None and previous.principal_arn and previous.principal_arn != client.principal_arn:
+            stale.append(f"principal#{previous.principal_arn}")
+        for alias in stale:
+            try:
+                self.table.client.delete_item(
+                    TableName=self.table.table_name,
+                    Key=self.table.serialize({"client_id": alias}),
+                    ConditionExpression="target = :c",
+                    ExpressionAttributeValues={":c": {"S": client.client_id}},
+                )
+            except Exception as error:
+                if error_code(error) != "ConditionalCheckFailedException":
+                    raise
 
 
 def dumps(value: Any) -> str:

@@ -11,7 +11,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .media_types import ACCEPT_PATTERN, CONTENT_TYPE_PATTERN, DEFAULT_ACCEPT, is_accept, is_content_type
@@ -77,10 +85,36 @@ class WebhookTarget(BaseModel):
     url: str = Field(max_length=2048, description="Where to POST the signed notification (https).")
 
 
-class NotificationRequest(BaseModel):
+class EventBridgeTarget(BaseModel):
+    """The gateway's own event bus: nothing to choose (yet)."""
+
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
+
+class NotificationRequest(BaseModel):
+    """How to be told that the prediction ended: one channel at most (none: poll)."""
+
+    # maxProperties: the published schema says what the validator below enforces.
+    model_config = ConfigDict(extra="forbid", defer_build=True, json_schema_extra={"maxProperties": 1})
+
     webhook: WebhookTarget | None = None
+    eventbridge: EventBridgeTarget | None = Field(
+        default=None,
+        description="Put a prediction.completed, prediction.failed, prediction.expired or prediction.cancelled "
+        "event on the gateway's EventBridge bus (source 'ensemble-gateway'; its data is the "
+        "GET /predictions/{prediction_id} document).",
+    )
+
+    @model_validator(mode="after")
+    def _one_channel(self) -> NotificationRequest:
+        given = [name for name in type(self).model_fields if name in self.model_fields_set]
+        if len(given) > 1:
+            raise PydanticCustomError(
+                "notification_channels",
+                "choose one notification channel, not {given}",
+                {"given": " and ".join(f"'{name}'" for name in given)},
+            )
+        return self
 
 
 class NewPredictionRequest(BaseModel):
@@ -170,6 +204,30 @@ class PredictionDocument(BaseModel):
     result: ResultDocument | None = None
     error: PredictionError | None = None
     steps: list[StepDocument] | None = None
+
+
+class PredictionListDocument(BaseModel):
+    """Body of ``GET /predictions``: one page of the caller's own predictions, newest first."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    predictions: list[PredictionDocument] = Field(
+        description="The page, newest first. An ensemble's steps are those that have finished (its "
+        "record holds their outcomes); GET /predictions/{prediction_id} also lists those still running."
+    )
+    next_token: str | None = Field(
+        description="Pass it as next_token, with the same filters, for the next page; null: there is none. "
+        "A page may hold fewer than limit predictions, even none, and still have one."
+    )
+
+
+class UploadRenewalDocument(BaseModel):
+    """Body of ``POST /predictions/{id}/upload``: a new form for the awaited upload."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    prediction_id: str
+    upload: UploadDocument
 
 
 class ServiceDocument(BaseModel):

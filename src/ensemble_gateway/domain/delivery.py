@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import InvalidRequestError, WebhookTransportError
-from .lifecycle import Gateway, jitter, prediction_delivered_events
 from .models import CallbackKind, Prediction, utcnow
-from .ports import ClientDirectory
+from .notifiers.webhook import prediction_delivered_events
 from .webhooks import CheckedWebhookTarget, check_webhook_url, event_body, retry_delay, signed_headers
+
+if TYPE_CHECKING:
+    from .ports import ClientDirectory, GatewayPorts
+    from .read_model import ReadModel
 
 # How long one attempt may hold a webhook: well above the sender's total deadline per attempt
 # (10 s, adapters/webhook_http.py), so that the attempt is over before a duplicate job may send.
@@ -35,11 +39,31 @@ class WebhookSender(Protocol):
         """
 
 
+def jitter() -> float:
+    """A random fraction in [0, 1), to spread retries."""
+    return random.random()
+
+
 @dataclass
 class WebhookDelivery:
-    """Deliver one webhook job; schedule the next attempt or dead-letter it."""
+    """Deliver one webhook job; schedule the next attempt or dead-letter it.
 
-    gateway: Gateway
+    Parameters
+    ----------
+    ports
+        The gateway's shared ports (the predictions, the webhook queue, the URL policy).
+    documents
+        Renders the webhook's ``data`` (the ``GET /predictions/{id}`` document).
+    clients
+        The owners' webhook secrets.
+    sender
+        POSTs to the checked address.
+    clock, random
+        The time of each attempt, and the retry jitter.
+    """
+
+    ports: GatewayPorts
+    documents: ReadModel
     clients: ClientDirectory
     sender: WebhookSender
     clock: Callable[[], datetime] = field(default=utcnow)
@@ -55,9 +79,9 @@ class WebhookDelivery:
         if not_before and datetime.fromisoformat(str(not_before)) > now:
             # SQS delays at most 15 minutes: longer waits are served in hops.
             remaining = int((datetime.fromisoformat(str(not_before)) - now).total_seconds()) + 1
-            self.gateway.webhooks.enqueue(dict(job), delay_seconds=remaining)
+            self.ports.webhooks.enqueue(dict(job), delay_seconds=remaining)
             return "waiting"
-        prediction = self.gateway.predictions.get(prediction_id)
+        prediction = self.ports.predictions.get(prediction_id)
         if prediction is None or prediction.callback.kind is not CallbackKind.WEBHOOK:
             return "dropped"
         if event_type in prediction_delivered_events(prediction):
@@ -65,29 +89,29 @@ class WebhookDelivery:
         client = self.clients.get(prediction.owner)
         if client is None or not client.webhook_secrets:
             self._record(prediction_id, event_type, attempt, error="client has no webhook secret")
-            self.gateway.webhooks.dead_letter({**job, "reason": "client has no webhook secret"})
+            self.ports.webhooks.dead_letter({**job, "reason": "client has no webhook secret"})
             return "dead-lettered"
         url = prediction.callback.target or ""
         try:
             target = check_webhook_url(
                 url,
-                self.gateway.resolve,
-                allow_loopback_http=self.gateway.config.allow_loopback_http_webhooks,
+                self.ports.resolve,
+                allow_loopback_http=self.ports.config.allow_loopback_http_webhooks,
             )
         except InvalidRequestError as refused:
             # Checked again at delivery: DNS may now point somewhere it must not.
             self._record(prediction_id, event_type, attempt, error=refused.message)
-            self.gateway.webhooks.dead_letter({**job, "reason": refused.message})
+            self.ports.webhooks.dead_letter({**job, "reason": refused.message})
             return "refused"
-        if not self.gateway.predictions.claim_webhook(prediction_id, event_type, now, SEND_LEASE_SECONDS):
+        if not self.ports.predictions.claim_webhook(prediction_id, event_type, now, SEND_LEASE_SECONDS):
             # Another worker is sending this webhook right now (a duplicate job): look again once its
             # attempt is over; by then it is delivered (and this job ends) or its retry is scheduled.
-            self.gateway.webhooks.enqueue(dict(job), delay_seconds=SEND_LEASE_SECONDS)
+            self.ports.webhooks.enqueue(dict(job), delay_seconds=SEND_LEASE_SECONDS)
             return "in-flight-elsewhere"
         try:
             return self._attempt(job, prediction, client.webhook_secrets, target, attempt, now)
         finally:
-            self.gateway.predictions.release_webhook(prediction_id, event_type)
+            self.ports.predictions.release_webhook(prediction_id, event_type)
 
     def _attempt(
         self,
@@ -100,7 +124,7 @@ class WebhookDelivery:
     ) -> str:
         prediction_id = prediction.prediction_id
         event_type = str(job["event_type"])
-        document = self.gateway.document(prediction).model_dump(mode="json")
+        document = self.documents.document(prediction).model_dump(mode="json")
         body = event_body(event_type, now.isoformat().replace("+00:00", "Z"), document)
         # The same id on every retry lets receivers deduplicate, as the spec asks.
         msg_id = f"msg_{prediction_id}_{prediction.status.value.lower()}"
@@ -122,14 +146,12 @@ class WebhookDelivery:
             return "gone"
         delay = retry_delay(attempt, self.random())
         if delay is None:
-            self.gateway.webhooks.dead_letter(
-                {**job, "attempt": attempt, "reason": f"gave up after {attempt} attempts"}
-            )
+            self.ports.webhooks.dead_letter({**job, "attempt": attempt, "reason": f"gave up after {attempt} attempts"})
             return "dead-lettered"
         if retry_after is not None:
             delay = max(delay, min(retry_after, 86400))
         due = now + timedelta(seconds=delay)
-        self.gateway.webhooks.enqueue({**job, "attempt": attempt, "not_before": due.isoformat()}, delay_seconds=delay)
+        self.ports.webhooks.enqueue({**job, "attempt": attempt, "not_before": due.isoformat()}, delay_seconds=delay)
         return "retry-scheduled"
 
     def _record(
@@ -142,7 +164,7 @@ class WebhookDelivery:
         error: str | None = None,
         delivered: bool = False,
     ) -> None:
-        self.gateway.predictions.append_webhook_attempt(
+        self.ports.predictions.append_webhook_attempt(
             prediction_id,
             {
                 "event_type": event_type,

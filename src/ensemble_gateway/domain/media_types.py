@@ -56,3 +56,12 @@ def media_type(content_type: str) -> str:
 def same_media_type(first: str, second: str) -> bool:
     """Whether two content types name the same media type (case and parameters ignored)."""
     return media_type(first) == media_type(second)
+
+
+#: The media types read as JSON (by mappings, inline outputs and inline requests).
+JSON_TYPES = ("application/json", "text/json")
+
+
+def is_json_type(content_type: str) -> bool:
+    """Whether a content type (parameters ignored) is JSON."""
+    return media_type(content_type) in JSON_TYPES

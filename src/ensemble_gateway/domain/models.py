@@ -45,6 +45,8 @@ class PredictionStatus(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     EXPIRED = "EXPIRED"
+    # Ended by its owner (``POST /predictions/{id}/cancel``), or a step of an ensemble so ended.
+    CANCELLED = "CANCELLED"
     # A step of an ensemble whose ``when`` was false: it never ran (never a top-level status).
     SKIPPED = "SKIPPED"
 
@@ -54,8 +56,16 @@ class PredictionStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset(
-    {PredictionStatus.COMPLETED, PredictionStatus.FAILED, PredictionStatus.EXPIRED, PredictionStatus.SKIPPED}
+    {
+        PredictionStatus.COMPLETED,
+        PredictionStatus.FAILED,
+        PredictionStatus.EXPIRED,
+        PredictionStatus.CANCELLED,
+        PredictionStatus.SKIPPED,
+    }
 )
+#: The statuses a top-level prediction can have (``SKIPPED`` is a step's only).
+PREDICTION_STATUSES = tuple(status for status in PredictionStatus if status is not PredictionStatus.SKIPPED)
 
 
 class CallbackKind(StrEnum):
@@ -64,10 +74,13 @@ class CallbackKind(StrEnum):
     NONE = "none"
     WEBHOOK = "webhook"
     TASK_TOKEN = "task_token"
+    # An event on the gateway's EventBridge bus (no target: the bus is the gateway's own).
+    EVENTBRIDGE = "eventbridge"
 
 
 class Callback(BaseModel):
-    """A webhook URL for a top-level prediction, or a Step Functions task token for a step."""
+    """A webhook URL or an EventBridge event for a top-level prediction, or a Step Functions task
+    token for a step (see ``domain/notifiers/``: one module per kind)."""
 
     kind: CallbackKind = CallbackKind.NONE
     target: str | None = None

@@ -1,13 +1,20 @@
-"""The ports the domain needs from the outside world. Adapters implement them with boto3."""
+"""The ports the domain needs from the outside world. Adapters implement them with boto3.
+
+:class:`GatewayPorts` bundles them with the configuration, the clock and the logger: the one
+object every use case of the gateway shares (bootstrap builds it once per cold start).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .models import Client, Prediction, PredictionStatus, Service, StepOutcome
+from .models import Client, Prediction, PredictionStatus, Service, StepOutcome, utcnow
+
+if TYPE_CHECKING:
+    from .webhooks import Resolver
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,51 @@ class RealtimeResponse:
     body: bytes
     content_type: str
     invoked_variant: str | None = None
+
+
+@dataclass(frozen=True)
+class PageCursor:
+    """Where a page of an owner's predictions ended: the last record it covered, in list order."""
+
+    created_at: datetime
+    prediction_id: str
+
+
+@dataclass(frozen=True)
+class PredictionQuery:
+    """Which of an owner's top-level predictions to list (``GET /predictions``), newest first.
+
+    Parameters
+    ----------
+    owner
+        The client whose predictions these are; never anyone else's.
+    now
+        Records past their retention (``expires_at`` before it) are left out, as ``GET`` 404s them.
+    status, service
+        Only records with this status, of this service (None: any).
+    created_after
+        Only records created strictly after this moment (None: any).
+    limit
+        At most this many records in the page.
+    after
+        Start after this position (the cursor of the previous page); None: from the newest.
+    """
+
+    owner: str
+    now: datetime
+    status: PredictionStatus | None = None
+    service: str | None = None
+    created_after: datetime | None = None
+    limit: int = 20
+    after: PageCursor | None = None
+
+
+@dataclass(frozen=True)
+class PredictionPage:
+    """One page of a :class:`PredictionQuery`: the records, and where to go on (None: the end)."""
+
+    predictions: list[Prediction]
+    cursor: PageCursor | None = None
 
 
 class PredictionStore(Protocol):
@@ -78,6 +130,15 @@ class PredictionStore(Protocol):
 
     def overdue(self, status: PredictionStatus, now: datetime, limit: int) -> list[Prediction]:
         """Records in ``status`` whose ``deadline_at`` has passed."""
+
+    def list_owned(self, query: PredictionQuery) -> PredictionPage:
+        """One page of ``query.owner``'s top-level predictions (never a step), newest first.
+
+        Ordered by ``created_at`` then ``prediction_id``, both descending. At most ``query.limit``
+        records; the cursor names the last record of the page when more may follow (a page may
+        then hold fewer than ``limit``, even none: a store bounds the work of one page), and is
+        None at the end. Records past their retention are never returned.
+        """
 
 
 class ServiceCatalog(Protocol):
@@ -172,3 +233,64 @@ class WebhookQueue(Protocol):
     def enqueue(self, job: Mapping[str, Any], delay_seconds: int) -> None: ...
 
     def dead_letter(self, job: Mapping[str, Any]) -> None: ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, detail_type: str, detail: dict[str, Any]) -> None:
+        """Put one event (``detail_type``, ``detail`` as JSON) on the gateway's event bus.
+
+        Raises
+        ------
+        Exception
+            The bus did not take the event: the caller fails, and its event source retries.
+        """
+
+
+@dataclass
+class GatewayConfig:
+    """The values the use cases need from the settings (never read from the environment here)."""
+
+    region: str
+    upload_expiry_seconds: int = 900
+    result_url_expiry_seconds: int = 3600
+    retention_days: int = 30
+    default_max_bytes: int = 10 * 1024 * 1024
+    allow_loopback_http_webhooks: bool = False
+
+
+@dataclass
+class GatewayPorts:
+    """What every use case shares: the configuration, the ports, the clock and the logger.
+
+    Mutable on purpose: the use cases read it at each call, so a test (or the local runtime) that
+    swaps a port or the logger changes it for all of them at once.
+
+    Parameters
+    ----------
+    config
+        The settings the use cases read.
+    predictions, catalog, objects, models, workflows, webhooks
+        The ports (DynamoDB, S3, SageMaker, Step Functions, SQS on AWS).
+    resolve
+        DNS resolution for the webhook URL policy (at submission and at delivery).
+    clock
+        The current time, timezone-aware.
+    logger
+        Anything with ``info(message, extra=...)`` (Powertools' Logger); None logs nothing.
+    """
+
+    config: GatewayConfig
+    predictions: PredictionStore
+    catalog: ServiceCatalog
+    objects: ObjectStore
+    models: ModelRuntime
+    workflows: WorkflowEngine
+    webhooks: WebhookQueue
+    resolve: Resolver
+    clock: Callable[[], datetime] = field(default=utcnow)
+    logger: Any = None
+
+    def log(self, message: str, **fields: Any) -> None:
+        """Log ``message`` with ``fields`` as structured keys (nothing without a logger)."""
+        if self.logger is not None:
+            self.logger.info(message, extra=fields)

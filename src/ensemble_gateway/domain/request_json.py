@@ -79,6 +79,9 @@ def check_idempotency_key(key: str) -> str:
     InvalidRequestError
         Too long, or a character outside ASCII 0x21-0x7E (a space, a control character, UTF-8).
     """
+    if not key:
+        # An empty header names no key: refused rather than taken for none (the client meant one).
+        raise InvalidRequestError("Idempotency-Key is empty; send 1 to 255 visible ASCII characters, or no header")
     if len(key) > MAX_IDEMPOTENCY_KEY_LENGTH:
         raise InvalidRequestError(
             f"Idempotency-Key is {len(key)} characters long; at most {MAX_IDEMPOTENCY_KEY_LENGTH} are allowed"

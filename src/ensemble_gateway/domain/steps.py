@@ -8,13 +8,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .conditions import condition_paths, evaluate, parse_condition
 from .errors import MappingError
-from .lifecycle import DEADLINE_MARGIN_SECONDS, Gateway, is_json_type, step_input_key
 from .mapping import RAW_KEY, evaluate_mapping, referenced_roots
-from .media_types import DEFAULT_ACCEPT
+from .media_types import DEFAULT_ACCEPT, is_json_type
 from .models import (
     Callback,
     CallbackKind,
@@ -26,6 +25,13 @@ from .models import (
     PredictionStatus,
     Service,
 )
+from .records import DEADLINE_MARGIN_SECONDS, step_input_key
+
+if TYPE_CHECKING:
+    from .completion import Completion
+    from .dispatch import Dispatch
+    from .ensembles import Ensembles
+    from .ports import GatewayPorts
 
 # The cause a state machine gives a step timeout (see statemachines/*.asl.json).
 TIMED_OUT_CAUSE = re.compile(r"^step '(?P<step>[^']+)' timed out")
@@ -57,9 +63,24 @@ def step_accept(context: EnsembleContext, step_name: str, step: EnsembleStep) ->
 
 @dataclass
 class EnsembleSteps:
-    """The use cases behind get-transform-call."""
+    """The use cases behind get-transform-call: start a step, complete or fail the ensemble.
 
-    gateway: Gateway
+    Parameters
+    ----------
+    ports
+        The gateway's shared ports.
+    dispatch
+        Dispatches a step's child prediction (whose dispatch it creates claimed).
+    completion
+        Finishes the ensemble, and re-drives the callback of a step settled without running.
+    ensembles
+        The outputs of earlier steps, and the ensemble's completion.
+    """
+
+    ports: GatewayPorts
+    dispatch: Dispatch
+    completion: Completion
+    ensembles: Ensembles
 
     def call(
         self,
@@ -78,7 +99,7 @@ class EnsembleSteps:
         A mapping that cannot be applied fails the step (and so the ensemble, unless the step is
         optional) with an error naming the step, the key and the path.
         """
-        gateway = self.gateway
+        ports = self.ports
         context = self._context(parent_id, execution)
         step = context.steps.get(step_name)
         if step is None:
@@ -86,7 +107,7 @@ class EnsembleSteps:
         target_name, target = self._target(context, step_name, step, member)
         child_id = child_prediction_id(parent_id, step_name, target_name if step.fan_out is not None else None)
         timeout = target.timeout_seconds() if target else 900
-        now = gateway.clock()
+        now = ports.clock()
         deadline = now + timedelta(seconds=timeout + DEADLINE_MARGIN_SECONDS)
         child = Prediction(
             prediction_id=child_id,
@@ -133,8 +154,8 @@ class EnsembleSteps:
                     "error": PredictionError(code=error.code, message=error.message, step=step_name),
                 }
             )
-            if gateway.predictions.create(failed):
-                gateway.drive_callback(failed)
+            if ports.predictions.create(failed):
+                self.completion.notify(failed)
             else:
                 self._resume(child_id, task_token)
             return {"prediction_id": child_id, "status": "FAILED"}
@@ -144,21 +165,23 @@ class EnsembleSteps:
             # The model gets the body from memory: nothing to read back from S3.
             running = child.model_copy(update={"content_type": mapped.content_type})
         else:
-            input_uri = gateway.objects.write(step_input_key(child_id), mapped.body, mapped.content_type)
+            input_uri = ports.objects.write(step_input_key(child_id), mapped.body, mapped.content_type)
             running = child.model_copy(update={"input_uri": input_uri, "content_type": mapped.content_type})
         # The child is created holding its dispatch until its deadline: a retried invocation (same
         # task token) finds it and leaves the first attempt's call alone.
-        if not gateway.predictions.create(running, claim_dispatch_until=deadline):
+        if not ports.predictions.create(running, claim_dispatch_until=deadline):
             self._resume(child_id, task_token)
             return {"prediction_id": child_id, "status": "RUNNING"}
-        gateway.dispatch_claimed(running, target, input_size=len(mapped.body), body=mapped.body if realtime else None)
+        self.dispatch.dispatch_claimed(
+            running, target, input_size=len(mapped.body), body=mapped.body if realtime else None
+        )
         return {"prediction_id": child_id, "status": "RUNNING"}
 
     def _settle_without_running(
         self, child: Prediction, task_token: str, condition: bool | MappingError
     ) -> dict[str, Any]:
         """A step whose ``when`` is false is SKIPPED (a condition that cannot be read fails it)."""
-        now = self.gateway.clock()
+        now = self.ports.clock()
         changes: dict[str, Any] = {"finished_at": now, "dispatched_at": now}
         if isinstance(condition, MappingError):
             status = PredictionStatus.FAILED
@@ -166,8 +189,8 @@ class EnsembleSteps:
         else:
             status = PredictionStatus.SKIPPED
         settled = child.model_copy(update={"status": status, **changes})
-        if self.gateway.predictions.create(settled):
-            self.gateway.drive_callback(settled)
+        if self.ports.predictions.create(settled):
+            self.completion.notify(settled)
         else:
             self._resume(child.prediction_id, task_token)
         return {"prediction_id": child.prediction_id, "status": status.value}
@@ -179,23 +202,23 @@ class EnsembleSteps:
         the model that is still running answers the task waiting now. A finished child's answer
         is driven again. The model is never called a second time.
         """
-        gateway = self.gateway
-        existing = gateway.predictions.get(child_id)
+        predictions = self.ports.predictions
+        existing = predictions.get(child_id)
         if existing is None:
             return
         rebound = Callback(kind=CallbackKind.TASK_TOKEN, target=task_token)
         if existing.callback.target != task_token and existing.callback.kind is CallbackKind.TASK_TOKEN:
-            moved = gateway.predictions.transition(
+            moved = predictions.transition(
                 child_id, [PredictionStatus.RUNNING], PredictionStatus.RUNNING, {"callback": rebound}
             )
             if moved is not None:
                 return  # its notification will answer the new token
-            existing = gateway.predictions.get(child_id) or existing
+            existing = predictions.get(child_id) or existing
             if existing.status.is_terminal:
-                gateway.predictions.update(child_id, {"callback": rebound})
+                predictions.update(child_id, {"callback": rebound})
                 existing = existing.model_copy(update={"callback": rebound})
         if existing.status.is_terminal:
-            gateway.drive_callback(existing)
+            self.completion.notify(existing)
 
     def _condition_holds(self, context: EnsembleContext, step_name: str, when: Mapping[str, Any]) -> bool:
         """Evaluate a step's ``when`` over the request, the earlier steps' outputs and the metadata."""
@@ -208,15 +231,15 @@ class EnsembleSteps:
         carried = (execution or {}).get("context")
         if isinstance(carried, Mapping) and carried.get("prediction_id") == parent_id:
             return EnsembleContext.model_validate(carried)
-        gateway = self.gateway
-        parent = gateway.predictions.get(parent_id)
+        ports = self.ports
+        parent = ports.predictions.get(parent_id)
         if parent is None:
             raise LookupError(f"ensemble prediction '{parent_id}' does not exist")
-        ensemble = gateway.catalog.get(parent.service)
+        ensemble = ports.catalog.get(parent.service)
         if ensemble is None or ensemble.ensemble is None:
             raise LookupError(f"service '{parent.service}' is not an ensemble")
         named = sorted({s.service for s in ensemble.ensemble.steps.values() if s.service})
-        return EnsembleContext.of(parent, ensemble, gateway.catalog.get_many(named))
+        return EnsembleContext.of(parent, ensemble, ports.catalog.get_many(named))
 
     def _target(
         self, context: EnsembleContext, step_name: str, step: EnsembleStep, member: str | None
@@ -235,7 +258,7 @@ class EnsembleSteps:
             raise LookupError(f"fan-out step '{step_name}' was invoked without a member service")
         target = context.targets.get(member)
         if target is None:
-            target = self.gateway.catalog.get(member)
+            target = self.ports.catalog.get(member)
         if target is None or step.fan_out.task not in target.tasks:
             raise LookupError(f"'{member}' is not a model of task '{step.fan_out.task}' (step '{step_name}')")
         return member, target
@@ -255,7 +278,7 @@ class EnsembleSteps:
         request: Any = context.request
         if any(root == "input" for root, _ in roots) and (needs_raw or not context.request_inline):
             assert context.input_uri is not None
-            raw = self.gateway.objects.read(context.input_uri)
+            raw = self.ports.objects.read(context.input_uri)
             if not needs_raw and is_json_type(context.content_type):
                 try:
                     request = json.loads(raw)
@@ -265,10 +288,10 @@ class EnsembleSteps:
         outputs: dict[str, Any] = {}
         if wanted:
             # One consistent read: every finished step left its outcome on the ensemble's record.
-            parent = self.gateway.predictions.get(context.prediction_id)
+            parent = self.ports.predictions.get(context.prediction_id)
             if parent is None:
                 raise LookupError(f"ensemble prediction '{context.prediction_id}' does not exist")
-            outputs = self.gateway.ensemble_outputs(parent, None if None in wanted else {n for n in wanted if n})
+            outputs = self.ensembles.ensemble_outputs(parent, None if None in wanted else {n for n in wanted if n})
         return {"input": request, "steps": outputs, "metadata": context.metadata}, raw
 
     def complete(
@@ -281,8 +304,7 @@ class EnsembleSteps:
         request, every step's output and the metadata; a mapping that cannot be applied fails the
         ensemble with an error naming the output's key and path.
         """
-        gateway = self.gateway
-        parent = gateway.predictions.get(parent_id)
+        parent = self.ports.predictions.get(parent_id)
         if parent is None:
             raise LookupError(f"ensemble prediction '{parent_id}' does not exist")
         result: Any = None
@@ -296,16 +318,16 @@ class EnsembleSteps:
                     result, has_result = json.loads(mapped.body), True
                 except (MappingError, ValueError) as error:
                     message = error.message if isinstance(error, MappingError) else f"the output is not JSON: {error}"
-                    gateway.finish(
+                    self.completion.finish(
                         parent_id,
                         succeeded=False,
                         error=PredictionError(code="MappingError", message=message, step="output"),
                     )
                     return {"prediction_id": parent_id, "status": "FAILED"}
         if has_result:
-            finished = gateway.complete_ensemble(parent, None, result=result)
+            finished = self.ensembles.complete_ensemble(parent, None, result=result)
         else:
-            finished = gateway.complete_ensemble(parent, output_step)
+            finished = self.ensembles.complete_ensemble(parent, output_step)
         return {"prediction_id": parent_id, "status": finished.status.value if finished else "UNKNOWN"}
 
     def fail(self, parent_id: str, error: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -314,14 +336,14 @@ class EnsembleSteps:
         The failed step is found from the children records, not from the error's cause: Step
         Functions (and moto) may drop or truncate ``SendTaskFailure``'s cause.
         """
-        gateway = self.gateway
-        parent = gateway.predictions.get(parent_id)
+        predictions = self.ports.predictions
+        parent = predictions.get(parent_id)
         if parent is None:
             raise LookupError(f"ensemble prediction '{parent_id}' does not exist")
         error_name = str((error or {}).get("Error", "States.Runtime"))
         cause = str((error or {}).get("Cause", ""))
-        children = gateway.predictions.children(parent_id)
-        now = gateway.clock()
+        children = predictions.children(parent_id)
+        now = self.ports.clock()
         timed_out_step: str | None = None
         if error_name.startswith("States.Timeout") or error_name == "StepTimedOut":
             # The step's callback never came: fail the waiting child too, so nothing stays RUNNING.
@@ -330,7 +352,7 @@ class EnsembleSteps:
             timed_out_step = _step_of(cause)
             for child in children:
                 if child.status is PredictionStatus.RUNNING and timed_out_step in (None, child.step):
-                    gateway.predictions.transition(
+                    predictions.transition(
                         child.prediction_id,
                         [PredictionStatus.RUNNING],
                         PredictionStatus.FAILED,
@@ -344,7 +366,7 @@ class EnsembleSteps:
                             ),
                         },
                     )
-            children = gateway.predictions.children(parent_id)
+            children = predictions.children(parent_id)
         failed = [
             c
             for c in children
@@ -373,7 +395,7 @@ class EnsembleSteps:
             else:
                 message = cause or f"the ensemble failed: {error_name}"
             detail = PredictionError(code=error_name, message=message, step=named)
-        gateway.finish(parent_id, succeeded=False, error=detail)
+        self.completion.finish(parent_id, succeeded=False, error=detail)
         return {"prediction_id": parent_id, "status": "FAILED"}
 
 

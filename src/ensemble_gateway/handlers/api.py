@@ -1,22 +1,24 @@
-"""Shared pieces of the two API handlers: the resolver, authentication and error mapping."""
+"""Shared pieces of the API handlers: the resolver, authentication, bodies and error mapping."""
 
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from pydantic import BaseModel, ValidationError
 
-from ..adapters.dynamodb import hash_api_key
-from ..bootstrap import client_directory
 from ..domain.api import ErrorDocument, build
-from ..domain.auth import principal_candidates
-from ..domain.errors import GatewayError, InvalidRequestError, UnauthenticatedError
-from ..domain.models import Client
+from ..domain.errors import GatewayError, InvalidRequestError
 from ..domain.request_json import RequestBodyError, parse_request_json
 from ..observability import logger
-from ..settings import get_settings
+
+if TYPE_CHECKING:
+    # Only type annotations: nothing to import at cold start.
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from ..domain.auth import Authenticator
+    from ..domain.models import Client
 
 # Every error answer is one: built at cold start (see domain/api.py).
 build(ErrorDocument)
@@ -109,8 +111,8 @@ def _error(status: int, code: str, message: str) -> dict[str, Any]:
     }
 
 
-def authenticate(app: APIGatewayRestResolver) -> Client:
-    """The client behind the request: its IAM principal on AWS, its API key in local mode.
+def authenticate(app: APIGatewayRestResolver, authenticator: Authenticator) -> Client:
+    """The client behind the current request (the policy is the domain's: ``domain/auth.py``).
 
     Raises
     ------
@@ -118,25 +120,21 @@ def authenticate(app: APIGatewayRestResolver) -> Client:
         No credentials, or credentials of no registered client.
     """
     event = app.current_event
-    if get_settings().auth_mode == "iam":
-        identity = event.request_context.identity
-        principal = identity.user_arn or identity.caller
-        if not principal:
-            raise UnauthenticatedError("the request is not signed (IAM authentication is required)")
-        for candidate in principal_candidates(principal):
-            client = client_directory().by_principal(candidate)
-            if client is not None:
-                return client
-        raise UnauthenticatedError(f"principal '{principal}' is not a registered client")
-    # Powertools' headers are case-insensitive.
-    header = event.headers.get("Authorization") or ""
-    scheme, _, api_key = header.partition(" ")
-    if scheme.lower() != "bearer" or not api_key:
-        raise UnauthenticatedError("send 'Authorization: Bearer <api_key>'")
-    client = client_directory().by_api_key_hash(hash_api_key(api_key.strip()))
-    if client is None:
-        raise UnauthenticatedError("unknown API key")
-    return client
+    # The raw identity: in local mode (API keys) the front end's events may carry none.
+    identity = (event.raw_event.get("requestContext") or {}).get("identity") or {}
+    return authenticator.authenticate(identity, event.headers)
+
+
+def resolve(
+    app: APIGatewayRestResolver, event: dict[str, Any], context: LambdaContext, dependencies: Any
+) -> dict[str, Any]:
+    """Route ``event``, the routes reading ``dependencies`` from ``app.context["dependencies"]``.
+
+    Powertools clears ``app.context`` after every resolution: nothing of one request is left for
+    the next.
+    """
+    app.append_context(dependencies=dependencies)
+    return app.resolve(event, context)
 
 
 def json_object_body(app: APIGatewayRestResolver) -> dict[str, Any]:
@@ -147,6 +145,24 @@ def json_object_body(app: APIGatewayRestResolver) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise InvalidRequestError("the request body must be a JSON object")
     return raw
+
+
+def empty_body(app: APIGatewayRestResolver) -> None:
+    """Refuse a body on a route that takes none: nothing, or an empty JSON object (``{}``).
+
+    Raises
+    ------
+    InvalidRequestError
+        Any other body (unknown fields are rejected, as everywhere in the API).
+    """
+    if not (app.current_event.body or "").strip():
+        return
+    raw: Any = app.current_event.json_body
+    if raw == {}:
+        return
+    if isinstance(raw, dict):
+        raise InvalidRequestError(f"unknown field '{str(next(iter(raw)))[:64]}': this request takes no body")
+    raise InvalidRequestError("this request takes no body (or an empty JSON object)")
 
 
 def json_response(status: int, document: BaseModel) -> Response[str]:

@@ -18,16 +18,24 @@ from ..bootstrap import ensemble_steps
 from ..observability import logger, traced
 
 if TYPE_CHECKING:
-    # Only a type annotation: nothing to import at cold start.
+    # Only type annotations: nothing to import at cold start.
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from ..domain.steps import EnsembleSteps
+
+
+def default_dependencies() -> EnsembleSteps:
+    """This process's ensemble steps use case (built once, at the first event)."""
+    return ensemble_steps()
 
 
 @logger.inject_lambda_context
 @traced
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext, dependencies: EnsembleSteps | None = None) -> dict[str, Any]:
+    """``dependencies`` replaces this process's ensemble steps use case (tests inject fakes)."""
     action = event.get("action")
     parent_id = str(event["ensemble_prediction_id"])
-    steps = ensemble_steps()
+    steps = dependencies or default_dependencies()
     if action == "call":
         return steps.call(
             parent_id, str(event["step"]), str(event["task_token"]), event.get("service"), event.get("execution")

@@ -9,12 +9,14 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from ..bootstrap import gateway
+from ..bootstrap import dispatch
 from ..observability import logger, traced
 
 if TYPE_CHECKING:
-    # Only a type annotation: nothing to import at cold start.
+    # Only type annotations: nothing to import at cold start.
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from ..domain.dispatch import Dispatch
 
 processor = BatchProcessor(event_type=EventType.SQS)
 
@@ -37,14 +39,27 @@ def uploaded_objects(body: str) -> list[tuple[str, str, int | None]]:
     return objects
 
 
-def record_handler(record: SQSRecord) -> None:
+def default_dependencies() -> Dispatch:
+    """This process's dispatch use case (built once, at the first event)."""
+    return dispatch()
+
+
+def record_handler(record: SQSRecord, dispatching: Dispatch | None = None) -> None:
+    """Start the prediction of every upload announced in ``record`` (``dispatching``: the use case)."""
+    dispatching = dispatching or default_dependencies()
     for bucket, key, size in uploaded_objects(record.body):
-        gateway().input_uploaded(bucket, key, size)
+        dispatching.input_uploaded(bucket, key, size)
 
 
 @logger.inject_lambda_context
 @traced
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(event: dict[str, Any], context: LambdaContext, dependencies: Dispatch | None = None) -> dict[str, Any]:
+    """``dependencies`` replaces this process's dispatch use case (tests inject fakes)."""
+    dispatching = dependencies or default_dependencies()
+
+    def handle(record: SQSRecord) -> None:
+        record_handler(record, dispatching)
+
     return process_partial_response(  # type: ignore[return-value]
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event, record_handler=handle, processor=processor, context=context
     )

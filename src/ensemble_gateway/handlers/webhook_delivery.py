@@ -40,20 +40,28 @@ build(PredictionDocument, ResultDocument, StepDocument)
 REENTRANT = True
 
 
+def default_dependencies() -> WebhookDelivery:
+    """This process's webhook delivery use case (built once, at the first event)."""
+    return webhook_delivery()
+
+
 def record_handler(record: SQSRecord, delivery: WebhookDelivery | None = None) -> str:
     """Make one delivery attempt for the job in ``record``; return its outcome."""
     job = json.loads(record.body)
-    outcome = (delivery or webhook_delivery()).deliver(job)
+    outcome = (delivery or default_dependencies()).deliver(job)
     logger.info("webhook attempt", extra={"prediction_id": job.get("prediction_id"), "outcome": outcome})
     return outcome
 
 
 @logger.inject_lambda_context
 @traced
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handler(
+    event: dict[str, Any], context: LambdaContext, dependencies: WebhookDelivery | None = None
+) -> dict[str, Any]:
+    """``dependencies`` replaces this process's webhook delivery use case (tests inject fakes)."""
     records = event.get("Records") or []
     # Built once, here, rather than by the first of several threads at once.
-    delivery = webhook_delivery()
+    delivery = dependencies or default_dependencies()
     with ThreadPoolExecutor(max_workers=max(1, len(records)), thread_name_prefix="webhook") as pool:
 
         async def attempt(record: SQSRecord) -> str:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 from .deployer import ACCOUNT_ID, FunctionSpec
 from .lambdas import FunctionRegistry
@@ -191,7 +192,8 @@ class ApiFrontEnd:
         query: dict[str, list[str]] = {}
         for pair in filter(None, environ.get("QUERY_STRING", "").split("&")):
             name, _, value = pair.partition("=")
-            query.setdefault(name, []).append(value)
+            # API Gateway hands the function decoded names and values ("%3A" is ":", "+" a space).
+            query.setdefault(unquote_plus(name), []).append(unquote_plus(value))
         try:
             body: str | None = raw.decode() if raw else None
             encoded = False

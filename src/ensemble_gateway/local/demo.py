@@ -167,6 +167,7 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
         say("Results (GET /predictions/{id}; outputs downloaded through their presigned URLs)")
         expected_failures = 0
         unexpected = 0
+        widths = result_widths(jobs)
         for job in jobs:
             doc = job["doc"]
             # Server-side time from the request to its terminal status (the demo polls round-robin,
@@ -182,15 +183,15 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
                     detail += "  (expected: this model always fails)"
                 else:
                     unexpected += 1
-            say(f"  {job['service']:18} {job['sample'][:26]:26} {doc['status']:10} {seconds:5.1f}s  {detail}")
+            say(result_line(job["service"], job["sample"], doc["status"], seconds, detail, widths))
             for step in doc.get("steps") or []:
                 took = ""
                 if step.get("started_at") and step.get("finished_at"):
                     took = f"{_elapsed(step['started_at'], step['finished_at']):4.1f}s"
                 model = step.get("model") or {}
                 say(
-                    f"      └ {step['name']:13} {step['service']:18} {step['status']:10} {took:5}  "
-                    f"endpoint {model.get('endpoint')} v{model.get('version')}"
+                    f"      └ {step['name']:{widths['step']}} {step['service']:{widths['step_service']}} "
+                    f"{step['status']:10} {took:5}  endpoint {model.get('endpoint')} v{model.get('version')}"
                 )
         duplicates = len(receiver.verified) - len({w["id"] for w in receiver.verified})
         say("")
@@ -211,6 +212,26 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
         session.stop()
 
 
+def result_widths(jobs: list[dict[str, Any]]) -> dict[str, int]:
+    """Column widths of the results table: as wide as the longest service, sample and step name.
+
+    Nothing is cut (a sample named ``bereaved-mortgage-fees.json`` is shown whole); the minimums
+    keep short tables aligned as they always were.
+    """
+    steps = [step for job in jobs for step in ((job.get("doc") or {}).get("steps") or [])]
+    return {
+        "service": max([18, *(len(job["service"]) for job in jobs)]),
+        "sample": max([26, *(len(job["sample"]) for job in jobs)]),
+        "step": max([13, *(len(str(step.get("name", ""))) for step in steps)]),
+        "step_service": max([18, *(len(str(step.get("service", ""))) for step in steps)]),
+    }
+
+
+def result_line(service: str, sample: str, status: str, seconds: float, detail: str, widths: dict[str, int]) -> str:
+    """One row of the results table (see :func:`result_widths`)."""
+    return f"  {service:{widths['service']}} {sample:{widths['sample']}} {status:10} {seconds:5.1f}s  {detail}"
+
+
 def _wait_all(
     api: Any,
     jobs: list[dict[str, Any]],
@@ -222,7 +243,7 @@ def _wait_all(
     last = ""
     while time.monotonic() < deadline:
         for job in jobs:
-            if job["doc"] is None or job["doc"]["status"] not in ("COMPLETED", "FAILED", "EXPIRED"):
+            if job["doc"] is None or job["doc"]["status"] not in ("COMPLETED", "FAILED", "EXPIRED", "CANCELLED"):
                 job["doc"] = api.status(job["id"])
         counts: dict[str, int] = {}
         for job in jobs:
@@ -231,7 +252,7 @@ def _wait_all(
         if line != last:
             say(f"{stamp()} progress: {line}")
             last = line
-        if all(job["doc"]["status"] in ("COMPLETED", "FAILED", "EXPIRED") for job in jobs):
+        if all(job["doc"]["status"] in ("COMPLETED", "FAILED", "EXPIRED", "CANCELLED") for job in jobs):
             return
         time.sleep(0.3)
     print("timed out waiting for predictions", file=sys.stderr)

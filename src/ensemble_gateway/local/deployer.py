@@ -207,6 +207,7 @@ class LocalDeployer:
         "AWS::DynamoDB::Table",
         "AWS::SQS::Queue",
         "AWS::SNS::Topic",
+        "AWS::Events::EventBus",
         "AWS::IAM::Role",
         "AWS::IAM::ManagedPolicy",
         "AWS::Logs::LogGroup",
@@ -661,6 +662,21 @@ class LocalDeployer:
         for arn in record.properties.get("ManagedPolicyArns", []):
             _ignore_missing(iam.detach_role_policy, RoleName=record.physical_id, PolicyArn=arn)
         _ignore_missing(iam.delete_role, RoleName=record.physical_id)
+
+    def _create_events_event_bus(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self._props(properties)
+        name = props.get("Name") or self._generated_name(logical_id, limit=256)
+        extra = {"Description": props["Description"]} if props.get("Description") else {}
+        bus = self._api("events", "create_event_bus", Name=name, **extra)
+        if props.get("Policy"):
+            # CreateEventBus takes no policy; PutPermission sets the bus's whole resource policy.
+            self.client("events").put_permission(EventBusName=name, Policy=json.dumps(props["Policy"]))
+        self.stack.physical[logical_id] = name  # Ref: the bus's name
+        self.stack.attributes[(logical_id, "Name")] = name
+        self.stack.attributes[(logical_id, "Arn")] = bus["EventBusArn"]
+
+    def _delete_events_event_bus(self, record: ResourceRecord) -> None:
+        _ignore_missing(self.client("events").delete_event_bus, Name=record.physical_id)
 
     def _create_iam_managed_policy(self, logical_id: str, properties: dict[str, Any]) -> None:
         props = self._props(properties)

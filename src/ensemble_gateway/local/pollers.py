@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,6 +34,9 @@ class SqsPoller(threading.Thread):
     Other functions get one batch at a time: their invocations are serialised anyway, and a
     received batch waiting for the lock would spend its messages' visibility timeout.
     ``busy`` is set while any batch runs, and the thread ends only once none does.
+
+    ``pause`` holds the poller between batches (nothing is received until ``resume``), as when an
+    event source mapping is disabled: the messages wait on the queue.
     """
 
     def __init__(
@@ -64,6 +68,9 @@ class SqsPoller(threading.Thread):
         self._in_flight = 0
         self._slots = threading.Condition()
         self._workers: set[threading.Thread] = set()
+        self._paused = False
+        # The loop is waiting because it is paused: it receives nothing until resumed.
+        self._parked = False
 
     def run(self) -> None:
         while self._wait_for_a_slot():
@@ -113,11 +120,43 @@ class SqsPoller(threading.Thread):
         return max(1, min(configured or LOCAL_MAX_CONCURRENT_BATCHES, LOCAL_MAX_CONCURRENT_BATCHES))
 
     def _wait_for_a_slot(self) -> bool:
-        """Wait until fewer batches run than allowed; False once the poller is stopping."""
+        """Wait until fewer batches run than allowed, and not paused; False once the poller is stopping."""
         with self._slots:
-            while not self.stopping.is_set() and self._in_flight >= (self.max_concurrent_batches or 1):
+            while not self.stopping.is_set() and (
+                self._paused or self._in_flight >= (self.max_concurrent_batches or 1)
+            ):
+                if self._paused and not self._parked:
+                    self._parked = True
+                    self._slots.notify_all()
                 self._slots.wait(0.2)
+            self._parked = False
         return not self.stopping.is_set()
+
+    def pause(self) -> None:
+        """Receive no more batches until :meth:`resume` (returns at once: see :meth:`wait_paused`)."""
+        with self._slots:
+            self._paused = True
+            self._slots.notify_all()
+
+    def wait_paused(self, timeout: float) -> bool:
+        """Wait until a paused poller has finished its batches and receives nothing; False on timeout.
+
+        A receive under way (a long poll of up to a second) ends first: the batch it brings is
+        worked before the loop parks.
+        """
+        deadline = time.monotonic() + timeout
+        with self._slots:
+            while self._paused and self.is_alive() and not (self._parked and self._in_flight == 0):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._slots.wait(min(remaining, 0.2))
+        return True
+
+    def resume(self) -> None:
+        with self._slots:
+            self._paused = False
+            self._slots.notify_all()
 
     def _batch_started(self) -> None:
         with self._slots:
@@ -215,7 +254,11 @@ def schedule_interval(expression: str) -> float:
 
 
 class ScheduleRunner(threading.Thread):
-    """Invokes a function on a fixed interval with EventBridge's scheduled event."""
+    """Invokes a function on a fixed interval with EventBridge's scheduled event.
+
+    ``pause`` skips the scheduled runs until ``resume`` (a disabled rule); ``scheduled_runs``
+    counts the runs the schedule made (not calls of :meth:`fire`).
+    """
 
     def __init__(self, spec: FunctionSpec, registry: FunctionRegistry, interval: float, rule_name: str) -> None:
         super().__init__(name=f"schedule-{spec.function_name}", daemon=True)
@@ -224,10 +267,32 @@ class ScheduleRunner(threading.Thread):
         self.interval = interval
         self.rule_name = rule_name
         self.stopping = threading.Event()
+        self.scheduled_runs = 0
+        self._paused = False
+        # Held while a scheduled run is under way: pausing waits for it.
+        self._running = threading.Lock()
 
     def run(self) -> None:
         while not self.stopping.wait(self.interval):
-            self.fire()
+            with self._running:
+                if self._paused:
+                    continue
+                self.scheduled_runs += 1
+                self.fire()
+
+    def pause(self) -> None:
+        """Skip the scheduled runs until :meth:`resume` (returns at once: see :meth:`wait_paused`)."""
+        self._paused = True
+
+    def wait_paused(self, timeout: float) -> bool:
+        """Wait until the run under way, if any, has finished; False on timeout."""
+        if not self._running.acquire(timeout=timeout):
+            return False
+        self._running.release()
+        return True
+
+    def resume(self) -> None:
+        self._paused = False
 
     def fire(self) -> Any:
         event = {

@@ -23,6 +23,7 @@ from .dynamodb_atomicity import AtomicDynamoDBMiddleware
 from .lambdas import FunctionRegistry, LambdaInvokeMiddleware
 from .pollers import ScheduleRunner, SqsPoller, schedule_interval, sns_event_records
 from .presign_guard import PresignGuardMiddleware
+from .stepfunctions_stop import StopExecutionMiddleware
 
 LOCAL_ACCESS_KEY = "testing"
 LOCAL_SECRET_KEY = "testing"
@@ -215,7 +216,7 @@ class LocalRuntime:
 
         self.registry = FunctionRegistry({}, REGION, on_invoke=self._on_invoke)
         moto_app = DomainDispatcherApplication(create_backend_app)
-        app: Any = AtomicDynamoDBMiddleware(moto_app)
+        app: Any = StopExecutionMiddleware(AtomicDynamoDBMiddleware(moto_app))
         self.lambda_invoke = LambdaInvokeMiddleware(app, self.registry)
         app = self.lambda_invoke
         app = PresignGuardMiddleware(app, {LOCAL_ACCESS_KEY: LOCAL_SECRET_KEY}, self._bucket_names, region=REGION)
@@ -357,6 +358,23 @@ class LocalRuntime:
     def _on_invoke(self, function_name: str, seconds: float, error: BaseException | None) -> None:
         if error is not None:
             self.log(f"function {function_name} failed after {seconds * 1000:.0f} ms: {error}")
+
+    def pause_event_sources(self, timeout: float = 30.0) -> bool:
+        """Stop running functions for the event sources (queues, topics, schedules) until
+        :meth:`resume_event_sources`, as if their mappings and rules were disabled.
+
+        Waits for the invocations under way; False if some had not finished within ``timeout``.
+        Messages stay on their queues meanwhile. Step Functions executions and the API still run.
+        """
+        for thread in self._threads:
+            thread.pause()
+        deadline = time.monotonic() + timeout
+        # Every thread was asked first: they finish their batches side by side.
+        return all([thread.wait_paused(max(0.0, deadline - time.monotonic())) for thread in self._threads])
+
+    def resume_event_sources(self) -> None:
+        for thread in self._threads:
+            thread.resume()
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until no poller is busy and no model job runs (a heuristic for tests and demo)."""

@@ -172,8 +172,9 @@ class LocalSession:
         return self
 
     def _register_client(self, client_file: Path | None) -> None:
-        from ..adapters.dynamodb import DynamoClientDirectory, hash_api_key
-        from ..admin import create_client
+        from ..adapters.dynamodb import DynamoClientDirectory
+        from ..admin import create_client, reserve_client_name
+        from ..domain.auth import hash_api_key
         from ..domain.models import Client
 
         assert self.runtime.stack is not None
@@ -196,10 +197,12 @@ class LocalSession:
                     webhook_secrets=[saved.webhook_secret],
                 )
             )
+            # Its name too, as `clients create` reserves names: no second client may take it.
+            reserve_client_name(directory, saved.name, saved.client_id)
             self.client_id, self.api_key, self.webhook_secret = saved.client_id, saved.api_key, saved.webhook_secret
             self.client_restored = True
             return
-        client, self.api_key = create_client(directory, LOCAL_CLIENT_NAME)
+        client, self.api_key = create_client(directory, LOCAL_CLIENT_NAME, unique_name=True)
         self.client_id, self.webhook_secret = client.client_id, client.webhook_secrets[0]
         self.client_restored = False
         if client_file is not None:
@@ -227,7 +230,7 @@ class LocalSession:
         standard.setLevel(logging.INFO if self.verbose else logging.WARNING)
 
     def state(self) -> dict[str, Any]:
-        """What the CLI needs to find and use this runtime (written to ``.local-runtime/state.json``)."""
+        """What the CLI needs to find and use this runtime (its state file, see ``ensemble-gateway --help``)."""
         assert self.runtime.stack is not None
         return {
             "api_url": self.runtime.api_url,

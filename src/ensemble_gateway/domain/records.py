@@ -1,0 +1,42 @@
+"""Conventions the use cases share about a prediction's records: where its objects live in the
+bucket, and how long past its model's own timeout the gateway waits before declaring it lost."""
+
+from __future__ import annotations
+
+# Extra time past a model's own timeout before the gateway declares the prediction lost.
+DEADLINE_MARGIN_SECONDS = 120
+
+
+def upload_key(prediction_id: str) -> str:
+    """Where the client's presigned POST puts the input: the only key an upload form can write."""
+    return f"uploads/{prediction_id}"
+
+
+def input_key(prediction_id: str) -> str:
+    """The accepted input: copied from the upload once, by the gateway, before anything reads it."""
+    return f"inputs/{prediction_id}"
+
+
+def step_input_key(prediction_id: str) -> str:
+    """The mapped input of an ensemble step (written by get-transform-call)."""
+    return f"steps/{prediction_id}"
+
+
+def output_key(prediction_id: str) -> str:
+    """Where the gateway writes an output itself (a real-time answer, an ensemble's document)."""
+    return f"outputs/{prediction_id}"
+
+
+def failure_key(prediction_id: str) -> str:
+    """Where a real-time model's whole error answer is kept."""
+    return f"failures/{prediction_id}"
+
+
+def prediction_id_from_key(key: str) -> str | None:
+    """The prediction an uploaded (or input, or step input) object belongs to; None for foreign keys."""
+    for prefix in ("uploads/", "inputs/", "steps/"):
+        if key.startswith(prefix):
+            candidate = key[len(prefix) :]
+            if candidate and "/" not in candidate:
+                return candidate
+    return None

@@ -1,0 +1,104 @@
+"""Sweeping: every accepted prediction ends, even when the event that would end it never comes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .models import Prediction, PredictionError, PredictionStatus, Service
+from .records import DEADLINE_MARGIN_SECONDS
+
+if TYPE_CHECKING:
+    from .notifiers import Notifiers
+    from .ports import GatewayPorts
+
+RUNNING = PredictionStatus.RUNNING
+PENDING = PredictionStatus.PENDING_UPLOAD
+
+
+@dataclass
+class Sweeping:
+    """Expires predictions never uploaded and fails those whose model never answered.
+
+    Parameters
+    ----------
+    ports
+        The gateway's shared ports.
+    notifiers
+        Tells whoever waits, as completion does.
+    """
+
+    ports: GatewayPorts
+    notifiers: Notifiers
+
+    def sweep(self, limit: int = 100) -> int:
+        """Expire or time out the overdue predictions (at most ``limit`` of each status); how many."""
+        now = self.ports.clock()
+        swept = 0
+        for status in (PENDING, RUNNING):
+            for prediction in self.ports.predictions.overdue(status, now, limit):
+                if self.expire_or_timeout(prediction) is not None:
+                    swept += 1
+        return swept
+
+    def expire_or_timeout(self, prediction: Prediction) -> Prediction | None:
+        """End one record past its deadline: PENDING_UPLOAD → EXPIRED, RUNNING → FAILED (Timeout).
+
+        Returns the ended record, or None when it is no longer in either status.
+        """
+        ports = self.ports
+        if prediction.status is PENDING:
+            moved = ports.predictions.transition(
+                prediction.prediction_id,
+                [PENDING],
+                PredictionStatus.EXPIRED,
+                {
+                    "finished_at": ports.clock(),
+                    "error": PredictionError(
+                        code="UploadExpired", message="no input was uploaded before the upload URL expired"
+                    ),
+                },
+            )
+        elif prediction.status is RUNNING:
+            service = ports.catalog.get(prediction.service)
+            limit = service.timeout_seconds() if service else 0
+            if service is not None and service.ensemble is not None:
+                message = (
+                    f"no result within {limit} s (the ensemble's timeout) plus {DEADLINE_MARGIN_SECONDS} s; "
+                    "the ensemble never finished and its execution was stopped"
+                )
+                # Stopped before the terminal write: no step of it starts after the prediction is
+                # declared failed, and a transient error leaves the record RUNNING for the next sweep.
+                self._stop_execution(prediction, service, message)
+            else:
+                message = (
+                    f"no result within {limit} s (the service's queue time and invocation timeout) "
+                    f"plus {DEADLINE_MARGIN_SECONDS} s; the model never answered"
+                )
+            moved = ports.predictions.transition(
+                prediction.prediction_id,
+                [RUNNING],
+                PredictionStatus.FAILED,
+                {"finished_at": ports.clock(), "error": PredictionError(code="Timeout", message=message)},
+            )
+        else:
+            return None
+        if moved is not None:
+            self.notifiers.notify(moved)
+        return moved
+
+    def _stop_execution(self, prediction: Prediction, service: Service, message: str) -> None:
+        """Stop the Step Functions execution of an ensemble prediction (named after it).
+
+        An execution that has already finished, or was never started, is not an error.
+        """
+        assert service.ensemble is not None
+        arn = service.ensemble.state_machine_arn
+        if not arn:
+            return
+        stopped = self.ports.workflows.stop(arn, prediction.prediction_id, "Timeout", message)
+        self.ports.log(
+            "stopped the execution of a timed-out ensemble" if stopped else "timed-out ensemble had no execution",
+            prediction_id=prediction.prediction_id,
+            service=service.name,
+        )
