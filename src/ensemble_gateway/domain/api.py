@@ -239,6 +239,9 @@ class ServiceDocument(BaseModel):
     content_types: list[str]
     max_bytes: int
     version: str
+    # An ensemble's step names in catalog order (None for a model): a client knows from the start
+    # how many steps a prediction of it has (the CLI's progress line).
+    steps: list[str] | None = None
 
     @classmethod
     def of(cls, service: Service) -> ServiceDocument:
@@ -249,6 +252,7 @@ class ServiceDocument(BaseModel):
             content_types=service.content_types,
             max_bytes=service.max_bytes,
             version=service.version,
+            steps=list(service.ensemble.steps) if service.ensemble is not None else None,
         )
 
 
