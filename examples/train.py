@@ -7,6 +7,11 @@ gitignored), next to its committed `code/inference.py`, which is what a SageMake
 loads (`model_fn(model_dir)` reads `model_dir/model/...`). A model whose artefacts are present is
 skipped unless `--force`. One line is printed per model with its held-out metric.
 
+A later version of a model has a directory of its own, `<model-name>-<version>` (the same
+`code/inference.py`, other training settings): `triage-product-1.1.0`, the canary of the demo, and
+`fraud-score-1.1.0`, its shadow. Its `metadata.json` names the model and the version, so its
+outputs say which version answered.
+
 Everything uses fixed seeds and single-threaded estimators, so two runs give identical predictions.
 The models without training (claim-decision, echo, always-fails, slow-noop) need no artefacts.
 
@@ -41,26 +46,57 @@ import sample_images  # noqa: E402
 import triage_corpus  # noqa: E402
 
 SEED = 20240601
+# Model directory -> the version it holds.
 VERSIONS = {
     "fraud-score": "1.0.0",
+    "fraud-score-1.1.0": "1.1.0",
     "repair-cost": "1.0.0",
     "damage-severity": "1.0.0",
     "triage-product": "1.0.0",
+    "triage-product-1.1.0": "1.1.0",
     "triage-issue": "1.0.0",
     "triage-vulnerable": "1.0.0",
 }
-# Model name -> (task, corpus column) for the complaint-triage classifiers.
+# Model directories holding a later version of a model: directory -> the model (the catalog service).
+VERSION_OF = {
+    "fraud-score-1.1.0": "fraud-score",
+    "triage-product-1.1.0": "triage-product",
+}
+# Model directory -> corpus column (the task) for the complaint-triage classifiers.
 TRIAGE_MODELS = {
     "triage-product": "product",
+    "triage-product-1.1.0": "product",
     "triage-issue": "issue",
     "triage-vulnerable": "vulnerability",
+}
+# The training settings of each version. 1.1.0 of fraud-score: more, shallower-learning trees on
+# a subsample of rows and features; 1.1.0 of triage-product: word n-grams up to three, every term
+# kept, and a stronger regularisation (a smaller C), so its scores are softer.
+FRAUD_SETTINGS: dict[str, dict[str, Any]] = {
+    "fraud-score": {"n_estimators": 80, "max_depth": 3, "learning_rate": 0.15, "subsample": 1.0},
+    "fraud-score-1.1.0": {
+        "n_estimators": 160,
+        "max_depth": 4,
+        "learning_rate": 0.05,
+        "subsample": 0.8,
+        "colsample_bytree": 0.75,
+    },
+}
+TRIAGE_SETTINGS: dict[str, dict[str, Any]] = {
+    "default": {"ngram_range": [1, 2], "min_df": 2, "C": 4.0},
+    "triage-product-1.1.0": {"ngram_range": [1, 3], "min_df": 1, "C": 1.0},
 }
 METADATA_FILE = "metadata.json"
 
 
+def model_name(directory: str) -> str:
+    """The model (catalog service) a model directory holds a version of."""
+    return VERSION_OF.get(directory, directory)
+
+
 def load_inference(name: str) -> ModuleType:
     """Import `examples/models/<name>/code/inference.py` (the committed handler code) as a module."""
-    module_name = "example_inference_" + name.replace("-", "_")
+    module_name = "example_inference_" + name.replace("-", "_").replace(".", "_")
     if module_name in sys.modules:
         return sys.modules[module_name]
     path = MODELS_DIR / name / "code" / "inference.py"
@@ -76,19 +112,17 @@ def load_inference(name: str) -> ModuleType:
 # --- fraud-score --------------------------------------------------------------------------------
 
 
-def train_fraud_score(out: Path) -> dict[str, Any]:
+def train_fraud_score(out: Path, name: str = "fraud-score") -> dict[str, Any]:
     import xgboost as xgb
     from sklearn.metrics import roc_auc_score
 
-    features = load_inference("fraud-score").FEATURES
+    features = load_inference(name).FEATURES
     assert tuple(features) == claims_data.FRAUD_FEATURES
     train = claims_data.generate_claims(6000, seed=SEED + 1)
     test = claims_data.generate_claims(2000, seed=SEED + 2)
+    settings = FRAUD_SETTINGS[name]
     classifier = xgb.XGBClassifier(
-        n_estimators=80,
-        max_depth=3,
-        learning_rate=0.15,
-        subsample=1.0,
+        **settings,
         tree_method="hist",
         n_jobs=1,
         random_state=0,
@@ -100,6 +134,7 @@ def train_fraud_score(out: Path) -> dict[str, Any]:
     scores = classifier.predict_proba(claims_data.matrix(test, features).astype(np.float32))[:, 1]
     return {
         "features": list(features),
+        "settings": settings,
         "metrics": {
             "roc_auc": round(float(roc_auc_score(test["is_fraud"], scores)), 4),
             "fraud_rate": round(float(test["is_fraud"].mean()), 4),
@@ -197,11 +232,16 @@ def _train_triage(name: str, out: Path) -> dict[str, Any]:
     from sklearn.pipeline import Pipeline
 
     task = TRIAGE_MODELS[name]
+    settings = TRIAGE_SETTINGS.get(name, TRIAGE_SETTINGS["default"])
     train, test = _triage_split()
+    low, high = settings["ngram_range"]
     pipeline = Pipeline(
         [
-            ("tfidf", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, lowercase=True)),
-            ("classifier", LogisticRegression(C=4.0, solver="newton-cg", max_iter=1000)),
+            (
+                "tfidf",
+                TfidfVectorizer(ngram_range=(low, high), min_df=settings["min_df"], sublinear_tf=True, lowercase=True),
+            ),
+            ("classifier", LogisticRegression(C=settings["C"], solver="newton-cg", max_iter=1000)),
         ]
     )
     pipeline.fit([doc["text"] for doc in train], [doc[task] for doc in train])
@@ -214,6 +254,7 @@ def _train_triage(name: str, out: Path) -> dict[str, Any]:
     return {
         "task": task,
         "labels": list(triage_corpus.TASKS[task]),
+        "settings": settings,
         "metrics": {
             "accuracy": round(float(accuracy_score(actual, predicted)), 4),
             "macro_f1": round(float(f1_score(actual, predicted, average="macro")), 4),
@@ -224,7 +265,7 @@ def _train_triage(name: str, out: Path) -> dict[str, Any]:
 # --- driver -------------------------------------------------------------------------------------
 
 TRAINERS: dict[str, Callable[[Path], dict[str, Any]]] = {
-    "fraud-score": train_fraud_score,
+    **{name: functools.partial(train_fraud_score, name=name) for name in FRAUD_SETTINGS},
     "repair-cost": train_repair_cost,
     "damage-severity": train_damage_severity,
     **{name: functools.partial(_train_triage, name) for name in TRIAGE_MODELS},
@@ -266,18 +307,18 @@ def _train_one(
     out = root / name / "model"
     if not force and is_trained(name, root):
         if log:
-            log(f"{name:<18} present, skipped ({out})")
+            log(f"{name:<20} present, skipped ({out})")
         return False
     out.mkdir(parents=True, exist_ok=True)
     (out / METADATA_FILE).unlink(missing_ok=True)
     started = time.perf_counter()
     details = trainer(out)
     elapsed = time.perf_counter() - started
-    metadata = {"model": name, "version": VERSIONS[name], **details}
+    metadata = {"model": model_name(name), "version": VERSIONS[name], **details}
     (out / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
     if log:
         metrics = ", ".join(f"{key}={_fmt(value)}" for key, value in details["metrics"].items())
-        log(f"{name:<18} {metrics} (held-out; trained in {elapsed:.2f} s)")
+        log(f"{name:<20} {metrics} (held-out; trained in {elapsed:.2f} s)")
     return True
 
 

@@ -43,6 +43,15 @@ OPERATOR_COMMANDS: dict[str, set[str]] = {
     "services activate": _STACK | {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Scan"},
     "services orphans": _STACK
     | {"dynamodb:Scan", "states:ListStateMachines", "states:DescribeStateMachine", "cloudformation:ListStacks"},
+    # The version commands: a read, then a conditional put (read again first), of the catalog entry.
+    # Without --by they also call sts:GetCallerIdentity, which no policy grants or denies.
+    **{
+        f"services {action}": _STACK | {"dynamodb:GetItem", "dynamodb:PutItem"}
+        for action in ("approve", "reject", "traffic", "shadow", "promote", "rollback")
+    },
+    "services history": _STACK | {"dynamodb:GetItem"},
+    # The catalog entry, a Scan of the predictions table, the outputs in S3 (KMS-encrypted).
+    "services compare": _STACK | {"dynamodb:GetItem", "dynamodb:Scan", "s3:GetObject", "kms:Decrypt"},
     "models deploy": _STACK
     | {
         # the archive

@@ -191,9 +191,21 @@ def _all_predictions(models: dict[str, HostedModel]) -> dict[str, Any]:
     return outputs
 
 
+def _version_outputs(root: Path) -> dict[str, Any]:
+    """Every later version's answers to its model's samples (and complaint-triage's, for triage)."""
+    outputs: dict[str, Any] = {}
+    for directory, model in train.VERSION_OF.items():
+        hosted = HostedModel(directory, root / directory)
+        for folder in (model, "complaint-triage") if model.startswith("triage-") else (model,):
+            for path in _samples(folder):
+                outputs[f"{directory}/{folder}/{path.name}"] = _invoke_sample(hosted, path)
+    return outputs
+
+
 def test_training_twice_gives_identical_predictions(trained_root: Path, tmp_path: Path) -> None:
-    # GIVEN the models trained once for this session
+    # GIVEN the models (and their later versions) trained once for this session
     first = _all_predictions(_host_all(trained_root))
+    first_versions = _version_outputs(trained_root)
 
     # WHEN every model is trained again, from scratch, into another directory
     trained = train.train_all(root=tmp_path, log=None)
@@ -202,6 +214,7 @@ def test_training_twice_gives_identical_predictions(trained_root: Path, tmp_path
     # THEN all the trainable models were trained and answer every sample exactly as before
     assert sorted(trained) == sorted(train.TRAINERS)
     assert second == first
+    assert _version_outputs(tmp_path) == first_versions
 
 
 def test_training_skips_models_whose_artefacts_are_present(trained_root: Path) -> None:
@@ -222,8 +235,8 @@ def test_training_reports_a_held_out_metric_per_model(trained_root: Path) -> Non
     for name in train.TRAINERS:
         metadata = json.loads((trained_root / name / "model" / "metadata.json").read_text())
 
-        # THEN each names itself and its version, and carries held-out metrics good enough to demo
-        assert metadata["model"] == name
+        # THEN each names its model and version, and carries held-out metrics good enough to demo
+        assert metadata["model"] == train.model_name(name)
         assert metadata["version"] == train.VERSIONS[name]
         metrics = metadata["metrics"]
         if "roc_auc" in metrics:
@@ -232,6 +245,60 @@ def test_training_reports_a_held_out_metric_per_model(trained_root: Path) -> Non
             assert metrics["r2"] > 0.8
         if "accuracy" in metrics:
             assert metrics["accuracy"] > 0.75
+
+
+def test_each_later_version_is_trained_from_its_own_settings_into_its_own_directory(trained_root: Path) -> None:
+    # GIVEN the trained model directories that hold a later version of a model
+    for directory, model in train.VERSION_OF.items():
+        metadata = json.loads((trained_root / directory / "model" / "metadata.json").read_text())
+        first = json.loads((trained_root / model / "model" / "metadata.json").read_text())
+
+        # THEN each names the model it is a version of, its own version and other training settings
+        assert (metadata["model"], metadata["version"]) == (model, train.VERSIONS[directory])
+        assert metadata["version"] != first["version"]
+        assert metadata["settings"] != first["settings"]
+
+
+def test_a_later_version_answers_differently_from_the_version_it_follows(
+    models: dict[str, HostedModel], trained_root: Path
+) -> None:
+    # GIVEN each later version and the model it is a version of
+    for directory, model in train.VERSION_OF.items():
+        later = HostedModel(directory, trained_root / directory)
+        answers = [(_invoke_sample(models[model], p), _invoke_sample(later, p)) for p in _samples(model)]
+
+        # THEN both answer in the model's documented shape, each naming its own version ...
+        for old, new in answers:
+            SHAPE_CHECKS[model](new)
+            assert (new["model"], new["version"]) == (model, train.VERSIONS[directory])
+            assert old["version"] != new["version"]
+        # ... and the other training settings show in what they answer (scores, not always labels)
+        key = "scores" if model.startswith("triage-") else "fraud_probability"
+        assert any(old[key] != new[key] for old, new in answers)
+
+
+def test_a_later_versions_code_is_its_models_code() -> None:
+    # GIVEN each later version's handler code THEN it is its model's, unchanged
+    for directory, model in train.VERSION_OF.items():
+        code = (EXAMPLES / "models" / directory / "code" / "inference.py").read_text()
+        assert code == (EXAMPLES / "models" / model / "code" / "inference.py").read_text()
+
+
+def test_the_catalogs_versions_name_their_own_model_directory_and_endpoint() -> None:
+    # GIVEN the example catalog's entries of a model with several versions
+    entries = json.loads((EXAMPLES / "catalog.json").read_text())
+    models = [e for e in entries if e["kind"] == "model" and e["model"].get("model_data")]
+    for entry in models:
+        directory = Path(entry["model"]["model_data"]).name
+
+        # THEN each version's model directory holds that version of that model
+        assert (train.model_name(directory), train.VERSIONS.get(directory, entry["version"])) == (
+            entry["name"],
+            entry["version"],
+        )
+    # AND no two versions share an endpoint
+    endpoints = [e["model"]["endpoint_name"] for e in models]
+    assert len(endpoints) == len(set(endpoints))
 
 
 # --- every model answers its samples --------------------------------------------------------------

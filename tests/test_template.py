@@ -243,6 +243,7 @@ def test_sqs_event_sources_report_partial_batch_failures(transformed: dict[str, 
     # THEN the upload and webhook queues feed their functions in batches of 10
     assert ref_name(by_function["ProcessInputFunction"]["EventSourceArn"]) == "InputQueue"
     assert ref_name(by_function["WebhookDeliveryFunction"]["EventSourceArn"]) == "WebhookQueue"
+    assert ref_name(by_function["ShadowDispatchFunction"]["EventSourceArn"]) == "ShadowQueue"
     for name, mapping in by_function.items():
         assert mapping["BatchSize"] == 10, name
         # AND one failing record never makes a whole batch retry
@@ -484,7 +485,9 @@ def test_input_queue_visibility_is_six_times_the_function_timeout(template: dict
     assert visibility >= 6 * timeout
 
 
-@pytest.mark.parametrize("function_name", ["ProcessInputFunction", "GetTransformCallFunction"])
+@pytest.mark.parametrize(
+    "function_name", ["ProcessInputFunction", "GetTransformCallFunction", "ShadowDispatchFunction"]
+)
 def test_a_realtime_model_call_ends_well_before_its_function_times_out(
     template: dict[str, Any], function_name: str
 ) -> None:
@@ -548,7 +551,7 @@ def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any]) -> No
         for f in functions(resources).values()
         if "DeadLetterQueue" in f["Properties"]
     }
-    assert dlqs == {"InputDLQ", "WebhookDLQ", "NotificationsDLQ", "SweeperDLQ"}
+    assert dlqs == {"InputDLQ", "WebhookDLQ", "ShadowDLQ", "NotificationsDLQ", "SweeperDLQ"}
 
     # THEN an alarm fires on the first visible message of each
     watched = {}
@@ -733,6 +736,33 @@ def test_of_the_api_functions_only_cancel_prediction_ends_predictions(resources:
     assert cancel["sqs:SendMessage"] == {"<WebhookQueue>"}
     assert cancel["events:PutEvents"] == {"<EventBus>"}
     assert cancel["dynamodb:Query"] == {"*/index/by-parent"}
+
+
+def test_shadows_are_queued_where_they_start_and_dispatched_by_a_function_that_ends_nothing_else(
+    resources: dict[str, Any],
+) -> None:
+    # GIVEN every function's grants
+    grants = {name: _grants(function) for name, function in functions(resources).items()}
+
+    # WHEN the functions that may queue shadows are picked out
+    queueing = {name for name, granted in grants.items() if "<ShadowQueue>" in granted.get("sqs:SendMessage", set())}
+
+    # THEN they are the two that dispatch predictions and steps, and each is told the queue's URL
+    assert queueing == {"ProcessInputFunction", "GetTransformCallFunction"}
+    for name in queueing:
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert ref_name(variables["SHADOW_QUEUE_URL"]) == "ShadowQueue", name
+    # AND process-input may create the shadows' records (get-transform-call creates steps already)
+    assert "<PredictionsTable>" in grants["ProcessInputFunction"]["dynamodb:PutItem"]
+    # AND the shadow-dispatch function dispatches (models, ensembles, records) but tells nobody:
+    # no webhook, no event, no task token (a shadow's only callback is its primary's record)
+    dispatching = grants["ShadowDispatchFunction"]
+    assert {"sagemaker:InvokeEndpointAsync", "sagemaker:InvokeEndpoint", "states:StartExecution"} <= set(dispatching)
+    assert (
+        set(dispatching) & {"sqs:SendMessage", "events:PutEvents", "states:SendTaskSuccess", "dynamodb:PutItem"}
+        == set()
+    )
+    assert dispatching["dynamodb:UpdateItem"] == {"<PredictionsTable>"}
 
 
 def test_state_machine_role_only_invokes_get_transform_call(resources: dict[str, Any]) -> None:

@@ -193,9 +193,11 @@ def apply_catalog_file(
     ``host`` is for the local runtime: each model service naming ``model.model_data`` is
     packaged, uploaded to the data bucket and deployed as its endpoint stack
     (``templates/model-endpoint.yaml``, the template ``models deploy`` gives CloudFormation), by
-    the local deployer. Models are hosted first, so that a model that cannot load is reported
-    (naming its file and the exception) before anything is written to the catalog, and the
-    model that was serving goes on serving (the stack update rolls back).
+    the local deployer; each version of a service (a file may hold several) its own stack and
+    endpoint, beside those of the versions registered already. Models are hosted first, so that
+    a model that cannot load is reported (naming its file and the exception) before anything is
+    written to the catalog, and the model that was serving goes on serving (the stack update
+    rolls back).
 
     Raises
     ------
@@ -223,6 +225,7 @@ def apply_catalog_file(
             artifacts=artifacts,
             wiring=gateway_wiring(name_prefix, region, stack_outputs, artifacts),
             local=True,
+            registered=registrar.catalog.get,
         )
     return registrar.commit(plan)
 

@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from .domain.intake import Intake
     from .domain.lifecycle import Gateway, UseCases
     from .domain.listing import Listing
-    from .domain.ports import EventPublisher, GatewayPorts
+    from .domain.ports import EventPublisher, GatewayPorts, ShadowQueue
     from .domain.read_model import ReadModel
+    from .domain.shadows import Shadows
     from .domain.steps import EnsembleSteps
     from .domain.sweeping import Sweeping
 
@@ -75,11 +76,24 @@ def build_event_publisher(settings: Settings) -> EventPublisher | None:
     return EventBridgePublisher(settings.event_bus_name)
 
 
+def build_shadow_queue(settings: Settings) -> ShadowQueue | None:
+    """The queue of shadow dispatches (``SHADOW_QUEUE_URL``); None where it is not configured."""
+    if not settings.shadow_queue_url:
+        return None
+    from .adapters.messaging import SqsShadowQueue
+
+    return SqsShadowQueue(settings.shadow_queue_url)
+
+
 def build_use_cases(settings: Settings, logger: object = None) -> UseCases:
     """Every use case, over one set of ports wired to AWS."""
     from .domain.lifecycle import compose
 
-    return compose(build_ports(settings, logger), events=build_event_publisher(settings))
+    return compose(
+        build_ports(settings, logger),
+        events=build_event_publisher(settings),
+        shadow_queue=build_shadow_queue(settings),
+    )
 
 
 def build_gateway(settings: Settings, logger: object = None) -> Gateway:
@@ -124,6 +138,10 @@ def cancellation() -> Cancellation:
     return use_cases().cancellation
 
 
+def shadows() -> Shadows:
+    return use_cases().shadows
+
+
 @functools.cache
 def gateway() -> Gateway:
     """The facade over this process's use cases (the same objects the handlers call)."""
@@ -163,7 +181,11 @@ def ensemble_steps() -> EnsembleSteps:
 
     built = use_cases()
     return EnsembleSteps(
-        ports=built.ports, dispatch=built.dispatch, completion=built.completion, ensembles=built.ensembles
+        ports=built.ports,
+        dispatch=built.dispatch,
+        completion=built.completion,
+        ensembles=built.ensembles,
+        shadows=built.shadows,
     )
 
 

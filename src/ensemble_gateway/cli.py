@@ -46,7 +46,8 @@ exit status:
   0    done; for predict --wait, upload --wait, status and result: the prediction COMPLETED
   1    the prediction ended FAILED, EXPIRED or CANCELLED
   2    usage or input error: bad arguments, a missing or unreadable file, no local runtime
-       running, or a request the gateway refused (unknown service or prediction, bad input)
+       running, or a request the gateway refused (unknown service or prediction, bad input,
+       a version change it cannot make: `services approve|traffic|promote|...`)
   3    the prediction is still running: predict --wait past its --timeout, or status or
        result of a prediction that has not finished
   4    the gateway cannot be reached or did not serve the request (connection refused or
@@ -879,6 +880,250 @@ def cmd_services_orphans(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- versions: approval, traffic, shadows, promotion -----------------------------------------------
+def _service_versions(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    """(the version commands of the target's catalog, its client factory, its stack outputs)."""
+    from .adapters.dynamodb import DynamoServiceCatalog
+    from .service_versions import ServiceVersions
+
+    outputs, factory, _ = _aws_target(args)
+    catalog = DynamoServiceCatalog(outputs["ServicesTableName"], factory("dynamodb"))
+    return ServiceVersions(catalog), factory, outputs
+
+
+def _actor(args: argparse.Namespace, factory: Any) -> str:
+    """``--by``, or who the caller is: the STS caller ARN on AWS, ``$USER`` on the local runtime."""
+    from .service_versions import aws_actor, local_actor
+
+    if args.by:
+        return str(args.by)
+    return aws_actor(factory("sts")) if args.stack_name else local_actor()
+
+
+def _split_text(split: dict[str, int] | None, sticky_key: str | None = None) -> str:
+    if not split:
+        return "nothing"
+    text = " ".join(f"{version}={weight}" for version, weight in split.items())
+    return f"{text} (sticky on {sticky_key})" if sticky_key else text
+
+
+def _event_text(event: Any) -> str:
+    """What one history event did, in words (without who and when)."""
+    if event.action == "traffic":
+        text = f"traffic {_split_text(event.traffic, event.sticky_key)}"
+    elif event.action == "shadow":
+        text = f"shadows {' '.join(event.shadow or []) or 'none'}"
+    else:
+        text = " ".join(part for part in (event.action.replace("_", " "), event.version) if part)
+        if event.traffic is not None:
+            text += f": traffic {_split_text(event.traffic, event.sticky_key)}"
+    return f"{text} ({event.note})" if event.note else text
+
+
+def _routing_text(service: Any) -> str:
+    shadows = " ".join(service.shadow_versions()) or "none"
+    return f"serving {_split_text(service.serving_traffic(), service.sticky())}; shadows {shadows}"
+
+
+def _print_change(change: Any, args: argparse.Namespace) -> int:
+    from .service_versions import change_document
+
+    if args.json:
+        print(json.dumps(change_document(change), indent=2))
+        return EXIT_OK
+    for event in change.events:
+        print(f"{change.service.name}: {_event_text(event)}, by {event.by} at {_moment(event.at.isoformat())}")
+    print(f"{change.service.name} now: {_routing_text(change.service)}")
+    state = change.service.rollout
+    if state is not None and state.requested:
+        print(f"waiting for approval: {_split_text(state.requested, state.requested_sticky_key)}")
+    return EXIT_OK
+
+
+def cmd_services_approve(args: argparse.Namespace) -> int:
+    versions, _, _ = _service_versions(args)
+    return _print_change(versions.approve(args.name, args.version, by=args.by, note=args.note), args)
+
+
+def cmd_services_reject(args: argparse.Namespace) -> int:
+    versions, _, _ = _service_versions(args)
+    return _print_change(versions.reject(args.name, args.version, by=args.by, note=args.note), args)
+
+
+def cmd_services_traffic(args: argparse.Namespace) -> int:
+    split: dict[str, int] = {}
+    for version, weight in args.split:
+        if version in split:
+            raise CliError(f"version {version} is given twice: give each version once, VERSION=WEIGHT")
+        split[version] = weight
+    if args.sticky_key and args.no_sticky:
+        raise CliError("give --sticky-key or --no-sticky, not both")
+    versions, factory, _ = _service_versions(args)
+    change = versions.set_traffic(
+        args.name, split, by=_actor(args, factory), sticky_key=args.sticky_key, keep_sticky=not args.no_sticky
+    )
+    return _print_change(change, args)
+
+
+def cmd_services_shadow(args: argparse.Namespace) -> int:
+    from .service_versions import rollout_document
+
+    if args.versions and args.off:
+        raise CliError("give shadow versions or --off, not both")
+    versions, factory, _ = _service_versions(args)
+    if not args.versions and not args.off:
+        service = versions.service(args.name)
+        if args.json:
+            document = rollout_document(service)
+            print(json.dumps({"name": service.name, "shadow": document["shadow"]}, indent=2))
+        else:
+            shadows = service.shadow_versions()
+            print(f"{service.name}: shadows {' '.join(shadows)}" if shadows else f"{service.name}: no shadows")
+        return EXIT_OK
+    return _print_change(versions.set_shadows(args.name, args.versions, by=_actor(args, factory)), args)
+
+
+def cmd_services_promote(args: argparse.Namespace) -> int:
+    versions, factory, _ = _service_versions(args)
+    return _print_change(versions.promote(args.name, args.version, by=_actor(args, factory), note=args.note), args)
+
+
+def cmd_services_rollback(args: argparse.Namespace) -> int:
+    versions, factory, _ = _service_versions(args)
+    return _print_change(versions.rollback(args.name, by=_actor(args, factory), note=args.note), args)
+
+
+def cmd_services_history(args: argparse.Namespace) -> int:
+    from .domain.rollout import version_order
+    from .service_versions import history_document
+
+    versions, _, _ = _service_versions(args)
+    service = versions.service(args.name)
+    if args.json:
+        print(json.dumps(history_document(service), indent=2))
+        return EXIT_OK
+    print(f"service {service.name} ({service.kind}): {_routing_text(service)}")
+    state = service.rollout
+    if state is not None and state.requested:
+        print(f"waiting for approval: {_split_text(state.requested, state.requested_sticky_key)}")
+    print()
+    records = sorted(service.versions().values(), key=lambda r: version_order(r.version))
+    _print_table(
+        ("VERSION", "STATUS", "REGISTERED", "DECIDED BY", "DECIDED AT", "NOTE"),
+        [
+            (
+                r.version,
+                r.status.value,
+                _moment(r.registered_at.isoformat()),
+                r.decided_by or "-",
+                _moment(r.decided_at.isoformat()) if r.decided_at else "-",
+                r.note or "",
+            )
+            for r in records
+        ],
+    )
+    history = state.history if state is not None else []
+    print()
+    if not history:
+        print("no history (the entry was stored before versions were recorded)")
+        return EXIT_OK
+    _print_table(
+        ("WHEN", "BY", "ACTION", "VERSION", "TRAFFIC / SHADOWS", "NOTE"),
+        [
+            (
+                _moment(event.at.isoformat()),
+                event.by,
+                event.action,
+                event.version or "-",
+                f"traffic {_split_text(event.traffic, event.sticky_key)}"
+                if event.traffic is not None
+                else (f"shadows {' '.join(event.shadow) or 'none'}" if event.shadow is not None else ""),
+                event.note or "",
+            )
+            for event in history
+        ],
+    )
+    return EXIT_OK
+
+
+def _latency(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.3f}s"
+
+
+def _compare_sources(factory: Any, outputs: dict[str, Any]) -> tuple[Any, Any]:
+    """(the predictions table, a reader of output URIs) of the target."""
+    from .adapters.dynamodb import DynamoPredictionStore
+    from .service_versions import s3_reader
+
+    return DynamoPredictionStore(outputs["PredictionsTableName"], factory("dynamodb")), s3_reader(factory("s3"))
+
+
+def cmd_services_compare(args: argparse.Namespace) -> int:
+    from .service_versions import compare
+
+    versions, factory, outputs = _service_versions(args)
+    service = versions.service(args.name)
+    since = _parse_moment(args.since) if args.since else None
+    records, read = _compare_sources(factory, outputs)
+    comparison = compare(
+        service,
+        records,
+        read,
+        since=since,
+        limit=args.limit,
+        tolerance=args.tolerance,
+    )
+    if args.json:
+        print(json.dumps(comparison.document(), indent=2))
+        return EXIT_OK
+    window = f"since {_moment(args.since)}, " if args.since else ""
+    print(f"{service.name}: {comparison.records} records ({window}at most {args.limit}); {_routing_text(service)}")
+    if not comparison.versions:
+        print("no predictions of this service yet")
+        return EXIT_OK
+    print()
+    traffic = comparison.traffic
+    _print_table(
+        ("VERSION", "TRAFFIC", "PREDICTIONS", "COMPLETED", "FAILED", "P50", "P95"),
+        [
+            (
+                f.version,
+                f"{traffic[f.version]}%" if f.version in traffic else "-",
+                str(f.predictions),
+                str(f.completed),
+                str(f.failed),
+                _latency(f.p50),
+                _latency(f.p95),
+            )
+            for f in comparison.versions
+        ],
+    )
+    if comparison.shadows:
+        print()
+        _print_table(
+            ("SHADOW", "OF", "SHADOWED", "COMPLETED", "FAILED", "P50", "P95", "AGREEMENT"),
+            [
+                (
+                    s.version,
+                    s.served,
+                    str(s.shadowed),
+                    str(s.completed),
+                    str(s.failed),
+                    _latency(s.p50),
+                    _latency(s.p95),
+                    "-" if s.agreement is None else f"{s.agreement:.1%} ({s.agreed}/{s.compared})",
+                )
+                for s in comparison.shadows
+            ],
+        )
+        print()
+        print(
+            f"agreement: labels exactly, numbers within {args.tolerance:g} (relative, or absolute near 0), "
+            "JSON objects and arrays item by item, other outputs byte for byte"
+        )
+    return EXIT_OK
+
+
 # -- predictions --------------------------------------------------------------------------------
 def _read_input(path: Path) -> bytes:
     """The input file's bytes, read before anything is created at the gateway.
@@ -1411,6 +1656,32 @@ def _created_after(text: str) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _split_item(text: str) -> tuple[str, int]:
+    """``services traffic``: one ``VERSION=WEIGHT`` (a whole percentage)."""
+    version, sep, weight = text.partition("=")
+    if not sep or not version.strip():
+        raise argparse.ArgumentTypeError(f"takes VERSION=WEIGHT (such as 1.1.0=10), got '{text}'")
+    try:
+        value = int(weight.strip().removesuffix("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"the weight of {version.strip()} must be a whole number from 0 to 100, got '{weight}'"
+        ) from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"the weight of {version.strip()} must be from 0 to 100, got {value}")
+    return version.strip(), value
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
 def _status_name(text: str) -> str:
     value = text.strip().upper()
     if value not in PREDICTION_STATUSES:
@@ -1534,6 +1805,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     orphans.add_argument("--json", action="store_true", help="print them as JSON")
     orphans.set_defaults(func=cmd_services_orphans)
+    _add_version_commands(services, common)
 
     predict = sub.add_parser(
         "predict",
@@ -1628,6 +1900,106 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_model_commands(sub, common, aws_target=_aws_target, cli_error=CliError)
     return parser
+
+
+def _add_version_commands(services: Any, common: argparse.ArgumentParser) -> None:
+    """``services approve|reject|traffic|shadow|promote|rollback|history|compare``."""
+    by_default = "who decides (default: your AWS caller ARN with --stack-name, else $USER)"
+    for action, verb in (("approve", "let a version pending approval serve"), ("reject", "never serve a version")):
+        command = services.add_parser(action, parents=[common], help=f"{verb} (recorded with who and when)")
+        command.add_argument("name", help="the service")
+        command.add_argument("version")
+        command.add_argument("--by", required=True, metavar="NAME", help="who decides (recorded in the history)")
+        command.add_argument("--note", metavar="TEXT", help="why (recorded in the history)")
+        command.add_argument("--json", action="store_true", help="print the service's versions and the events")
+        command.set_defaults(func=cmd_services_approve if action == "approve" else cmd_services_reject)
+
+    traffic = services.add_parser(
+        "traffic",
+        parents=[common],
+        help="split the traffic between approved versions: 1.0.0=90 1.1.0=10",
+        epilog="weights are whole percentages adding up to 100; a version at 0 gets no traffic",
+    )
+    traffic.add_argument("name", help="the service")
+    traffic.add_argument("split", nargs="+", type=_split_item, metavar="VERSION=WEIGHT")
+    traffic.add_argument(
+        "--sticky-key",
+        metavar="FIELD",
+        help="a metadata field: the same value always gets the same version (default: the current one)",
+    )
+    traffic.add_argument("--no-sticky", action="store_true", help="drop the sticky key: one random draw each")
+    traffic.add_argument("--by", metavar="NAME", help=by_default)
+    traffic.add_argument("--json", action="store_true", help="print the service's versions and the events")
+    traffic.set_defaults(func=cmd_services_traffic)
+
+    shadow = services.add_parser(
+        "shadow",
+        parents=[common],
+        help="also send every input to these versions (their outputs only recorded); none given: show them",
+    )
+    shadow.add_argument("name", help="the service")
+    shadow.add_argument("versions", nargs="*", metavar="VERSION", help="the shadow versions (they replace the current)")
+    shadow.add_argument("--off", action="store_true", help="no shadows any more")
+    shadow.add_argument("--by", metavar="NAME", help=by_default)
+    shadow.add_argument("--json", action="store_true", help="print the shadows (and the events) as JSON")
+    shadow.set_defaults(func=cmd_services_shadow)
+
+    promote = services.add_parser(
+        "promote", parents=[common], help="give an approved version all traffic (the others retire)"
+    )
+    promote.add_argument("name", help="the service")
+    promote.add_argument("version")
+    promote.add_argument("--by", metavar="NAME", help=by_default)
+    promote.add_argument("--note", metavar="TEXT", help="why (recorded in the history)")
+    promote.add_argument("--json", action="store_true", help="print the service's versions and the events")
+    promote.set_defaults(func=cmd_services_promote)
+
+    rollback = services.add_parser(
+        "rollback", parents=[common], help="return to the traffic split before the last change"
+    )
+    rollback.add_argument("name", help="the service")
+    rollback.add_argument("--by", metavar="NAME", help=by_default)
+    rollback.add_argument("--note", metavar="TEXT", help="why (recorded in the history)")
+    rollback.add_argument("--json", action="store_true", help="print the service's versions and the events")
+    rollback.set_defaults(func=cmd_services_rollback)
+
+    history = services.add_parser(
+        "history", parents=[common], help="a service's versions, who approved them, and every change"
+    )
+    history.add_argument("name", help="the service")
+    history.add_argument("--json", action="store_true", help="print the versions and the history as JSON")
+    history.set_defaults(func=cmd_services_history)
+
+    compare = services.add_parser(
+        "compare",
+        parents=[common],
+        help="per version: predictions, failures, p50/p95 latency; per shadow: agreement with the served one",
+        epilog="reads the service's records with a Scan of the predictions table (billed per item read, "
+        "the whole table at worst): --limit stops it early, --since only filters",
+    )
+    compare.add_argument("name", help="the service")
+    compare.add_argument(
+        "--since",
+        type=_created_after,
+        metavar="WHEN",
+        help="only predictions created since WHEN: ISO 8601 (local time without an offset) or an age (30m, 2h, 7d)",
+    )
+    compare.add_argument(
+        "--limit",
+        type=_positive_int,
+        default=1000,
+        metavar="N",
+        help="read at most N records (default 1000; in table order, not newest first)",
+    )
+    compare.add_argument(
+        "--tolerance",
+        type=_tolerance,
+        default=1e-6,
+        metavar="X",
+        help="how far two numbers may be apart and agree: relative, or absolute near 0 (default 1e-6)",
+    )
+    compare.add_argument("--json", action="store_true", help="print the figures as JSON (latencies in seconds)")
+    compare.set_defaults(func=cmd_services_compare)
 
 
 # -- running a command --------------------------------------------------------------------------

@@ -12,6 +12,7 @@ adapter, or the local runtime's).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -35,10 +36,14 @@ __all__ = [
     "local_custom_image",
     "model_data_key",
     "render_endpoint_template",
+    "version_slug",
 ]
 
 _TEMPLATE_RELATIVE = Path("templates") / "model-endpoint.yaml"
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+_SLUG_UNSAFE = re.compile(r"[^A-Za-z0-9]")
+#: CloudFormation: a stack name is at most 128 characters.
+STACK_NAME_LIMIT = 128
 
 
 class EndpointStackError(GatewayError):
@@ -101,6 +106,10 @@ class EndpointStacks(Protocol):
         """Delete the stack and wait until it is gone."""
         ...
 
+    def outputs(self, stack_name: str) -> dict[str, str] | None:
+        """The stack's outputs (its ``EndpointName``...), None when there is no stack of that name."""
+        ...
+
 
 @dataclass(frozen=True)
 class GatewayWiring:
@@ -144,9 +153,39 @@ def endpoint_template_path() -> Path:
     return Path.cwd() / _TEMPLATE_RELATIVE
 
 
-def endpoint_stack_name(gateway_stack_name: str, service_name: str) -> str:
-    """``<gateway stack>-model-<service>``: service names are slugs, so the name is a valid stack name."""
-    return f"{gateway_stack_name}-model-{service_name}"[:128]
+def endpoint_stack_name(gateway_stack_name: str, service_name: str, version: str | None = None) -> str:
+    """``<gateway stack>-model-<service>``, or ``<gateway stack>-model-<service>-v<version slug>``.
+
+    The first name is the one a service's endpoint stack had before services had versions: the
+    version that stack serves keeps it (see :func:`model_hosting.version_stack_name`). The others
+    get the second. Service names are slugs, and :func:`version_slug` makes a version one, so
+    both are valid CloudFormation stack names (letters, digits and ``-``, at most 128).
+    """
+    base = f"{gateway_stack_name}-model-{service_name}"
+    if version is None:
+        return base[:STACK_NAME_LIMIT]
+    name = f"{base}-v{version_slug(version)}"
+    if len(name) <= STACK_NAME_LIMIT:
+        return name
+    # Cutting the name short could make two versions' stacks one: a digest keeps them apart.
+    digest = _digest(service_name, version)
+    return f"{base[: STACK_NAME_LIMIT - len(digest) - 2]}-v{digest}"
+
+
+def version_slug(version: str) -> str:
+    """A version label as stack-name characters: ``1.1.0`` is ``1-1-0``.
+
+    A label that has ``-`` or ``_`` of its own gets a short digest as well, so that ``1.1-0``
+    and ``1-1.0`` (one slug without it) stay two stacks.
+    """
+    slug = _SLUG_UNSAFE.sub("-", version)
+    if "-" in version or "_" in version:
+        slug = f"{slug}-{_digest(version)[:6]}"
+    return slug
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:10]
 
 
 def model_data_key(service: Service, digest: str) -> str:

@@ -1,4 +1,4 @@
-"""Serving a catalog's models: one endpoint stack per model, from ``templates/model-endpoint.yaml``.
+"""Serving a catalog's models: one endpoint stack per model version, from ``templates/model-endpoint.yaml``.
 
 A model service that names ``model.model_data`` is packaged as ``model.tar.gz`` (a directory is
 packed, an archive or an ``s3://`` URI is taken as it is), uploaded to the data bucket under
@@ -9,12 +9,17 @@ local runtime; ``services apply`` against the local runtime does it for every mo
 catalog file (:func:`host_models`) before it registers anything, so a model whose
 ``inference.py`` does not import or whose ``model_fn`` fails is reported, naming the file and the
 exception, and the previous model goes on serving (the stack update rolls back).
+
+Every version of a service that names ``model_data`` has its own endpoint and its own stack
+(:func:`version_stack_name`): the versions of a canary or a shadow run side by side. Nothing
+here deletes the stack of a version that was retired or rejected: ``models delete SERVICE
+--version V`` does, when its endpoint is no longer wanted.
 """
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +27,7 @@ from typing import Protocol
 
 from .domain.errors import GatewayError, ModelHostingError
 from .domain.models import Service
+from .domain.rollout import version_order
 from .endpoint_stack import (
     EndpointStackError,
     EndpointStacks,
@@ -40,8 +46,10 @@ __all__ = [
     "PreparedEndpoint",
     "gateway_wiring",
     "host_models",
+    "hosted_versions",
     "name_source_files",
     "prepare_endpoint",
+    "version_stack_name",
 ]
 
 #: Where a SageMaker container finds the model (the local runtime names it so too).
@@ -78,6 +86,66 @@ def gateway_wiring(
     return GatewayWiring.from_outputs(stack_name, region, outputs, key)
 
 
+#: A stack's outputs by its name, None when there is no such stack (``EndpointStacks.outputs``).
+StackOutputs = Callable[[str], Mapping[str, str] | None]
+
+
+def version_stack_name(
+    gateway_stack_name: str,
+    service: Service,
+    *,
+    versions: Iterable[str],
+    outputs: StackOutputs | None = None,
+) -> str:
+    """The endpoint stack of ``service.version`` (``service`` as that version serves it).
+
+    The stack ``{stack}-model-{service}`` is the one a service had before it had versions, so it
+    stays with the version it serves; the others get ``{stack}-model-{service}-v{slug}``:
+
+    1. the version's own stack exists: that one;
+    2. else ``{stack}-model-{service}`` exists: that one if its endpoint is this version's, else
+       the version's own;
+    3. else (nothing deployed yet): ``{stack}-model-{service}`` for the first of ``versions``
+       (the service's versions known to the caller, in version order), its own for the others.
+
+    Parameters
+    ----------
+    versions
+        Every version of the service the caller knows of (its catalog entries and the registered
+        service's versions); ``service.version`` need not be among them.
+    outputs
+        Looks a stack up (None: nothing is looked up, only rule 3 applies).
+
+    Raises
+    ------
+    EndpointStackError
+        The version's own stack serves another endpoint (a service named like that stack, or
+        the version's endpoint renamed): deploying would replace that endpoint.
+    """
+    assert service.model is not None
+    endpoint = service.model.endpoint_name
+    shared = endpoint_stack_name(gateway_stack_name, service.name)
+    own = endpoint_stack_name(gateway_stack_name, service.name, service.version)
+    if outputs is not None:
+        mine = outputs(own)
+        if mine is not None:
+            served = mine.get("EndpointName")
+            if served and served != endpoint:
+                raise EndpointStackError(
+                    f"service '{service.name}' version {service.version}: stack {own} serves endpoint "
+                    f"'{served}', not '{endpoint}': delete it first (`ensemble-gateway models delete "
+                    f"{service.name} --version {service.version}`) or keep the version's endpoint_name"
+                )
+            return own
+        theirs = outputs(shared)
+        served = theirs.get("EndpointName") if theirs is not None else None
+        if served:
+            # A stack that serves nothing (its creation failed) is anyone's: rule 3 decides.
+            return shared if served == endpoint else own
+    first = min({*versions, service.version}, key=version_order)
+    return shared if service.version == first else own
+
+
 @dataclass(frozen=True)
 class PreparedEndpoint:
     """A model service's endpoint stack, ready to deploy: its name, parameters and rendered template."""
@@ -101,17 +169,22 @@ def prepare_endpoint(
     local: bool,
     overrides: dict[str, str] | None = None,
     template_text: str | None = None,
+    stack_name: str | None = None,
 ) -> PreparedEndpoint:
     """Package ``service``'s model, upload it (unless ``artifacts`` is None) and render its endpoint stack.
 
     Parameters
     ----------
+    service
+        A model service as one version serves it (``Service.at_version``): that version's model.
     workdir
         Where a directory's ``model.tar.gz`` is written.
     artifacts
         Uploads the archive; None computes where it would go without uploading (``models render``).
     local
         The stack is for the local runtime (see :func:`endpoint_stack.endpoint_parameters`).
+    stack_name
+        The stack to deploy (see :func:`version_stack_name`); None: ``{stack}-model-{service}``.
 
     Raises
     ------
@@ -140,7 +213,7 @@ def prepare_endpoint(
     text = template_text if template_text is not None else endpoint_template_path().read_text(encoding="utf-8")
     return PreparedEndpoint(
         service=service,
-        stack_name=endpoint_stack_name(wiring.stack_name, service.name),
+        stack_name=stack_name or endpoint_stack_name(wiring.stack_name, service.name),
         parameters=parameters,
         template_body=render_endpoint_template(text, parameters, model.environment),
     )
@@ -154,6 +227,25 @@ def name_source_files(reason: str, service: Service) -> str:
     return reason
 
 
+def hosted_versions(services: Iterable[Service]) -> list[Service]:
+    """Every version to host: of each active model service, each version whose model names
+    ``model_data``, as that version serves it (``Service.at_version``), in the services' order.
+
+    A catalog entry is one version; a registered service has all of its own. A version that
+    appears twice is hosted once, as it appears last.
+    """
+    chosen: dict[tuple[str, str], Service] = {}
+    for service in services:
+        if not service.active or service.kind != "model":
+            continue
+        for version, record in service.versions().items():
+            target = service.at_version(version)
+            if record.model is not None and record.model.model_data is not None and target is not None:
+                chosen.pop((service.name, version), None)
+                chosen[(service.name, version)] = target
+    return list(chosen.values())
+
+
 def host_models(
     services: list[Service],
     *,
@@ -163,12 +255,21 @@ def host_models(
     local: bool = True,
     max_parallel: int = 8,
     on_event: Callable[[StackEvent], None] | None = None,
+    registered: Callable[[str], Service | None] | None = None,
 ) -> list[str]:
-    """Deploy the endpoint stack of every active model service that names ``model.model_data``.
+    """Deploy the endpoint stack of every version of every active model service that names
+    ``model.model_data`` (see :func:`hosted_versions`).
 
-    The stacks are deployed side by side; each is created, or updated when it exists (a new
-    model replaces the serving one only once it has loaded). Returns the endpoints now serving
-    the new models.
+    Each version has its own stack and endpoint (:func:`version_stack_name`): a new version is
+    deployed beside the ones serving, which go on serving. The stacks are deployed side by side;
+    each is created, or updated when it exists (a new model replaces the serving one only once it
+    has loaded). Returns the endpoints now serving the new models.
+
+    Parameters
+    ----------
+    registered
+        The catalog's entry of a service (``catalog.get``): its versions count when deciding which
+        version keeps the stack ``{stack}-model-{service}``. None: only ``services``' versions.
 
     Raises
     ------
@@ -177,23 +278,61 @@ def host_models(
         file and the exception). The other services were deployed; a failed service's stack
         rolled back, so its previous model, if any, goes on serving.
     """
-    chosen = [s for s in services if s.model is not None and s.model.model_data is not None and s.active]
+    chosen = hosted_versions(services)
     if not chosen:
         return []
     template_text = endpoint_template_path().read_text(encoding="utf-8")
+    known: dict[str, set[str]] = {}
+    for service in services:
+        known.setdefault(service.name, set()).update(service.versions())
+    if registered is not None:
+        for name, versions in known.items():
+            stored = registered(name)
+            if stored is not None:
+                versions.update(stored.versions())
+    lookup: StackOutputs | None = getattr(stacks, "outputs", None)
 
-    def deploy(service: Service, workdir: Path) -> str:
+    hosted: list[str] = []
+    failures: list[str] = []
+    # Named before any is deployed: which version keeps the service's first stack depends on the
+    # stacks as they are, not as the others' deployments leave them.
+    named: list[tuple[Service, str]] = []
+    for service in chosen:
+        try:
+            named.append(
+                (service, version_stack_name(wiring.stack_name, service, versions=known[service.name], outputs=lookup))
+            )
+        except EndpointStackError as error:
+            failures.append(_about(service, error.message))
+    claimed: dict[str, Service] = {}
+    for service, stack_name in named:
+        other = claimed.setdefault(stack_name, service)
+        if other is not service:
+            failures.append(
+                _about(service, f"version {service.version} and version {other.version} would share stack {stack_name}")
+            )
+    if failures:
+        raise ModelHostingError("; ".join(failures))
+
+    def deploy(service: Service, stack_name: str, workdir: Path) -> str:
         prepared = prepare_endpoint(
-            service, wiring, workdir, artifacts=artifacts, local=local, template_text=template_text
+            service,
+            wiring,
+            workdir,
+            artifacts=artifacts,
+            local=local,
+            template_text=template_text,
+            stack_name=stack_name,
         )
         outputs = stacks.deploy(prepared.stack_name, prepared.template_body, prepared.parameters, on_event)
         return outputs.get("EndpointName") or prepared.parameters["EndpointName"]
 
-    hosted: list[str] = []
-    failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="ensemble-gateway-package-") as scratch:
-        with ThreadPoolExecutor(max_workers=min(max_parallel, len(chosen)), thread_name_prefix="host-model") as pool:
-            futures = [(service, pool.submit(deploy, service, Path(scratch) / service.name)) for service in chosen]
+        with ThreadPoolExecutor(max_workers=min(max_parallel, len(named)), thread_name_prefix="host-model") as pool:
+            futures = [
+                (service, pool.submit(deploy, service, stack_name, Path(scratch) / stack_name))
+                for service, stack_name in named
+            ]
         for service, future in futures:
             try:
                 hosted.append(future.result())

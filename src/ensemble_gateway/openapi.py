@@ -34,7 +34,7 @@ ERRORS = {
             "400": "Invalid request (the message names the field)",
             "401": "Unauthenticated",
             "404": "Unknown service",
-            "409": "Idempotency-Key reused with another body",
+            "409": "Idempotency-Key reused with another body, or no version of the service is approved to serve",
             "415": "The body is not application/json",
             "422": "Service inactive",
         },

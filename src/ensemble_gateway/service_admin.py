@@ -171,17 +171,27 @@ def delete_service(
             f"no service '{name}' in the catalog and no state machine {state_machine_name(stack_name, name)} "
             f"of this stack{remains}"
         )
-    if arn is not None and not force:
-        running = machines.running_executions(arn)
-        if running:
-            shown = ", ".join(running[:3]) + (", ..." if len(running) > 3 else "")
-            raise ServiceInUseError(
-                f"ensemble '{name}' has running executions ({shown}): wait for them to finish, or give "
-                "--force (they stop at their next transition and their predictions fail at their deadline)"
-            )
+    # The other versions' state machines go with the service.
+    version_arns = (
+        sorted(
+            {
+                record.ensemble.state_machine_arn
+                for record in entry.versions().values()
+                if record.ensemble is not None and record.ensemble.state_machine_arn
+            }
+            - {arn}
+        )
+        if entry is not None
+        else []
+    )
+    if not force:
+        for candidate_arn in [a for a in [arn, *version_arns] if a is not None]:
+            _refuse_if_running(machines, name, candidate_arn)
     if entry is not None and entry.active:
         catalog.put(entry.model_copy(update={"active": False}))
     deleted = machines.delete(arn) if arn is not None else False
+    for version_arn in version_arns:
+        machines.delete(version_arn)
     if entry is not None:
         catalog.delete(name)
     return DeletedService(
@@ -190,6 +200,16 @@ def delete_service(
         state_machine_arn=arn if deleted else None,
         endpoint_stack=stack,
     )
+
+
+def _refuse_if_running(machines: StepFunctionsMachines, name: str, arn: str) -> None:
+    running = machines.running_executions(arn)
+    if running:
+        shown = ", ".join(running[:3]) + (", ..." if len(running) > 3 else "")
+        raise ServiceInUseError(
+            f"ensemble '{name}' has running executions ({shown}): wait for them to finish, or give "
+            "--force (they stop at their next transition and their predictions fail at their deadline)"
+        )
 
 
 def find_orphans(
@@ -205,18 +225,33 @@ def find_orphans(
     - state machines named ``{stack}-*`` that run as this stack's ensemble role (a longer stack
       name sharing the prefix has its own role) and that no entry references;
     - CloudFormation stacks ``{stack}-model-{service}`` whose service is not in the catalog
-      (active or not) and names no entry's endpoint.
+      (active or not) and names no entry's endpoint, nor the stack of any version of an entry
+      (``{stack}-model-{service}-v{version}``) or its endpoint.
     """
     services = catalog.list(active_only=False)
-    referenced = {s.ensemble.state_machine_arn for s in services if s.ensemble and s.ensemble.state_machine_arn}
+    # Every version's state machine is referenced (its own, beside the primary's).
+    referenced = {
+        record.ensemble.state_machine_arn
+        for s in services
+        for record in s.versions().values()
+        if record.ensemble is not None and record.ensemble.state_machine_arn
+    }
     orphans = Orphans()
     for machine in machines.listed(f"{stack_name}-"):
         if machine.arn in referenced or machines.role_of(machine.arn) != role_arn:
             continue
         orphans.state_machines.append(OrphanStateMachine(machine.name, machine.arn, machine.created))
     if cloudformation is not None:
-        accounted = {s.name for s in services} | {s.model.endpoint_name for s in services if s.model is not None}
         prefix = endpoint_stack_name(stack_name, "")
+        # Every version's endpoint and own stack count (``{service}-v{slug}``, see
+        # endpoint_stack_name), retired and rejected ones too: the gateway never deletes those.
+        accounted = {s.name for s in services} | {
+            name
+            for s in services
+            for version, record in s.versions().items()
+            if record.model is not None
+            for name in (record.model.endpoint_name, endpoint_stack_name(stack_name, s.name, version)[len(prefix) :])
+        }
         for summary in _live_stacks(cloudformation):
             stack = str(summary["StackName"])
             service = stack[len(prefix) :]

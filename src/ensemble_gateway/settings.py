@@ -25,6 +25,8 @@ class Settings(BaseModel):
     kms_key_id: str | None = Field(alias="KMS_KEY_ID", default=None)
     webhook_queue_url: str = Field(alias="WEBHOOK_QUEUE_URL")
     webhook_dlq_url: str = Field(alias="WEBHOOK_DLQ_URL")
+    # The queue of shadow dispatches (the functions that start shadows); unset: no shadow is started.
+    shadow_queue_url: str | None = Field(alias="SHADOW_QUEUE_URL", default=None)
     # The gateway's EventBridge bus ({"eventbridge": {}} notifications); unset: such requests are refused.
     event_bus_name: str | None = Field(alias="EVENT_BUS_NAME", default=None)
     upload_expiry_seconds: int = Field(alias="UPLOAD_URL_EXPIRY_SECONDS", default=900, ge=5, le=604800)

@@ -16,6 +16,7 @@ from ensemble_gateway.domain.models import (
     Prediction,
     PredictionError,
     PredictionStatus,
+    ShadowOutcome,
     StepOutcome,
 )
 
@@ -41,6 +42,16 @@ def new(clock: FakeClock, prediction_id: str, **fields: Any) -> Prediction:
 
 def outcome(step: str, **fields: Any) -> StepOutcome:
     return StepOutcome(step=step, service=f"{step}-model", status=fields.pop("status", COMPLETED), **fields)
+
+
+def shadow(version: str, **fields: Any) -> ShadowOutcome:
+    return ShadowOutcome(
+        prediction_id=fields.pop("prediction_id", f"p1-h{version}"),
+        service="fraud-score",
+        version=version,
+        status=fields.pop("status", COMPLETED),
+        **fields,
+    )
 
 
 # -- create and get ------------------------------------------------------------------------------
@@ -75,6 +86,9 @@ def test_a_created_record_reads_back_as_it_was(predictions: Any, clock: FakeCloc
         fan_out_size=3,
         step_default='{"score": null}',
         step_outputs={"child": outcome("a", output={"score": 0.5, "label": None, "n": 2.0}, inline=True)},
+        shadow_versions=["1.1.0"],
+        shadow_outcomes={"p1-h1": shadow("1.1.0", output={"score": 0.7, "label": None}, inline=True)},
+        in_shadow=True,
     )
 
     # WHEN it is created and read
@@ -515,3 +529,60 @@ def test_an_ensemble_keeps_the_outcomes_of_a_wide_fan_out(predictions: Any, cloc
     for member, kept in record.step_outputs.items():
         assert kept.output_uri == f"s3://bucket/outputs/{member}"
         assert kept.inline == (kept.output is not None)
+
+
+# -- record_shadow_outcome -----------------------------------------------------------------------
+
+
+def test_a_shadow_outcome_is_left_on_its_primary_and_replaced_when_recorded_again(
+    predictions: Any, clock: FakeClock
+) -> None:
+    # GIVEN a completed prediction with step outcomes
+    created = new(
+        clock,
+        "p1",
+        status=COMPLETED,
+        callback=Callback(kind=CallbackKind.WEBHOOK, target="https://hooks.example.com/x"),
+        step_outputs={"p1-a": outcome("a")},
+    )
+    assert predictions.create(created)
+    clock.advance(seconds=5)
+    first = shadow("1.1.0", prediction_id="p1-h1", status=RUNNING)
+    other = shadow("1.2.0", prediction_id="p1-h2", output={"score": 0.25, "label": None, "": "empty key"}, inline=True)
+    again = shadow(
+        "1.1.0", prediction_id="p1-h1", status=PredictionStatus.FAILED, error=PredictionError(code="E", message="m")
+    )
+
+    # WHEN two shadows' outcomes are recorded, then the first one's again
+    recorded = [
+        predictions.record_shadow_outcome("p1", "p1-h1", first),
+        predictions.record_shadow_outcome("p1", "p1-h2", other),
+        predictions.record_shadow_outcome("p1", "p1-h1", again),
+    ]
+
+    # THEN each was recorded, the last replacing the first
+    assert recorded == [True, True, True]
+    record = predictions.get("p1")
+    assert record is not None and record.shadow_outcomes == {"p1-h1": again, "p1-h2": other}
+    # AND nothing else of the record changed: status, callback, step outcomes, updated_at
+    assert record.model_copy(update={"shadow_outcomes": {}}) == created
+
+
+def test_a_shadow_outcome_for_an_unknown_prediction_is_refused_and_creates_nothing(predictions: Any) -> None:
+    assert predictions.record_shadow_outcome("nope", "nope-h1", shadow("1.1.0")) is False
+    assert predictions.get("nope") is None
+
+
+def test_the_shadow_versions_of_a_prediction_are_bookkeeping(predictions: Any, clock: FakeClock) -> None:
+    # GIVEN a running record
+    created = new(clock, "p1", status=RUNNING)
+    assert predictions.create(created)
+    clock.advance(seconds=5)
+
+    # WHEN the versions its shadows went to are written
+    predictions.update("p1", {"shadow_versions": ["1.1.0", "1.2.0"]})
+
+    # THEN the record has them, and its public updated_at has not moved (as with step outcomes)
+    record = predictions.get("p1")
+    assert record is not None and record.shadow_versions == ["1.1.0", "1.2.0"]
+    assert record.updated_at == created.updated_at

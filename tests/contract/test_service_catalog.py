@@ -75,3 +75,72 @@ def test_the_list_has_the_active_services_by_name_or_all_when_asked(catalog: Any
     # THEN the active ones come by name; all of them when asked
     assert catalog.list() == [alpha, zeta]
     assert catalog.list(active_only=False) == [alpha, retired, zeta]
+
+
+# -- conditional writes (the version commands' read-modify-write) --------------------------------
+
+
+def test_a_conditional_put_writes_when_the_entry_is_as_read(catalog: Any) -> None:
+    # GIVEN a service read by an operator
+    catalog.put(model("fraud-score", description="first"))
+    read = catalog.get("fraud-score")
+
+    # WHEN their change is put on the condition that the entry is still as read
+    changed = model("fraud-score", description="approved")
+    written = catalog.put_if_unchanged(changed, read)
+
+    # THEN it is written
+    assert written is True
+    assert catalog.get("fraud-score") == changed
+
+
+def test_a_conditional_put_after_another_write_is_refused_and_keeps_that_write(catalog: Any) -> None:
+    # GIVEN a service read by two operators, and the second one's change written first
+    catalog.put(model("fraud-score", description="first"))
+    read = catalog.get("fraud-score")
+    theirs = model("fraud-score", description="theirs")
+    assert catalog.put_if_unchanged(theirs, read) is True
+
+    # WHEN the first operator's change is put on the condition that the entry is as they read it
+    written = catalog.put_if_unchanged(model("fraud-score", description="mine"), read)
+
+    # THEN it is refused, and the other change stays
+    assert written is False
+    assert catalog.get("fraud-score") == theirs
+
+
+def test_a_conditional_put_of_a_new_entry_is_refused_once_it_exists(catalog: Any) -> None:
+    # WHEN a service that does not exist is put on the condition that it still does not
+    first = model("fraud-score", description="first")
+    assert catalog.put_if_unchanged(first, None) is True
+
+    # THEN a second such put is refused, and a put expecting an entry that is not there too
+    assert catalog.put_if_unchanged(model("fraud-score", description="second"), None) is False
+    assert catalog.put_if_unchanged(model("repair-cost"), model("repair-cost")) is False
+    assert catalog.get("fraud-score") == first
+    assert catalog.get("repair-cost") is None
+
+
+def test_a_conditional_put_of_a_versioned_service_as_read_back_is_written(catalog: Any) -> None:
+    from datetime import UTC, datetime
+
+    from ensemble_gateway.domain import rollout
+
+    # GIVEN a service with two versions (its rollout: datetimes, history) stored and read back
+    now = datetime(2026, 12, 2, 9, 0, 0, 123000, tzinfo=UTC)
+    service = rollout.apply_entry(None, model("triage-product", version="1.0.0"), now)
+    service = rollout.apply_entry(
+        service,
+        Service(name="triage-product", kind="model", version="1.1.0", model=ModelTarget(endpoint_name="tp-1-1-0")),
+        now,
+    )
+    catalog.put(service)
+    read = catalog.get("triage-product")
+    assert read == service
+
+    # WHEN a version is approved on the condition that the entry is as read
+    approved = rollout.approve(read, "1.1.0", by="Dana Risk", now=now)
+
+    # THEN it is written
+    assert catalog.put_if_unchanged(approved, read) is True
+    assert catalog.get("triage-product") == approved

@@ -329,11 +329,10 @@ def test_re_applying_replaces_the_model_and_a_broken_one_is_refused_by_apply(
     body = json.dumps(IRIS_ROWS).encode()
     _, before = predict(api, "byom-swap", body, "application/json")
 
-    # WHEN the same service is applied again with a model answering probabilities
+    # WHEN the same version is applied again with a model answering probabilities (an update in
+    # place: a new version would be added beside it and wait for approval)
     write_model(tmp_path / "v2", SKLEARN_PREDICT_PROBA, {"model.joblib": iris_model})
-    replaced = apply(
-        state_file, tmp_path / "catalog.json", catalog_entry("byom-swap", "v2", "sklearn", version="2.0.0")
-    )
+    replaced = apply(state_file, tmp_path / "catalog.json", catalog_entry("byom-swap", "v2", "sklearn"))
 
     # THEN the new model answers the next prediction
     assert replaced.returncode == 0, replaced.stderr
@@ -343,16 +342,14 @@ def test_re_applying_replaces_the_model_and_a_broken_one_is_refused_by_apply(
 
     # WHEN a broken inference.py is applied for it
     write_model(tmp_path / "broken", BROKEN, {})
-    refused = apply(
-        state_file, tmp_path / "catalog.json", catalog_entry("byom-swap", "broken", "sklearn", version="3.0.0")
-    )
+    refused = apply(state_file, tmp_path / "catalog.json", catalog_entry("byom-swap", "broken", "sklearn"))
 
     # THEN apply fails naming the file and the exception, no traceback, and the previous model serves on
     assert refused.returncode == 2
     assert "code/inference.py" in refused.stderr and "a_package_nobody_installed" in refused.stderr
     assert "Traceback" not in refused.stderr
     services = {s["name"]: s for s in api.services()}
-    assert services["byom-swap"]["version"] == "2.0.0"
+    assert services["byom-swap"]["version"] == "1.0.0"
     _, still = predict(api, "byom-swap", body, "application/json")
     assert len(json.loads(still)[0]) == 3
 

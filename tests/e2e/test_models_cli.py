@@ -269,9 +269,9 @@ def test_re_deploying_replaces_the_model_and_a_failing_one_is_reported_and_rolle
     first = sagemaker.describe_endpoint(EndpointName="swap-iris")["EndpointConfigName"]
     first_model = sagemaker.describe_endpoint_config(EndpointConfigName=first)["ProductionVariants"][0]["ModelName"]
 
-    # WHEN a model answering probabilities is deployed for it (a stack update)
+    # WHEN a model answering probabilities is deployed for the same version (a stack update in place)
     write_model(tmp_path / "v2", PROBABILITIES, iris_model)
-    write_catalog(catalog, "swap-iris", "v2", invocation="realtime", version="2.0.0")
+    write_catalog(catalog, "swap-iris", "v2", invocation="realtime")
     updated = cli(state_file, "models", "deploy", "swap-iris", "--catalog", str(catalog))
 
     # THEN the new model answers and the superseded model and configuration are gone
@@ -289,7 +289,7 @@ def test_re_deploying_replaces_the_model_and_a_failing_one_is_reported_and_rolle
     broken = tmp_path / "broken"
     (broken / "code").mkdir(parents=True)
     (broken / "code" / "inference.py").write_text(textwrap.dedent(BROKEN))
-    write_catalog(catalog, "swap-iris", "broken", invocation="realtime", version="3.0.0")
+    write_catalog(catalog, "swap-iris", "broken", invocation="realtime")
     refused = cli(state_file, "models", "deploy", "swap-iris", "--catalog", str(catalog))
 
     # THEN the CLI reports the endpoint's failure: the user's file and the exception, no traceback
@@ -300,7 +300,7 @@ def test_re_deploying_replaces_the_model_and_a_failing_one_is_reported_and_rolle
     assert "Traceback" not in refused.stderr
     # AND the update rolled back: the previous model serves on and stays registered
     assert sagemaker.describe_endpoint(EndpointName="swap-iris")["EndpointConfigName"] == serving
-    assert {s["name"]: s for s in api.services()}["swap-iris"]["version"] == "2.0.0"
+    assert {s["name"]: s for s in api.services()}["swap-iris"]["version"] == "1.0.0"
     document = api.predict("swap-iris", json.dumps(ROWS).encode(), "application/json", timeout=60)
     assert len(json.loads(api.download(document))[0]) == 3
 

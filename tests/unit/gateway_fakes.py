@@ -17,7 +17,7 @@ from typing import Any
 from ensemble_gateway.domain.delivery import WebhookDelivery, WebhookResponse
 from ensemble_gateway.domain.errors import WebhookTransportError
 from ensemble_gateway.domain.lifecycle import Gateway, UseCases, compose
-from ensemble_gateway.domain.models import Client, Prediction, PredictionStatus, Service, StepOutcome
+from ensemble_gateway.domain.models import Client, Prediction, PredictionStatus, Service, ShadowOutcome, StepOutcome
 from ensemble_gateway.domain.ports import (
     GatewayConfig,
     GatewayPorts,
@@ -169,6 +169,13 @@ class FakePredictionStore:
         self.records[parent_id].setdefault("step_outputs", {})[child_id] = outcome.model_dump(mode="json")
         return self._load(parent_id)
 
+    def record_shadow_outcome(self, primary_id: str, shadow_id: str, outcome: ShadowOutcome) -> bool:
+        if primary_id not in self.records:
+            return False
+        # Bookkeeping, as in DynamoDB: updated_at does not move.
+        self.records[primary_id].setdefault("shadow_outcomes", {})[shadow_id] = outcome.model_dump(mode="json")
+        return True
+
     def children(self, parent_id: str) -> list[Prediction]:
         found = [self._load(pid) for pid, item in self.records.items() if item.get("parent_id") == parent_id]
         # DynamoDB's by-parent index sorts them by created_at.
@@ -215,10 +222,27 @@ class FakePredictionStore:
         cursor = PageCursor(page[-1].created_at, page[-1].prediction_id) if more and page else None
         return PredictionPage(page, cursor)
 
+    def scan_service(
+        self, service: str, *, since: datetime | None = None, limit: int = 1000, shadows: bool = False
+    ) -> list[Prediction]:
+        """As DynamoPredictionStore's: a service's records (steps too), oldest first, at most ``limit``."""
+        found = []
+        for prediction_id in self.records:
+            prediction = self._load(prediction_id)
+            if (
+                prediction is None
+                or prediction.service != service
+                or (since is not None and prediction.created_at < since)
+                or (prediction.is_shadow and not shadows)
+            ):
+                continue
+            found.append(prediction)
+        return sorted(found[:limit], key=lambda p: (p.created_at, p.prediction_id))
+
 
 def _is_bookkeeping(field: str) -> bool:
     """As the DynamoDB adapter: the gateway's own coordination, invisible in the public document."""
-    return field in ("dispatch_lease_until", "dispatched_at") or field.startswith("webhook_lease_")
+    return field in ("dispatch_lease_until", "dispatched_at", "shadow_versions") or field.startswith("webhook_lease_")
 
 
 class FakeCatalog:
@@ -240,6 +264,13 @@ class FakeCatalog:
 
     def put(self, service: Service) -> None:
         self.services[service.name] = service
+
+    def put_if_unchanged(self, service: Service, expected: Service | None) -> bool:
+        """As DynamoServiceCatalog's: written only if the entry is still ``expected``."""
+        if self.services.get(service.name) != expected:
+            return False
+        self.services[service.name] = service
+        return True
 
 
 class FakeObjectStore:
@@ -393,6 +424,27 @@ class FakeWebhookQueue:
         return jobs
 
 
+class FakeShadowQueue:
+    """The shadow queue: keeps each job (through JSON, as SQS carries it), or refuses the next
+    ``fail_next`` as an unreachable queue does."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, Any]] = []
+        self.fail_next = 0
+
+    def enqueue(self, job: Mapping[str, Any]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("SQS did not take the shadow job: AWS.SimpleQueueService.NonExistentQueue")
+        self.jobs.append(json.loads(json.dumps(job, default=str)))
+
+    def take(self) -> list[dict[str, Any]]:
+        """Receive (and remove) every queued job."""
+        jobs = list(self.jobs)
+        self.jobs.clear()
+        return jobs
+
+
 @dataclass
 class PublishedEvent:
     detail_type: str
@@ -533,6 +585,7 @@ class World:
     # None: a gateway deployed without an event bus.
     events: FakeEventPublisher | None = None
     sender: FakeSender = field(default_factory=FakeSender)
+    shadow_queue: FakeShadowQueue = field(default_factory=FakeShadowQueue)
 
     @property
     def use_cases(self) -> UseCases:
@@ -542,8 +595,19 @@ class World:
         """get-transform-call's use case, over the same ports and use cases."""
         built = self.use_cases
         return EnsembleSteps(
-            ports=built.ports, dispatch=built.dispatch, completion=built.completion, ensembles=built.ensembles
+            ports=built.ports,
+            dispatch=built.dispatch,
+            completion=built.completion,
+            ensembles=built.ensembles,
+            shadows=built.shadows,
         )
+
+    def run_shadow_dispatches(self) -> int:
+        """Play the shadow-dispatch function: dispatch every queued shadow; how many jobs."""
+        jobs = self.shadow_queue.take()
+        for job in jobs:
+            self.use_cases.shadows.dispatch(job["shadow_id"])
+        return len(jobs)
 
     def delivery(self, sender: FakeSender | None = None, jitter: float = 0.0) -> WebhookDelivery:
         if sender is not None:
@@ -575,6 +639,7 @@ def make_world(
     resolver = FakeResolver({"hooks.example.com": ["93.184.216.34"], **(hosts or {})})
     directory = FakeClients(clients)
     events = FakeEventPublisher() if event_bus else None
+    shadow_queue = FakeShadowQueue()
     ports = GatewayPorts(
         config=GatewayConfig(
             region="us-east-1",
@@ -592,7 +657,18 @@ def make_world(
         resolve=resolver,
         clock=clock,
     )
-    gateway = Gateway(compose(ports, events=events))
+    gateway = Gateway(compose(ports, events=events, shadow_queue=shadow_queue))
     return World(
-        clock, store, catalog, objects, models, workflows, webhooks, resolver, directory, gateway, events=events
+        clock,
+        store,
+        catalog,
+        objects,
+        models,
+        workflows,
+        webhooks,
+        resolver,
+        directory,
+        gateway,
+        events=events,
+        shadow_queue=shadow_queue,
     )

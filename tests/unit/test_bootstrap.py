@@ -9,6 +9,7 @@ import pytest
 
 from ensemble_gateway import bootstrap
 from ensemble_gateway.adapters.eventbridge import EventBridgePublisher
+from ensemble_gateway.adapters.messaging import SqsShadowQueue
 from ensemble_gateway.domain.models import CallbackKind
 from ensemble_gateway.domain.notifiers.eventbridge import EventBridgeNotifier
 from ensemble_gateway.settings import Settings
@@ -54,6 +55,18 @@ def test_the_event_bus_comes_from_event_bus_name_and_is_optional() -> None:
     assert eventbridge_notifier(empty).publisher is None
 
 
+def test_the_shadow_queue_comes_from_shadow_queue_url_and_is_optional() -> None:
+    # GIVEN settings with the variable the functions that start shadows get, and without it
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/shadows"
+    with_queue = bootstrap.build_use_cases(Settings.from_environ({**REQUIRED, "SHADOW_QUEUE_URL": url}))
+    without = bootstrap.build_use_cases(Settings.from_environ(REQUIRED))
+    # THEN with it, shadows are queued there, started by dispatch and by the steps alike
+    assert isinstance(with_queue.shadows.queue, SqsShadowQueue) and with_queue.shadows.queue.queue_url == url
+    assert with_queue.dispatch.shadows is with_queue.shadows
+    # AND without it there is no queue (a function that never starts shadows needs none)
+    assert without.shadows.queue is None
+
+
 def test_every_callback_kind_has_a_notifier() -> None:
     # A kind without one would fail every finish of a prediction recorded with it.
     registered = bootstrap.build_use_cases(Settings.from_environ(REQUIRED)).notifiers.by_kind
@@ -72,8 +85,10 @@ def test_the_handlers_use_cases_and_the_facade_are_one_set_over_one_set_of_ports
     assert bootstrap.sweeping() is built.sweeping
     assert bootstrap.read_model() is built.read_model
     assert bootstrap.gateway().use_cases is built
+    assert bootstrap.shadows() is built.shadows
     steps, delivery = bootstrap.ensemble_steps(), bootstrap.webhook_delivery()
     assert (steps.dispatch, steps.completion, steps.ensembles) == (built.dispatch, built.completion, built.ensembles)
+    assert steps.shadows is built.shadows and built.shadows.dispatching is built.dispatch
     assert delivery.documents is built.read_model
     for user in (built.intake, built.dispatch, built.completion, built.ensembles, built.sweeping, steps, delivery):
         assert user.ports is built.ports

@@ -47,7 +47,7 @@ print(json.dumps({{
 """
 
 ERROR = {"ErrorDocument"}
-PREDICTION = {"PredictionDocument", "ResultDocument", "StepDocument"}
+PREDICTION = {"PredictionDocument", "ResultDocument", "StepDocument", "ShadowDocument"}
 SUBMISSION = {
     "NewPredictionRequest",
     "NewPredictionResponse",
@@ -67,6 +67,7 @@ HANDLERS: dict[str, set[str]] = {
     "notifications": set(),
     "webhook_delivery": PREDICTION,
     "sweeper": set(),
+    "shadow_dispatch": set(),
 }
 
 

@@ -28,6 +28,7 @@ from ensemble_gateway.handlers import (
     notifications,
     process_input,
     results,
+    shadow_dispatch,
     sweeper,
     webhook_delivery,
 )
@@ -266,6 +267,33 @@ def test_process_input_dispatches_through_the_injected_dispatch(world: World) ->
     assert answer == {"batchItemFailures": []}
     assert record(world).status is PredictionStatus.RUNNING
     assert [call["inference_id"] for call in world.models.async_calls] == [SAMPLE_ID]
+
+
+def test_shadow_dispatch_dispatches_through_the_injected_shadows_and_reports_a_bad_record(world: World) -> None:
+    # GIVEN fraud-score with 1.1.0 as its shadow, and the sample prediction's shadow started
+    from ensemble_gateway.domain.rollout import apply_entry
+
+    first = apply_entry(None, model_service("fraud-score"), world.clock())
+    entry = model_service("fraud-score", shadow=["1.1.0"]).model_copy(
+        update={"version": "1.1.0", "model": model_service("shadow-v110").model}
+    )
+    world.catalog.put(apply_entry(first, entry, world.clock()))
+    running(world)
+    target = world.catalog.services["fraud-score"].at_version("1.1.0")
+    assert target is not None
+    world.use_cases.shadows.start(record(world), [target])
+    event = sample("shadow_dispatch")
+    assert json.loads(event["Records"][0]["body"]) == world.shadow_queue.jobs[0]
+    # AND a second record that is no shadow job
+    broken = {**event["Records"][0], "messageId": "not-a-job", "body": "{}"}
+    event = {"Records": [event["Records"][0], broken]}
+
+    # WHEN the shadow-dispatch function handles the batch
+    answer = shadow_dispatch.handler(event, context("shadow-dispatch"), dependencies=world.use_cases.shadows)
+
+    # THEN the shadow went to its version's endpoint, and only the bad record is retried
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "not-a-job"}]}
+    assert [call["endpoint"] for call in world.models.async_calls] == ["shadow-v110-endpoint"]
 
 
 def test_notifications_finishes_through_the_injected_completion(world: World) -> None:

@@ -67,7 +67,11 @@ class Files:
 
 
 def example_services() -> dict[str, Service]:
-    return {s.name: s for s in load_services(ROOT / "examples" / "catalog.json")}
+    """The example catalog's services by name: each one's first entry (its first version)."""
+    services: dict[str, Service] = {}
+    for service in load_services(ROOT / "examples" / "catalog.json"):
+        services.setdefault(service.name, service)
+    return services
 
 
 MODELS = [s for s in example_services().values() if s.kind == "model"]
@@ -231,22 +235,43 @@ def test_an_ensemble_step_waits_for_the_nested_ensembles_timeout():
     assert timeouts["decision"] == 3600 + STEP_TIMEOUT_MARGIN_SECONDS
 
 
-def test_registering_again_updates_the_same_state_machine():
+def test_registering_the_same_version_again_updates_its_state_machine():
     # GIVEN vehicle-claim registered once
     registrar, catalog, machines = make_registrar()
     registrar.apply([example_services()["vehicle-claim"]])
     first = catalog.services["vehicle-claim"].ensemble
     assert first is not None
 
-    # WHEN a new version is applied
-    updated = example_services()["vehicle-claim"].model_copy(update={"version": "2.0.0"})
-    registrar.apply([updated])
+    # WHEN the same version is applied again with another description
+    again = example_services()["vehicle-claim"].model_copy(update={"description": "changed"})
+    registrar.apply([again])
 
-    # THEN the same machine is updated and the catalog holds the new version with the same ARN
+    # THEN the same machine is updated and the entry keeps its ARN
     assert list(machines.machines) == ["eg-vehicle-claim"]
-    assert catalog.services["vehicle-claim"].version == "2.0.0"
-    second = catalog.services["vehicle-claim"].ensemble
-    assert second is not None and second.state_machine_arn == first.state_machine_arn
+    stored = catalog.services["vehicle-claim"]
+    assert stored.description == "changed"
+    assert stored.ensemble is not None and stored.ensemble.state_machine_arn == first.state_machine_arn
+
+
+def test_a_new_version_of_an_ensemble_gets_its_own_state_machine_and_waits_for_approval():
+    # GIVEN vehicle-claim 1.0.0 registered and serving
+    registrar, catalog, machines = make_registrar()
+    registrar.apply([example_services()["vehicle-claim"]])
+    first = catalog.services["vehicle-claim"]
+    assert first.ensemble is not None
+
+    # WHEN version 2.0.0 is applied
+    registrar.apply([example_services()["vehicle-claim"].model_copy(update={"version": "2.0.0"})])
+
+    # THEN it has a state machine of its own, is pending approval, and 1.0.0 keeps all traffic
+    assert sorted(machines.machines) == ["eg-vehicle-claim", "eg-vehicle-claim_v2-0-0"]
+    stored = catalog.services["vehicle-claim"]
+    versions = stored.versions()
+    assert versions["2.0.0"].status.value == "pending_approval"
+    second = versions["2.0.0"].ensemble
+    assert second is not None and second.state_machine_arn != first.ensemble.state_machine_arn
+    assert stored.serving_traffic() == {first.version: 100}
+    assert stored.ensemble is not None and stored.ensemble.state_machine_arn == first.ensemble.state_machine_arn
 
 
 def test_a_step_may_read_a_step_that_ran_before_it_through_a_choice():
@@ -594,13 +619,46 @@ def test_a_batch_with_one_bad_service_registers_none():
     reject(registrar, list(services.values()), "step 'decision'", "no step 'later'")
 
 
-def test_a_batch_naming_a_service_twice_is_rejected():
-    # GIVEN the same model twice in one batch
+def test_a_batch_naming_one_version_of_a_service_twice_is_rejected():
+    # GIVEN the same model version twice in one batch
     registrar, _, _ = make_registrar()
     echo = example_services()["echo"]
 
     # WHEN / THEN
-    reject(registrar, [echo, echo.model_copy(update={"version": "2"})], "appears twice")
+    reject(registrar, [echo, echo.model_copy(update={"description": "again"})], "appears twice")
+
+
+def test_two_versions_of_a_model_on_one_endpoint_are_rejected():
+    # GIVEN two versions of echo naming the same endpoint
+    registrar, _, _ = make_registrar()
+    echo = example_services()["echo"]
+
+    # WHEN / THEN the second is refused, naming the endpoint and the version serving from it
+    reject(registrar, [echo, echo.model_copy(update={"version": "2"})], "names endpoint 'echo'", "version 1")
+
+
+def test_one_batch_may_add_a_version_beside_the_first():
+    # GIVEN echo 1 and echo 2 (its own endpoint, no approval needed, 10% of traffic) in one batch
+    registrar, catalog, _ = make_registrar()
+    echo = example_services()["echo"]
+    assert echo.model is not None
+    second = echo.model_copy(
+        update={
+            "version": "2",
+            "model": echo.model.model_copy(update={"endpoint_name": "echo-2"}),
+            "approval": "none",
+            "traffic": {"1": 90, "2": 10},
+        }
+    )
+
+    # WHEN it is applied
+    registrar.apply([echo, second])
+
+    # THEN both versions are stored, approved, with the split asked for; 1 is the primary
+    stored = catalog.services["echo"]
+    assert {v: r.status.value for v, r in stored.versions().items()} == {"1": "approved", "2": "approved"}
+    assert stored.serving_traffic() == {"1": 90, "2": 10}
+    assert stored.version == "1" and stored.model is not None and stored.model.endpoint_name == "echo"
 
 
 def test_services_of_one_batch_may_reference_each_other():

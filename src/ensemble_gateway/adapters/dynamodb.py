@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 # Re-exported: the hash is the domain's (domain/auth.py); callers once imported it from here.
 from ..domain.auth import hash_api_key as hash_api_key
-from ..domain.models import Client, Prediction, PredictionStatus, Service, StepOutcome, utcnow
+from ..domain.models import Client, Prediction, PredictionStatus, Service, ShadowOutcome, StepOutcome, utcnow
 from ..domain.ports import PageCursor, PredictionPage, PredictionQuery
 from .aws import LazyClient, error_code
 
@@ -207,6 +207,58 @@ class DynamoPredictionStore:
         page = [prediction for prediction in records if query.status is None or prediction.status is query.status]
         return PredictionPage(page, cursor)
 
+    def scan_service(
+        self, service: str, *, since: datetime | None = None, limit: int = 1000, shadows: bool = False
+    ) -> list[Prediction]:
+        """The records of ``service`` (top-level predictions and ensemble steps), oldest first.
+
+        An operator's scan (``services compare``), never a request path: the table has no index
+        by service, so this is a paginated Scan with a FilterExpression. DynamoDB bills every
+        item the Scan reads, not only those that match (eventually consistent reads: half a
+        read unit per 4 KB), so the cost grows with the whole table; ``since`` narrows what is
+        returned, not what is read. The scan stops as soon as ``limit`` records matched, so
+        ``limit`` bounds the cost too, but a Scan reads in table order, not by time: with a
+        limit, the records are *some* of the service's, not the newest (give ``since``).
+
+        Parameters
+        ----------
+        service
+            The service name the records carry.
+        since
+            Only records created at or after it.
+        limit
+            At most this many records.
+        shadows
+            Include the copies sent to shadow versions (their outcomes are also on the records
+            they shadowed, ``shadow_outcomes``).
+        """
+        table = self.table
+        filters = ["record_type = :prediction", "#s = :s"]
+        names = {"#s": "service"}
+        values: dict[str, Any] = {":prediction": {"S": "prediction"}, ":s": {"S": service}}
+        if since is not None:
+            filters.append("#c >= :since")
+            names["#c"] = "created_at"
+            values[":since"] = table.value(since)
+        if not shadows:
+            filters.append("(attribute_not_exists(#cb.#k) OR #cb.#k <> :shadow)")
+            names.update({"#cb": "callback", "#k": "kind"})
+            values[":shadow"] = {"S": "shadow"}
+        request: dict[str, Any] = {
+            "TableName": table.table_name,
+            "FilterExpression": " AND ".join(filters),
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        found: list[Prediction] = []
+        while len(found) < limit:
+            response = table.client.scan(**request)
+            found += [_prediction(table.deserialize(raw)) for raw in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                break
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return sorted(found[:limit], key=lambda p: (p.created_at, p.prediction_id))
+
     def _get_many(self, prediction_ids: list[str]) -> list[Prediction]:
         """The records of ``prediction_ids`` (at most 100), in that order, read consistently."""
         if not prediction_ids:
@@ -233,8 +285,9 @@ class DynamoPredictionStore:
     def create(self, prediction: Prediction, *, claim_dispatch_until: datetime | None = None) -> bool:
         item: dict[str, Any] = {
             "record_type": "prediction",
-            **prediction.model_dump(exclude={"step_outputs"}),
+            **prediction.model_dump(exclude={"step_outputs", "shadow_outcomes"}),
             **{_outcome_attribute(k): v.model_dump_json() for k, v in prediction.step_outputs.items()},
+            **{_shadow_attribute(k): v.model_dump_json() for k, v in prediction.shadow_outcomes.items()},
         }
         if claim_dispatch_until is not None:
             item["dispatch_lease_until"] = claim_dispatch_until
@@ -403,10 +456,38 @@ class DynamoPredictionStore:
             raise
         return _prediction(self.table.deserialize(response["Attributes"]))
 
+    def record_shadow_outcome(self, primary_id: str, shadow_id: str, outcome: ShadowOutcome) -> bool:
+        # As a step's outcome: one attribute per shadow (a map entry cannot be set in a map that a
+        # record created before shadows existed lacks), JSON text, bookkeeping (updated_at stays).
+        kwargs: dict[str, Any] = {
+            "TableName": self.table.table_name,
+            "Key": self.table.serialize({"prediction_id": primary_id}),
+            "UpdateExpression": "SET #o = :o",
+            "ConditionExpression": "attribute_exists(prediction_id)",
+            "ExpressionAttributeNames": {"#o": _shadow_attribute(shadow_id)},
+            "ExpressionAttributeValues": {":o": {"S": outcome.model_dump_json()}},
+        }
+        try:
+            try:
+                self.table.client.update_item(**kwargs)
+            except Exception as error:
+                if error_code(error) != "ValidationException" or not outcome.inline:
+                    raise
+                # The record would pass DynamoDB's 400 KB: keep the reference, drop the inline copy.
+                slim = outcome.model_copy(update={"output": None, "inline": False})
+                kwargs["ExpressionAttributeValues"] = {":o": {"S": slim.model_dump_json()}}
+                self.table.client.update_item(**kwargs)
+        except Exception as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
 
 def _is_bookkeeping(field: str) -> bool:
     """Fields of the gateway's own coordination, invisible in the public document."""
-    return field in ("dispatch_lease_until", "dispatched_at") or field.startswith("webhook_lease_")
+    # shadow_versions: lineage, as step outcomes are; it does not move updated_at either.
+    return field in ("dispatch_lease_until", "dispatched_at", "shadow_versions") or field.startswith("webhook_lease_")
 
 
 def _webhook_lease(event_type: str) -> str:
@@ -420,11 +501,21 @@ def _outcome_attribute(child_id: str) -> str:
     return _OUTCOME_PREFIX + child_id
 
 
+_SHADOW_PREFIX = "shadow_outcome#"
+
+
+def _shadow_attribute(shadow_id: str) -> str:
+    return _SHADOW_PREFIX + shadow_id
+
+
 def _prediction(item: Mapping[str, Any]) -> Prediction:
     fields = {k: v for k, v in item.items() if k in Prediction.model_fields}
     outcomes = {k[len(_OUTCOME_PREFIX) :]: v for k, v in item.items() if k.startswith(_OUTCOME_PREFIX)}
     if outcomes:
         fields["step_outputs"] = {k: StepOutcome.model_validate_json(v) for k, v in outcomes.items()}
+    shadows = {k[len(_SHADOW_PREFIX) :]: v for k, v in item.items() if k.startswith(_SHADOW_PREFIX)}
+    if shadows:
+        fields["shadow_outcomes"] = {k: ShadowOutcome.model_validate_json(v) for k, v in shadows.items()}
     return Prediction.model_validate(fields)
 
 
@@ -490,6 +581,45 @@ class DynamoServiceCatalog:
                 }
             ),
         )
+
+    def put_if_unchanged(self, service: Service, expected: Service | None) -> bool:
+        """Put ``service`` only if the stored entry is still ``expected`` (None: there is none).
+
+        An operator's read-modify-write (``services approve``, ``traffic``...): False, and nothing
+        written, when someone changed the entry since it was read as ``expected``. The stored
+        document is read and compared as a Service (a document written by an older version of
+        the gateway may serialise differently), then the put is conditional on that exact
+        document text, so a write between the two is caught too.
+        """
+        item = self.table.get_item({"name": service.name}, consistent=True)
+        current = Service.model_validate_json(item["document"]) if item else None
+        if current != expected:
+            return False
+        request: dict[str, Any] = {
+            "TableName": self.table.table_name,
+            "Item": self.table.serialize(
+                {
+                    "name": service.name,
+                    "kind": service.kind,
+                    "active": service.active,
+                    "document": service.model_dump_json(exclude_none=True),
+                }
+            ),
+        }
+        if item is None:
+            request["ConditionExpression"] = "attribute_not_exists(#n)"
+            request["ExpressionAttributeNames"] = {"#n": "name"}
+        else:
+            request["ConditionExpression"] = "#d = :d"
+            request["ExpressionAttributeNames"] = {"#d": "document"}
+            request["ExpressionAttributeValues"] = {":d": {"S": item["document"]}}
+        try:
+            self.table.client.put_item(**request)
+        except Exception as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
 
     def delete(self, name: str) -> None:
         """Remove an entry (``services delete``; a missing entry is not an error)."""

@@ -1,4 +1,4 @@
-"""SQS adapter: the webhook delivery queue."""
+"""SQS adapters: the webhook delivery queue and the shadow queue."""
 
 from __future__ import annotations
 
@@ -30,3 +30,16 @@ class SqsWebhookQueue(LazyClient):
 
     def dead_letter(self, job: Mapping[str, Any]) -> None:
         self.client.send_message(QueueUrl=self.dead_letter_url, MessageBody=json.dumps(job, default=str))
+
+
+class SqsShadowQueue(LazyClient):
+    """The shadow queue: one message per shadow to dispatch (the shadow-dispatch function's)."""
+
+    service_name = "sqs"
+
+    def __init__(self, queue_url: str, client: Any = None) -> None:
+        super().__init__(client)
+        self.queue_url = queue_url
+
+    def enqueue(self, job: Mapping[str, Any]) -> None:
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(job, default=str))

@@ -9,7 +9,7 @@ others never pay for it; a model nobody built is built at its first use, as usua
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -174,6 +174,27 @@ class ResultDocument(BaseModel):
     expires_at: datetime
 
 
+class ShadowDocument(BaseModel):
+    """What a shadow version answered for the same input: lineage only, never the result."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    prediction_id: str = Field(description="The shadow's own ID (it is not a prediction of its own to GET).")
+    service: str
+    version: str = Field(description="The shadow version that was also sent the input.")
+    status: PredictionStatus = Field(description="RUNNING until the shadow ends (it has its own timeout).")
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    model: ModelInfo
+    error: PredictionError | None = None
+    output: Any = Field(
+        default=None, description="The shadow's output when it is JSON of at most 4 KB (else see result)."
+    )
+    result: ResultDocument | None = Field(
+        default=None, description="A download URL of the shadow's output when it is not inline."
+    )
+
+
 class StepDocument(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
@@ -185,6 +206,11 @@ class StepDocument(BaseModel):
     finished_at: datetime | None = None
     model: ModelInfo
     error: PredictionError | None = None
+    shadows: list[ShadowDocument] | None = Field(
+        default=None,
+        description="The step's target's shadow versions, sent the same step input (GET /predictions/"
+        "{prediction_id} only; null in lists and for a step without shadows).",
+    )
 
 
 class PredictionDocument(BaseModel):
@@ -204,6 +230,11 @@ class PredictionDocument(BaseModel):
     result: ResultDocument | None = None
     error: PredictionError | None = None
     steps: list[StepDocument] | None = None
+    shadows: list[ShadowDocument] | None = Field(
+        default=None,
+        description="The service's shadow versions, sent the same input: their outputs and timings, never the "
+        "result (the prediction never waits for them); null when there are none.",
+    )
 
 
 class PredictionListDocument(BaseModel):
@@ -242,9 +273,22 @@ class ServiceDocument(BaseModel):
     # An ensemble's step names in catalog order (None for a model): a client knows from the start
     # how many steps a prediction of it has (the CLI's progress line).
     steps: list[str] | None = None
+    versions: list[ServingVersionDocument] = Field(
+        default_factory=list,
+        description="The versions serving predictions, each with its share of traffic (percent).",
+    )
+    traffic: dict[str, int] = Field(
+        default_factory=dict, description="The split between serving versions: version to percent, summing to 100."
+    )
+    sticky_key: str | None = Field(
+        default=None,
+        description="The metadata field whose value picks the version (the same one for every prediction with "
+        "that value); null: each prediction is drawn at random by the weights.",
+    )
 
     @classmethod
     def of(cls, service: Service) -> ServiceDocument:
+        traffic = service.serving_traffic()
         return cls(
             name=service.name,
             kind=service.kind,
@@ -253,7 +297,17 @@ class ServiceDocument(BaseModel):
             max_bytes=service.max_bytes,
             version=service.version,
             steps=list(service.ensemble.steps) if service.ensemble is not None else None,
+            versions=[ServingVersionDocument(version=v, weight=w) for v, w in traffic.items()],
+            traffic=traffic,
+            sticky_key=service.sticky(),
         )
+
+
+class ServingVersionDocument(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    version: str
+    weight: int
 
 
 class ServiceListDocument(BaseModel):

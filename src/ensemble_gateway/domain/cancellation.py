@@ -124,7 +124,12 @@ class Cancellation:
         before keeps its outcome.
         """
         ports = self.ports
-        running = [child for child in ports.predictions.children(ensemble.prediction_id) if child.status is RUNNING]
+        # Its steps only: a shadow is no step, and runs on to its own end (nothing waits for it).
+        running = [
+            child
+            for child in ports.predictions.children(ensemble.prediction_id)
+            if child.status is RUNNING and not child.is_shadow
+        ]
         if not running:
             return
         services = ports.catalog.get_many(sorted({child.service for child in running}))
@@ -155,8 +160,12 @@ class Cancellation:
 
     def _stop(self, prediction: Prediction, service: Service) -> None:
         """Stop the execution of an ensemble prediction (named after it); none is not an error."""
-        assert service.ensemble is not None
-        arn = service.ensemble.state_machine_arn
+        version = prediction.model.version
+        # A prediction of another version than the primary one runs that version's state machine.
+        served = service.at_version(version.split("/", 1)[0]) if version else None
+        spec = (served or service).ensemble
+        assert spec is not None
+        arn = spec.state_machine_arn
         if not arn:
             return
         stopped = self.ports.workflows.stop(arn, prediction.prediction_id, "Cancelled", CANCELLED_BY_CLIENT)

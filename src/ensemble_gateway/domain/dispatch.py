@@ -14,12 +14,23 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import DispatchError, ModelInvocationError
 from .media_types import is_json_type
-from .models import EnsembleContext, InputInfo, ModelInfo, Prediction, PredictionError, PredictionStatus, Service
+from .models import (
+    Assignment,
+    EnsembleContext,
+    InputInfo,
+    Prediction,
+    PredictionError,
+    PredictionStatus,
+    Service,
+    VersionStatus,
+)
 from .records import DEADLINE_MARGIN_SECONDS, failure_key, input_key, output_key, prediction_id_from_key, upload_key
+from .rollout import NoServingVersionError, draw, shadows_of
 
 if TYPE_CHECKING:
     from .completion import Completion
     from .ports import GatewayPorts
+    from .shadows import Shadows
 
 RUNNING = PredictionStatus.RUNNING
 PENDING = PredictionStatus.PENDING_UPLOAD
@@ -40,10 +51,13 @@ class Dispatch:
         The gateway's shared ports.
     completion
         Finishes what dispatch ends itself: a real-time answer, a refused dispatch, a missing upload.
+    shadows
+        Starts a dispatched prediction's shadows (set by the wiring; None: no shadows).
     """
 
     ports: GatewayPorts
     completion: Completion
+    shadows: Shadows | None = None
 
     def input_uploaded(self, bucket: str, key: str, size: int | None = None) -> None:
         """Handle one S3 ``ObjectCreated`` event for ``uploads/{id}``: accept the input and start
@@ -121,11 +135,64 @@ class Dispatch:
             if accepted is None:
                 return
             claimed, input_size = accepted, accepted.input.size if accepted.input else input_size
-        dispatched = self.dispatch_claimed(claimed, service, input_size=input_size)
+        served: Service | None = service
+        if service is not None and not claimed.is_step:
+            resolved = self._served_version(claimed, service)
+            if resolved is None:
+                return
+            claimed, served = resolved
+        dispatched = self.dispatch_claimed(claimed, served, input_size=input_size)
         # A real-time answer finished the prediction, marking it dispatched in the same write.
-        realtime = service is not None and service.model is not None and service.model.invocation == "realtime"
+        realtime = served is not None and served.model is not None and served.model.invocation == "realtime"
         if dispatched and not realtime:
             self.ports.predictions.update(claimed.prediction_id, {"dispatched_at": self.ports.clock()})
+        if dispatched and self.shadows is not None and service is not None and not claimed.is_step:
+            # Only now: the prediction is on its way (a real-time one has answered) and waits for
+            # nothing of its shadows; ``start`` never raises.
+            served_version = claimed.model.version or service.version
+            targets = [v for v in (service.at_version(s) for s in shadows_of(service, served_version)) if v is not None]
+            self.shadows.start(claimed, targets)
+
+    def _served_version(self, claimed: Prediction, service: Service) -> tuple[Prediction, Service] | None:
+        """The version entry a top-level prediction goes to: the one drawn at intake while it is
+        approved; drawn again (and recorded) when it was rejected or retired since, or is gone.
+
+        Returns None when no version may serve: the prediction is then FAILED with the reason.
+        """
+        versions = service.versions()
+        recorded = claimed.model.version
+        record = versions.get(recorded) if recorded is not None else None
+        if record is not None and record.status is VersionStatus.APPROVED:
+            served = service.at_version(record.version)
+            assert served is not None
+            return claimed, served
+        try:
+            drawn = draw(service, metadata=claimed.metadata, draw_id=claimed.prediction_id)
+        except NoServingVersionError as error:
+            self.completion.finish(
+                claimed.prediction_id,
+                succeeded=False,
+                error=PredictionError(code=error.code, message=error.message),
+                extra={"dispatched_at": self.ports.clock()},
+            )
+            return None
+        served = service.at_version(drawn.version)
+        assert served is not None
+        model = claimed.model.model_copy(
+            update={
+                "version": drawn.version,
+                "endpoint": served.model.endpoint_name if served.model else None,
+                "assignment": drawn.assignment,
+            }
+        )
+        self.ports.predictions.update(claimed.prediction_id, {"model": model})
+        self.ports.log(
+            "version drawn again at dispatch",
+            prediction_id=claimed.prediction_id,
+            recorded=recorded,
+            version=drawn.version,
+        )
+        return claimed.model_copy(update={"model": model}), served
 
     def _accept_input(self, claimed: Prediction) -> Prediction | None:
         """Fix the input of a prediction whose dispatch the caller holds: copy the upload to
@@ -234,25 +301,9 @@ class Dispatch:
         ``INLINE_REQUEST_LIMIT`` bytes.
         """
         assert service.ensemble is not None
-        catalog = self.ports.catalog
-        fanout: dict[str, list[dict[str, str]]] = {}
-        targets: dict[str, Service] = {}
-        active: list[Service] | None = None
-        for step_name, step in service.ensemble.steps.items():
-            if step.fan_out is not None:
-                if active is None:
-                    active = catalog.list(active_only=True)
-                members = sorted(
-                    (s for s in active if step.fan_out.task in s.tasks and s.kind == "model"), key=lambda s: s.name
-                )
-                fanout[step_name] = [{"service": s.name} for s in members]
-                targets.update((s.name, s) for s in members)
-        named = {
-            step.service for step in service.ensemble.steps.values() if step.service and step.service not in targets
-        }
-        targets.update(catalog.get_many(sorted(named)))
+        fanout, targets, assignments, shadow_targets = self.step_targets(prediction, service)
         fan_out_members = {step: [m["service"] for m in listed] for step, listed in fanout.items()}
-        context = EnsembleContext.of(prediction, service, targets, fan_out_members)
+        context = EnsembleContext.of(prediction, service, targets, fan_out_members, assignments, shadow_targets)
         if input_size is not None and input_size <= INLINE_REQUEST_LIMIT and is_json_type(prediction.content_type):
             assert prediction.input_uri is not None
             with contextlib.suppress(ValueError):
@@ -267,6 +318,55 @@ class Dispatch:
             "steps": {},
             "context": context.model_dump(mode="json", exclude_defaults=True),
         }
+
+    def step_targets(
+        self, prediction: Prediction, service: Service
+    ) -> tuple[dict[str, list[dict[str, str]]], dict[str, Service], dict[str, Assignment], dict[str, list[Service]]]:
+        """What the steps of one execution of ``service`` call: the fan-out lists, each target's
+        version entry (drawn once here for this ensemble prediction), how each split was drawn,
+        and each target's shadow versions.
+
+        Raises
+        ------
+        DispatchError
+            A target has no approved version serving.
+        """
+        assert service.ensemble is not None
+        catalog = self.ports.catalog
+        fanout: dict[str, list[dict[str, str]]] = {}
+        entries: dict[str, Service] = {}
+        active: list[Service] | None = None
+        for step_name, step in service.ensemble.steps.items():
+            if step.fan_out is not None:
+                if active is None:
+                    active = catalog.list(active_only=True)
+                members = sorted(
+                    (s for s in active if step.fan_out.task in s.tasks and s.kind == "model"), key=lambda s: s.name
+                )
+                fanout[step_name] = [{"service": s.name} for s in members]
+                entries.update((s.name, s) for s in members)
+        named = {
+            step.service for step in service.ensemble.steps.values() if step.service and step.service not in entries
+        }
+        entries.update(catalog.get_many(sorted(named)))
+        targets: dict[str, Service] = {}
+        assignments: dict[str, Assignment] = {}
+        shadow_targets: dict[str, list[Service]] = {}
+        for name, entry in entries.items():
+            try:
+                drawn = draw(entry, metadata=prediction.metadata, draw_id=prediction.prediction_id)
+            except NoServingVersionError as error:
+                raise DispatchError(f"{error.message} (a step of ensemble '{service.name}' calls it)") from None
+            served = entry.at_version(drawn.version)
+            assert served is not None
+            targets[name] = served
+            if drawn.assignment is not None:
+                assignments[name] = drawn.assignment
+            # A shadow (or anything under one) never starts shadows of its own.
+            shadows = [] if prediction.under_shadow else shadows_of(entry, drawn.version)
+            if shadows:
+                shadow_targets[name] = [v for v in (entry.at_version(s) for s in shadows) if v is not None]
+        return fanout, targets, assignments, shadow_targets
 
     def _invoke_realtime(self, prediction: Prediction, service: Service, body: bytes | None = None) -> None:
         """Call a real-time endpoint and finish the prediction with its answer.
@@ -301,7 +401,9 @@ class Dispatch:
         output_uri = ports.objects.write(output_key(prediction.prediction_id), response.body, response.content_type)
         extra: dict[str, Any] = {"dispatched_at": ports.clock()}
         if response.invoked_variant:
-            extra["model"] = ModelInfo(endpoint=endpoint, version=f"{service.version}/{response.invoked_variant}")
+            extra["model"] = prediction.model.model_copy(
+                update={"endpoint": endpoint, "version": f"{service.version}/{response.invoked_variant}"}
+            )
         self.completion.finish(
             prediction.prediction_id,
             succeeded=True,

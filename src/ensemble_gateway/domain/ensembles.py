@@ -80,6 +80,7 @@ class Ensembles:
             default=json.loads(step.step_default) if step.step_default else None,
             output_uri=step.output_uri,
             content_type=step.output_content_type,
+            shadow_versions=step.shadow_versions,
         )
         if step.status is COMPLETED and step.output_uri and is_json_type(step.output_content_type or ""):
             raw = output

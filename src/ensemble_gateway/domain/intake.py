@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from .api import NewPredictionRequest, NewPredictionResponse, UploadDocument, UploadRenewalDocument
 from .errors import ConflictError, InvalidRequestError, NotFoundError, ServiceInactiveError
 from .media_types import same_media_type
-from .models import Client, ModelInfo, Prediction, PredictionStatus, Service, new_prediction_id
+from .models import Assignment, Client, ModelInfo, Prediction, PredictionStatus, Service, new_prediction_id
 from .read_model import owned_prediction
 from .records import upload_key
+from .rollout import draw
 
 if TYPE_CHECKING:
     from .notifiers import Notifiers
@@ -88,6 +89,8 @@ class Intake:
 
         now = ports.clock()
         prediction_id = new_prediction_id()
+        # The version is drawn once, here, and recorded: dispatch sends the prediction to it.
+        drawn = draw(service, metadata=request.metadata, draw_id=prediction_id)
         upload = ports.objects.presign_upload(
             upload_key(prediction_id), content_type, self._max_bytes(service), config.upload_expiry_seconds
         )
@@ -102,7 +105,7 @@ class Intake:
             accept=request.accept,
             metadata=request.metadata,
             callback=callback,
-            model=_model_info(service),
+            model=_model_info(service, drawn.version, drawn.assignment),
             upload_expires_at=upload.expires_at,
             deadline_at=upload_deadline(upload.expires_at, config),
             idempotency_key=idempotency_key,
@@ -228,6 +231,7 @@ def _not_pending(prediction_id: str, status: PredictionStatus | None) -> str:
     return f"prediction '{prediction_id}' {now}: a new upload form is given only while it is PENDING_UPLOAD"
 
 
-def _model_info(service: Service) -> ModelInfo:
-    endpoint = service.model.endpoint_name if service.model else None
-    return ModelInfo(endpoint=endpoint, version=service.version)
+def _model_info(service: Service, version: str, assignment: Assignment | None) -> ModelInfo:
+    served = service.at_version(version) or service
+    endpoint = served.model.endpoint_name if served.model else None
+    return ModelInfo(endpoint=endpoint, version=version, assignment=assignment)

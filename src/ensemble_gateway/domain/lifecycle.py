@@ -10,7 +10,8 @@ Each use case is a module of its own, and all share one :class:`~.ports.GatewayP
 - ``read_model``: the documents of ``GET /predictions/{id}``, webhooks and events;
 - ``listing``: ``GET /predictions``, the caller's own a page at a time;
 - ``cancellation``: ``POST /predictions/{id}/cancel`` (``intake`` renews upload forms);
-- ``notifiers``: one module per callback kind (none, task token, webhook, EventBridge).
+- ``shadows``: the copies of a prediction sent to its service's shadow versions;
+- ``notifiers``: one module per callback kind (none, task token, webhook, EventBridge, shadow).
 
 :func:`compose` wires them; :class:`Gateway` is every use case behind one object, for the tests
 and tools written before the split (handlers call the use cases, through bootstrap).
@@ -34,6 +35,7 @@ from .models import CallbackKind, Client, Prediction, PredictionError, Service, 
 from .notifiers import Notifiers
 from .notifiers.eventbridge import EventBridgeNotifier
 from .notifiers.none import PollingOnly
+from .notifiers.shadow import ShadowNotifier
 from .notifiers.task_token import TaskTokenNotifier
 from .notifiers.webhook import WebhookNotifier, prediction_delivered_events
 from .ports import GatewayConfig, GatewayPorts
@@ -47,6 +49,7 @@ from .records import (
     step_input_key,
     upload_key,
 )
+from .shadows import Shadows
 from .sweeping import Sweeping
 
 if TYPE_CHECKING:
@@ -58,6 +61,7 @@ if TYPE_CHECKING:
         ObjectStore,
         PredictionStore,
         ServiceCatalog,
+        ShadowQueue,
         WebhookQueue,
         WorkflowEngine,
     )
@@ -104,9 +108,12 @@ class UseCases:
     read_model: ReadModel
     listing: Listing
     cancellation: Cancellation
+    shadows: Shadows
 
 
-def compose(ports: GatewayPorts, *, events: EventPublisher | None = None) -> UseCases:
+def compose(
+    ports: GatewayPorts, *, events: EventPublisher | None = None, shadow_queue: ShadowQueue | None = None
+) -> UseCases:
     """Build the use cases over ``ports`` and register the notifier of every callback kind.
 
     Parameters
@@ -115,6 +122,8 @@ def compose(ports: GatewayPorts, *, events: EventPublisher | None = None) -> Use
         Shared by every use case.
     events
         The gateway's event bus; None when it has none (``{"eventbridge": {}}`` is then refused).
+    shadow_queue
+        The queue of shadow dispatches; None when the gateway has none (no shadow is started).
     """
     notifiers = Notifiers()
     completion = Completion(ports, notifiers)
@@ -123,19 +132,25 @@ def compose(ports: GatewayPorts, *, events: EventPublisher | None = None) -> Use
     notifiers.register(CallbackKind.NONE, PollingOnly())
     notifiers.register(CallbackKind.WEBHOOK, WebhookNotifier(ports))
     notifiers.register(CallbackKind.EVENTBRIDGE, EventBridgeNotifier(ports, read_model, events))
+    notifiers.register(CallbackKind.SHADOW, ShadowNotifier(ports))
     # Last: a step's notifier finishes its ensemble through completion, which notifies in turn.
     notifiers.register(CallbackKind.TASK_TOKEN, TaskTokenNotifier(ports, ensembles))
+    dispatch = Dispatch(ports, completion)
+    shadows = Shadows(ports, dispatch, completion, shadow_queue)
+    # Dispatch starts a prediction's shadows once it is on its way; shadows dispatch through it.
+    dispatch.shadows = shadows
     return UseCases(
         ports=ports,
         notifiers=notifiers,
         intake=Intake(ports, notifiers),
-        dispatch=Dispatch(ports, completion),
+        dispatch=dispatch,
         completion=completion,
         ensembles=ensembles,
         sweeping=Sweeping(ports, notifiers),
         read_model=read_model,
         listing=Listing(ports, read_model),
         cancellation=Cancellation(ports, notifiers, ensembles),
+        shadows=shadows,
     )
 
 

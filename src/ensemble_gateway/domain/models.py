@@ -12,7 +12,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from .media_types import is_accept
 
@@ -76,6 +84,8 @@ class CallbackKind(StrEnum):
     TASK_TOKEN = "task_token"
     # An event on the gateway's EventBridge bus (no target: the bus is the gateway's own).
     EVENTBRIDGE = "eventbridge"
+    # A shadow of another prediction (``target``: its ID): its outcome is recorded on that one.
+    SHADOW = "shadow"
 
 
 class Callback(BaseModel):
@@ -94,11 +104,35 @@ class PredictionError(BaseModel):
     step: str | None = None
 
 
+class Assignment(BaseModel):
+    """How a prediction's version was drawn from its service's traffic split.
+
+    ``by`` is ``sticky`` (a hash of the metadata field ``key``: the same version every time for
+    that value) or ``random`` (one uniform draw per prediction); ``bucket`` is the draw, in
+    ``[0, 10000)``, and ``traffic`` the split it was drawn from.
+    """
+
+    by: Literal["sticky", "random"]
+    key: str | None = None
+    bucket: int
+    traffic: dict[str, int]
+
+
 class ModelInfo(BaseModel):
     """What actually produced (or was asked to produce) the output."""
 
     endpoint: str | None = None
     version: str | None = None
+    # Set when the service's traffic was split between versions: how this version was chosen.
+    assignment: Assignment | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unset_assignment(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Most predictions have no split: their ``model`` stays {"endpoint", "version"}, as before.
+        dumped: dict[str, Any] = handler(self)
+        if dumped.get("assignment", 0) is None:
+            del dumped["assignment"]
+        return dumped
 
 
 class InputInfo(BaseModel):
@@ -132,6 +166,30 @@ class StepOutcome(BaseModel):
     optional: bool = False
     # What an optional step that failed contributes instead of an output.
     default: Any = None
+    output_uri: str | None = None
+    content_type: str | None = None
+    output: Any = None
+    inline: bool = False
+    # The shadow versions the step was also sent to (copied from its record): the lineage of a
+    # finished ensemble reads the shadows' outcomes of these steps only.
+    shadow_versions: list[str] = Field(default_factory=list)
+
+
+class ShadowOutcome(BaseModel):
+    """What a shadow version answered for the same input (kept on the prediction it shadowed).
+
+    Never the prediction's result and never read by later steps: only for the lineage and
+    ``services compare``. ``output`` is the JSON output when small, else read from ``output_uri``.
+    """
+
+    prediction_id: str
+    service: str
+    version: str
+    status: PredictionStatus
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    model: ModelInfo = Field(default_factory=ModelInfo)
+    error: PredictionError | None = None
     output_uri: str | None = None
     content_type: str | None = None
     output: Any = None
@@ -188,9 +246,27 @@ class Prediction(BaseModel):
     # step's notification so that later steps and the ensemble's output read one record.
     step_outputs: dict[str, StepOutcome] = Field(default_factory=dict)
 
+    # A prediction that has shadows: their outcomes, by shadow prediction ID (see ShadowOutcome).
+    shadow_outcomes: dict[str, ShadowOutcome] = Field(default_factory=dict)
+    # The shadow versions this prediction was also sent to (set when they were started).
+    shadow_versions: list[str] = Field(default_factory=list)
+    # A step (at any depth) of an ensemble that is itself a shadow: like the shadow, it never
+    # starts shadows of its own.
+    in_shadow: bool = False
+
     @property
     def is_step(self) -> bool:
         return self.parent_id is not None
+
+    @property
+    def is_shadow(self) -> bool:
+        """A copy of another prediction sent to a shadow version (``parent_id`` is that one)."""
+        return self.callback.kind is CallbackKind.SHADOW
+
+    @property
+    def under_shadow(self) -> bool:
+        """A shadow, or a step (at any depth) of a shadow ensemble: it never starts shadows."""
+        return self.is_shadow or self.in_shadow
 
 
 #: The SageMaker framework containers whose default handlers and images serve a model directory.
@@ -303,8 +379,80 @@ class EnsembleSpec(BaseModel):
     final_step: str | None = None
 
 
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+#: The metadata field names a sticky key may name (the metadata keys a request may send).
+STICKY_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+
+
+class VersionStatus(StrEnum):
+    """Where a version of a service stands (SageMaker Model Registry's approval states, plus
+    ``retired``). Only an ``approved`` version serves."""
+
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    # Approved once, then replaced by a promotion (a rollback may bring it back).
+    RETIRED = "retired"
+
+
+class VersionRecord(BaseModel):
+    """One version of a service: what serves it (its own endpoint, or its own state machine) and
+    its approval."""
+
+    version: str
+    status: VersionStatus
+    registered_at: datetime
+    description: str = ""
+    model: ModelTarget | None = None
+    ensemble: EnsembleSpec | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    note: str | None = None
+
+
+class VersionEvent(BaseModel):
+    """One entry of a service's history: who did what to which version, when."""
+
+    at: datetime
+    action: Literal[
+        "registered", "updated", "approved", "rejected", "traffic", "shadow", "promoted", "rolled_back", "retired"
+    ]
+    by: str
+    version: str | None = None
+    note: str | None = None
+    # ``traffic``, ``promoted``, ``rolled_back``: the split from then on (and its sticky key).
+    traffic: dict[str, int] | None = None
+    sticky_key: str | None = None
+    # ``shadow``: the shadow versions from then on.
+    shadow: list[str] | None = None
+
+
+class Rollout(BaseModel):
+    """A service's versions and how predictions are routed between them (kept by the gateway).
+
+    ``traffic`` holds approved versions only, weights summing to 100. ``requested`` is a split a
+    catalog entry asked for that names versions not yet approved: it applies when they are.
+    ``previous`` are the splits before, the last one first (``services rollback``).
+    """
+
+    versions: dict[str, VersionRecord] = Field(default_factory=dict)
+    traffic: dict[str, int] = Field(default_factory=dict)
+    sticky_key: str | None = None
+    shadow: list[str] = Field(default_factory=list)
+    requested: dict[str, int] | None = None
+    requested_sticky_key: str | None = None
+    previous: list[dict[str, Any]] = Field(default_factory=list)
+    history: list[VersionEvent] = Field(default_factory=list)
+
+
 class Service(BaseModel):
-    """An entry of the service catalog: one model or an ensemble."""
+    """An entry of the service catalog: one model or an ensemble.
+
+    A service has versions (see ``domain/rollout.py``): the entry's ``model`` / ``ensemble`` and
+    ``version`` are those of its *primary* version (the one with the most traffic), and
+    ``rollout`` keeps every version and the split between them. ``approval``, ``traffic``,
+    ``sticky_key`` and ``shadow`` are what a catalog entry asks for; ``rollout`` is the gateway's.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -313,6 +461,15 @@ class Service(BaseModel):
     description: str = ""
     version: str = "1"
     active: bool = True
+    # "required": every version waits for `services approve`, the first one too; "none": every
+    # version is approved when applied; unset: the first version serves at once, later ones wait.
+    approval: Literal["required", "none"] | None = None
+    # The split between approved versions (weights summing to 100), and the metadata field whose
+    # value makes the draw sticky; the versions that also get a copy of each input.
+    traffic: dict[str, int] | None = None
+    sticky_key: str | None = None
+    shadow: list[str] | None = None
+    rollout: Rollout | None = None
     content_types: list[str] = Field(default_factory=lambda: ["application/json"], min_length=1)
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     # Catalog tasks this model serves; ensembles fan out over the active models of a task.
@@ -325,6 +482,20 @@ class Service(BaseModel):
     def _name_is_slug(cls, value: str) -> str:
         if not SERVICE_NAME_PATTERN.match(value):
             raise ValueError("must be lowercase letters, digits and '-', starting with a letter or digit")
+        return value
+
+    @field_validator("version")
+    @classmethod
+    def _version_is_label(cls, value: str) -> str:
+        if not VERSION_PATTERN.match(value):
+            raise ValueError("must be 1 to 64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        return value
+
+    @field_validator("sticky_key")
+    @classmethod
+    def _sticky_key_is_metadata_name(cls, value: str | None) -> str | None:
+        if value is not None and not STICKY_KEY_PATTERN.match(value):
+            raise ValueError("must name a metadata field (1 to 128 letters, digits, '_', '.' or '-')")
         return value
 
     @model_validator(mode="after")
@@ -343,6 +514,53 @@ class Service(BaseModel):
             return self.model.request_ttl_seconds + self.model.invocation_timeout_seconds
         assert self.ensemble is not None
         return self.ensemble.timeout_seconds or 3600
+
+    def versions(self) -> dict[str, VersionRecord]:
+        """Every version of the service (an entry stored before versions existed: its one version)."""
+        if self.rollout is not None and self.rollout.versions:
+            return self.rollout.versions
+        return {
+            self.version: VersionRecord(
+                version=self.version,
+                status=VersionStatus.APPROVED,
+                registered_at=datetime(1970, 1, 1, tzinfo=UTC),
+                description=self.description,
+                model=self.model,
+                ensemble=self.ensemble,
+            )
+        }
+
+    def serving_traffic(self) -> dict[str, int]:
+        """The split between approved versions (empty: no version may serve yet)."""
+        if self.rollout is None:
+            return {self.version: 100}
+        return dict(self.rollout.traffic)
+
+    def shadow_versions(self) -> list[str]:
+        """The versions that also get a copy of each input (never answering it)."""
+        return list(self.rollout.shadow) if self.rollout is not None else []
+
+    def sticky(self) -> str | None:
+        """The metadata field that makes the traffic draw sticky (None: one random draw each)."""
+        return self.rollout.sticky_key if self.rollout is not None else None
+
+    def at_version(self, version: str) -> Service | None:
+        """The entry as one version serves it: that version's endpoint or state machine, and no
+        rollout (what a prediction of that version, or an ensemble step calling it, needs)."""
+        record = self.versions().get(version)
+        if record is None:
+            return None
+        return self.model_copy(
+            update={
+                "version": version,
+                "model": record.model,
+                "ensemble": record.ensemble,
+                "rollout": None,
+                "traffic": None,
+                "sticky_key": None,
+                "shadow": None,
+            }
+        )
 
 
 class EnsembleContext(BaseModel):
@@ -367,6 +585,13 @@ class EnsembleContext(BaseModel):
     targets: dict[str, Service] = Field(default_factory=dict)
     # The members of each fan-out step, as the state machine's Map iterates them.
     fan_out_members: dict[str, list[str]] = Field(default_factory=dict)
+    # How the version of each target with a traffic split was drawn (once per ensemble prediction).
+    assignments: dict[str, Assignment] = Field(default_factory=dict)
+    # The shadow versions of each target that has some (each a version entry, as in ``targets``).
+    shadow_targets: dict[str, list[Service]] = Field(default_factory=dict)
+    # The execution is a shadow's (or runs under one): its steps start no shadows, and are marked
+    # ``in_shadow`` so that an ensemble step under them starts none either.
+    shadow: bool = False
     final_step: str | None = None
     # The ensemble's result: a step name, or a mapping over input, steps and metadata (declarative).
     output: str | dict[str, Any] | None = None
@@ -387,6 +612,8 @@ class EnsembleContext(BaseModel):
         ensemble: Service,
         targets: dict[str, Service],
         fan_out_members: dict[str, list[str]] | None = None,
+        assignments: dict[str, Assignment] | None = None,
+        shadow_targets: dict[str, list[Service]] | None = None,
     ) -> EnsembleContext:
         """The context of ``prediction``, an execution of ``ensemble`` (request not inlined)."""
         assert ensemble.ensemble is not None
@@ -402,6 +629,9 @@ class EnsembleContext(BaseModel):
             steps=ensemble.ensemble.steps,
             targets=targets,
             fan_out_members=fan_out_members or {},
+            assignments=assignments or {},
+            shadow_targets=shadow_targets or {},
+            shadow=prediction.under_shadow,
             final_step=ensemble.ensemble.final_step,
             output=ensemble.ensemble.output,
         )

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .models import Client, Prediction, PredictionStatus, Service, StepOutcome, utcnow
+from .models import Client, Prediction, PredictionStatus, Service, ShadowOutcome, StepOutcome, utcnow
 
 if TYPE_CHECKING:
     from .webhooks import Resolver
@@ -128,6 +128,11 @@ class PredictionStore(Protocol):
         """Leave a finished step's outcome on its ensemble's record; the updated ensemble record
         (None if it does not exist). Recording the same child again replaces its outcome."""
 
+    def record_shadow_outcome(self, primary_id: str, shadow_id: str, outcome: ShadowOutcome) -> bool:
+        """Leave a finished shadow's outcome on the prediction it shadowed (False: there is no
+        such prediction). Recording the same shadow again replaces its outcome; nothing else of
+        the record changes (its status, callback, step outcomes, ``updated_at``)."""
+
     def overdue(self, status: PredictionStatus, now: datetime, limit: int) -> list[Prediction]:
         """Records in ``status`` whose ``deadline_at`` has passed."""
 
@@ -233,6 +238,17 @@ class WebhookQueue(Protocol):
     def enqueue(self, job: Mapping[str, Any], delay_seconds: int) -> None: ...
 
     def dead_letter(self, job: Mapping[str, Any]) -> None: ...
+
+
+class ShadowQueue(Protocol):
+    def enqueue(self, job: Mapping[str, Any]) -> None:
+        """Queue one shadow dispatch (``{"shadow_id": ...}``) for the shadow-dispatch function.
+
+        Raises
+        ------
+        Exception
+            The queue did not take the job (the caller marks the shadow failed).
+        """
 
 
 class EventPublisher(Protocol):

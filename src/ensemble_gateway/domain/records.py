@@ -3,6 +3,8 @@ bucket, and how long past its model's own timeout the gateway waits before decla
 
 from __future__ import annotations
 
+import hashlib
+
 # Extra time past a model's own timeout before the gateway declares the prediction lost.
 DEADLINE_MARGIN_SECONDS = 120
 
@@ -40,3 +42,14 @@ def prediction_id_from_key(key: str) -> str | None:
             if candidate and "/" not in candidate:
                 return candidate
     return None
+
+
+def shadow_prediction_id(primary_id: str, version: str) -> str:
+    """The shadow of ``primary_id`` sent to ``version``: one per primary and version, whatever
+    the attempt (a duplicate start finds the record the first one created).
+
+    At most 62 characters of ``[A-Za-z0-9_-]``: a SageMaker ``InferenceId`` and a Step Functions
+    execution name, as any prediction ID.
+    """
+    digest = hashlib.sha256(f"{primary_id}\x00shadow\x00{version}".encode()).hexdigest()[:20]
+    return f"{primary_id[:40]}-h{digest}"

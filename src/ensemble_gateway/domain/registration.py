@@ -7,9 +7,12 @@ a bad ensemble is rejected with an error naming the step and path, and nothing i
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from .asl import analyse, completing_output_steps, final_step, prepare_definition, substitute
@@ -18,7 +21,11 @@ from .asl_rules import check_definition, check_gateway_rules
 from .ensemble_dag import check_step_references, infer_dag
 from .errors import CatalogValidationError, MappingError
 from .mapping import validate_mapping
-from .models import Service
+from .models import Service, VersionStatus, utcnow
+from .rollout import VersionError, apply_entry
+
+# Step Functions: a state machine name is 1-80 letters, digits, '-' and '_'.
+STATE_MACHINE_NAME_LIMIT = 80
 
 # A callback task waits for its target's own timeout plus this margin for queueing and notifying.
 STEP_TIMEOUT_MARGIN_SECONDS = 60
@@ -55,10 +62,56 @@ class Registrar:
     substitutions: Mapping[str, str]
     name_prefix: str
     role_arn: str
+    clock: Callable[[], datetime] = field(default=utcnow)
 
     def apply(self, services: list[Service]) -> list[Service]:
         """Validate ``services`` as one batch, then register them (see :meth:`plan`)."""
         return self.commit(self.plan(services))
+
+    def machine_name(self, existing: Service | None, entry: Service) -> str:
+        """The state machine of version ``entry.version`` of an ensemble: the one it has already,
+        ``{prefix}-{service}`` for a service's first version (the name before versions existed),
+        ``{prefix}-{service}_v{version}`` for the others (``_`` is in no service name: no clash)."""
+        if existing is not None:
+            record = existing.versions().get(entry.version)
+            if record is not None and record.ensemble is not None and record.ensemble.state_machine_arn:
+                return record.ensemble.state_machine_arn.rsplit(":", 1)[-1]
+        base = f"{self.name_prefix}-{entry.name}"
+        if existing is None:
+            return base[:STATE_MACHINE_NAME_LIMIT]
+        slug = re.sub(r"[^A-Za-z0-9-]", "-", entry.version)
+        name = f"{base}_v{slug}"
+        if len(name) > STATE_MACHINE_NAME_LIMIT:
+            # Truncating could make two versions' names equal: a digest keeps them apart.
+            digest = hashlib.sha256(f"{entry.name}\x00{entry.version}".encode()).hexdigest()[:10]
+            name = f"{base[: STATE_MACHINE_NAME_LIMIT - 13]}_v{digest}"
+        return name
+
+    def merged(self, services: list[Service]) -> list[tuple[Service | None, Service, Service]]:
+        """Each entry of a batch with the service as it was before it and as it is after it.
+
+        Entries of one service apply in file order (a file may hold several versions of one
+        service); the catalog's entry is the start.
+
+        Raises
+        ------
+        CatalogValidationError
+            An entry cannot apply (see :func:`~.rollout.apply_entry`).
+        """
+        now = self.clock()
+        current: dict[str, Service | None] = {}
+        steps = []
+        for entry in services:
+            if entry.name not in current:
+                current[entry.name] = self.catalog.get(entry.name)
+            before = current[entry.name]
+            try:
+                after = apply_entry(before, entry, now)
+            except VersionError as error:
+                raise CatalogValidationError(error.message) from None
+            current[entry.name] = after
+            steps.append((before, entry, after))
+        return steps
 
     def plan(self, services: list[Service]) -> list[tuple[Service, str | None]]:
         """Validate a batch; return each service with its ready state machine definition (ensembles).
@@ -70,9 +123,16 @@ class Registrar:
         CatalogValidationError
             Naming the service, the step and, for mappings, the key and path.
         """
+        seen: set[tuple[str, str]] = set()
+        for service in services:
+            if (service.name, service.version) in seen:
+                raise CatalogValidationError(
+                    f"service '{service.name}' version {service.version} appears twice in one batch"
+                )
+            seen.add((service.name, service.version))
+        # The last entry of a service stands for it while validating the others.
         batch = {service.name: service for service in services}
-        if len(batch) != len(services):
-            raise CatalogValidationError("the same service name appears twice in one batch")
+        self.merged(services)  # version rules checked before anything is validated further or written
 
         def lookup(name: str) -> Service | None:
             return batch.get(name) or self.catalog.get(name)
@@ -91,13 +151,21 @@ class Registrar:
         return prepared
 
     def commit(self, prepared: list[tuple[Service, str | None]]) -> list[Service]:
-        """Create or update the ensembles' state machines, then write the catalog entries."""
+        """Create or update the ensembles' state machines (one per version), then write the
+        catalog entries: each service once, with every version the batch added or updated.
+
+        Returns the entries as applied (each version's own ``model`` / ``ensemble``); the stored
+        services are ``catalog.get`` of their names.
+        """
+        now = self.clock()
+        current: dict[str, Service | None] = {}
         registered = []
         for service, definition in prepared:
+            if service.name not in current:
+                current[service.name] = self.catalog.get(service.name)
+            before = current[service.name]
             if definition is not None and service.ensemble is not None:
-                arn = self.machines.create_or_update(
-                    f"{self.name_prefix}-{service.name}"[:80], definition, self.role_arn
-                )
+                arn = self.machines.create_or_update(self.machine_name(before, service), definition, self.role_arn)
                 service = service.model_copy(
                     update={
                         "ensemble": service.ensemble.model_copy(
@@ -105,9 +173,14 @@ class Registrar:
                         )
                     }
                 )
+            try:
+                current[service.name] = apply_entry(before, service, now)
+            except VersionError as error:  # checked by plan; the catalog changed in between
+                raise CatalogValidationError(error.message) from None
             registered.append(service)
-        for service in registered:
-            self.catalog.put(service)
+        for stored in current.values():
+            if stored is not None:
+                self.catalog.put(stored)
         return registered
 
     def validate(
@@ -199,11 +272,11 @@ class Registrar:
                     raise CatalogValidationError(f"{where}: step '{name}' targets unknown service '{step.service}'")
                 if target.name == service.name:
                     raise CatalogValidationError(f"{where}: step '{name}' calls the ensemble itself")
-                timeouts[name] = target.timeout_seconds() + STEP_TIMEOUT_MARGIN_SECONDS
+                timeouts[name] = longest_timeout(target) + STEP_TIMEOUT_MARGIN_SECONDS
             else:
                 assert step.fan_out is not None
                 found = members(step.fan_out.task)
-                longest = max((m.timeout_seconds() for m in found), default=900)
+                longest = max((longest_timeout(m) for m in found), default=900)
                 timeouts[name] = longest + STEP_TIMEOUT_MARGIN_SECONDS
         return timeouts
 
@@ -244,3 +317,15 @@ class Registrar:
                 nested = lookup(name)
                 if nested is not None:
                     stack.extend((child, [*path, name]) for child in targets(nested))
+
+
+def longest_timeout(service: Service) -> int:
+    """The longest a prediction of ``service`` may take, whichever of its versions serves it (a step
+    calling it may draw any version with traffic)."""
+    live = [
+        version
+        for version, record in service.versions().items()
+        if record.status not in (VersionStatus.REJECTED, VersionStatus.RETIRED)
+    ]
+    timeouts = [target.timeout_seconds() for v in live if (target := service.at_version(v)) is not None]
+    return max([service.timeout_seconds(), *timeouts])

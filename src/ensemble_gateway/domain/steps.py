@@ -26,12 +26,14 @@ from .models import (
     Service,
 )
 from .records import DEADLINE_MARGIN_SECONDS, step_input_key
+from .rollout import draw
 
 if TYPE_CHECKING:
     from .completion import Completion
     from .dispatch import Dispatch
     from .ensembles import Ensembles
     from .ports import GatewayPorts
+    from .shadows import Shadows
 
 # The cause a state machine gives a step timeout (see statemachines/*.asl.json).
 TIMED_OUT_CAUSE = re.compile(r"^step '(?P<step>[^']+)' timed out")
@@ -75,12 +77,15 @@ class EnsembleSteps:
         Finishes the ensemble, and re-drives the callback of a step settled without running.
     ensembles
         The outputs of earlier steps, and the ensemble's completion.
+    shadows
+        Starts the shadows of a step whose target has shadow versions (None: no shadows).
     """
 
     ports: GatewayPorts
     dispatch: Dispatch
     completion: Completion
     ensembles: Ensembles
+    shadows: Shadows | None = None
 
     def call(
         self,
@@ -124,10 +129,12 @@ class EnsembleSteps:
             model=ModelInfo(
                 endpoint=target.model.endpoint_name if target and target.model else None,
                 version=target.version if target else None,
+                assignment=context.assignments.get(target_name),
             ),
             started_at=now,
             deadline_at=deadline,
             expires_at=context.expires_at,
+            in_shadow=context.shadow,
             optional=step.optional,
             final_step=step_name == context.final_step,
             fan_out=step.fan_out is not None,
@@ -161,20 +168,28 @@ class EnsembleSteps:
             return {"prediction_id": child_id, "status": "FAILED"}
 
         realtime = target is not None and target.model is not None and target.model.invocation == "realtime"
-        if realtime:
+        # The target's shadow versions (none under a shadow), recorded on the child from the start
+        # so that its outcome names them; they read its input from S3.
+        shadow_targets = [] if context.shadow else context.shadow_targets.get(target_name, [])
+        if realtime and not shadow_targets:
             # The model gets the body from memory: nothing to read back from S3.
             running = child.model_copy(update={"content_type": mapped.content_type})
         else:
             input_uri = ports.objects.write(step_input_key(child_id), mapped.body, mapped.content_type)
             running = child.model_copy(update={"input_uri": input_uri, "content_type": mapped.content_type})
+        if shadow_targets:
+            running = running.model_copy(update={"shadow_versions": [t.version for t in shadow_targets]})
         # The child is created holding its dispatch until its deadline: a retried invocation (same
         # task token) finds it and leaves the first attempt's call alone.
         if not ports.predictions.create(running, claim_dispatch_until=deadline):
             self._resume(child_id, task_token)
             return {"prediction_id": child_id, "status": "RUNNING"}
-        self.dispatch.dispatch_claimed(
+        dispatched = self.dispatch.dispatch_claimed(
             running, target, input_size=len(mapped.body), body=mapped.body if realtime else None
         )
+        if dispatched and shadow_targets and self.shadows is not None:
+            # After the step's own dispatch, never holding it (``start`` never raises).
+            self.shadows.start(running, shadow_targets)
         return {"prediction_id": child_id, "status": "RUNNING"}
 
     def _settle_without_running(
@@ -238,8 +253,10 @@ class EnsembleSteps:
         ensemble = ports.catalog.get(parent.service)
         if ensemble is None or ensemble.ensemble is None:
             raise LookupError(f"service '{parent.service}' is not an ensemble")
-        named = sorted({s.service for s in ensemble.ensemble.steps.values() if s.service})
-        return EnsembleContext.of(parent, ensemble, ports.catalog.get_many(named))
+        # The same draw as process-input's (a hash of the ensemble prediction's ID or sticky key).
+        fanout, targets, assignments, shadow_targets = self.dispatch.step_targets(parent, ensemble)
+        members = {step: [m["service"] for m in listed] for step, listed in fanout.items()}
+        return EnsembleContext.of(parent, ensemble, targets, members, assignments, shadow_targets)
 
     def _target(
         self, context: EnsembleContext, step_name: str, step: EnsembleStep, member: str | None
@@ -258,7 +275,13 @@ class EnsembleSteps:
             raise LookupError(f"fan-out step '{step_name}' was invoked without a member service")
         target = context.targets.get(member)
         if target is None:
-            target = self.ports.catalog.get(member)
+            entry = self.ports.catalog.get(member)
+            # The version this ensemble prediction draws for it, as process-input would have drawn.
+            target = (
+                entry.at_version(draw(entry, metadata=context.metadata, draw_id=context.prediction_id).version)
+                if entry
+                else None
+            )
         if target is None or step.fan_out.task not in target.tasks:
             raise LookupError(f"'{member}' is not a model of task '{step.fan_out.task}' (step '{step_name}')")
         return member, target
@@ -342,7 +365,8 @@ class EnsembleSteps:
             raise LookupError(f"ensemble prediction '{parent_id}' does not exist")
         error_name = str((error or {}).get("Error", "States.Runtime"))
         cause = str((error or {}).get("Cause", ""))
-        children = predictions.children(parent_id)
+        # The ensemble's steps: its shadows (children too) are no steps and never fail it.
+        children = [child for child in predictions.children(parent_id) if not child.is_shadow]
         now = self.ports.clock()
         timed_out_step: str | None = None
         if error_name.startswith("States.Timeout") or error_name == "StepTimedOut":
@@ -366,7 +390,7 @@ class EnsembleSteps:
                             ),
                         },
                     )
-            children = predictions.children(parent_id)
+            children = [child for child in predictions.children(parent_id) if not child.is_shadow]
         failed = [
             c
             for c in children

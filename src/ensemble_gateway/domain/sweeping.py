@@ -61,6 +61,10 @@ class Sweeping:
             )
         elif prediction.status is RUNNING:
             service = ports.catalog.get(prediction.service)
+            version = prediction.model.version
+            if service is not None and version is not None and version != service.version:
+                # Another version than the primary one (a canary, a shadow): its own state machine.
+                service = service.at_version(version) or service
             limit = service.timeout_seconds() if service else 0
             if service is not None and service.ensemble is not None:
                 message = (

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from ..bootstrap import authenticator, cancellation, read_model
-from ..domain.api import PredictionDocument, ResultDocument, StepDocument, build
+from ..domain.api import PredictionDocument, ResultDocument, ShadowDocument, StepDocument, build
 from ..observability import count, logger, metrics, traced
 from .api import authenticate, empty_body, json_response, make_resolver, resolve, unreadable_body
 
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..domain.read_model import ReadModel
 
 # Built at cold start: the document this function answers with (see domain/api.py).
-build(PredictionDocument, ResultDocument, StepDocument)
+build(PredictionDocument, ResultDocument, StepDocument, ShadowDocument)
 
 app = make_resolver()
 

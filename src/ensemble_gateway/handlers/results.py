@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 
 from ..bootstrap import authenticator, listing, read_model
-from ..domain.api import PredictionDocument, PredictionListDocument, ResultDocument, StepDocument, build
+from ..domain.api import PredictionDocument, PredictionListDocument, ResultDocument, ShadowDocument, StepDocument, build
 from ..domain.listing import ListRequest
 from ..observability import logger, traced
 from .api import authenticate, json_response, make_resolver, resolve
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ..domain.read_model import ReadModel
 
 # Built at cold start: the documents this function answers with (see domain/api.py).
-build(PredictionDocument, ResultDocument, StepDocument, PredictionListDocument)
+build(PredictionDocument, ResultDocument, StepDocument, ShadowDocument, PredictionListDocument)
 
 app = make_resolver()
 

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from ..bootstrap import webhook_delivery
-from ..domain.api import PredictionDocument, ResultDocument, StepDocument, build
+from ..domain.api import PredictionDocument, ResultDocument, ShadowDocument, StepDocument, build
 from ..observability import logger, traced
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..domain.delivery import WebhookDelivery
 
 # Built at cold start: every webhook carries the prediction's document (see domain/api.py).
-build(PredictionDocument, ResultDocument, StepDocument)
+build(PredictionDocument, ResultDocument, StepDocument, ShadowDocument)
 
 # Nothing of one invocation is kept at module level (the processor and the pool are made per
 # invocation), so invocations may overlap in one process. On Lambda they never do (each

@@ -3,6 +3,14 @@
 Starts everything, creates a client, sends each example service its sample inputs through the HTTP
 API (presigned POST uploads, webhooks to a receiver that verifies every signature), shows
 progress, prints the results with their lineage, and stops.
+
+It also shows versions (see the README's "Versions: approval, canary, shadow"): the example
+catalog registers triage-product 1.1.0 pending approval, with a 10% canary split sticky on the
+metadata field ``customer_id``, and fraud-score 1.1.0 as a shadow of every fraud-score
+prediction. The demo approves triage-product 1.1.0 (as ``services approve`` does), sends every
+prediction with a ``customer_id``, sends triage-product one complaint from each of
+:data:`CANARY_CUSTOMERS` customers more, then prints how many predictions each version served
+and what the shadow answered.
 """
 
 from __future__ import annotations
@@ -19,6 +27,14 @@ from typing import Any
 from .session import LocalSession
 
 CONTENT_TYPES = {".json": "application/json", ".png": "image/png", ".jpg": "image/jpeg", ".txt": "text/plain"}
+#: The canary of the example catalog: the service, the version the demo approves, who approves it.
+CANARY = ("triage-product", "1.1.0", "demo")
+#: The service whose catalog entry names a shadow version.
+SHADOWED = "fraud-score"
+#: How many customers send triage-product one complaint each, beside the samples: enough for the
+#: 10% canary to get some of them (the draw is a hash of the customer: the same every run).
+CANARY_CUSTOMERS = 40
+TERMINAL = ("COMPLETED", "FAILED", "EXPIRED", "CANCELLED")
 
 
 class VerifyingReceiver:
@@ -106,6 +122,59 @@ def _elapsed(start: str, end: str) -> float:
     return (parse(end) - parse(start)).total_seconds()
 
 
+def customer_id(number: int) -> str:
+    """The demo's customer ``number`` (the metadata field triage-product's canary is sticky on)."""
+    return f"C{number:04d}"
+
+
+def approve_canary(session: LocalSession) -> Any:
+    """Approve the canary version as ``services approve SERVICE VERSION --by demo`` does; return
+    the service after it, or None when the catalog has no such pending version."""
+    from ..adapters.dynamodb import DynamoServiceCatalog
+    from ..domain.models import VersionStatus
+    from ..service_versions import ServiceVersions
+
+    assert session.runtime.stack is not None
+    service, version, by = CANARY
+    catalog = DynamoServiceCatalog(
+        session.runtime.stack.outputs["ServicesTableName"], session.runtime.client("dynamodb")
+    )
+    entry = catalog.get(service)
+    record = entry.versions().get(version) if entry is not None else None
+    if record is None or record.status is not VersionStatus.PENDING_APPROVAL:
+        return None
+    change = ServiceVersions(catalog).approve(service, version, by=by, note="the demo's canary")
+    return change.service
+
+
+def served_versions(jobs: list[dict[str, Any]], service: str) -> list[tuple[str, str]]:
+    """(customer, version) of every prediction the jobs made of ``service``: their own, or their
+    ensemble steps' (the lineage's ``model.version``)."""
+    served = []
+    for job in jobs:
+        doc = job.get("doc") or {}
+        customer = job.get("customer", "")
+        if job["service"] == service and doc.get("status") == "COMPLETED":
+            served.append((customer, _version(doc)))
+        for step in doc.get("steps") or []:
+            if step.get("service") == service and step.get("status") == "COMPLETED":
+                served.append((customer, _version(step)))
+    return served
+
+
+def _version(document: dict[str, Any]) -> str:
+    """The catalog version in a lineage's ``model.version`` (a real-time endpoint adds ``/<variant>``)."""
+    return str((document.get("model") or {}).get("version")).split("/")[0]
+
+
+def shadows_of(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The shadow outcomes of a prediction document: its own and its steps' (``shadows``)."""
+    found = [s for s in doc.get("shadows") or [] if isinstance(s, dict)]
+    for step in doc.get("steps") or []:
+        found.extend(s for s in step.get("shadows") or [] if isinstance(s, dict))
+    return found
+
+
 def _samples(root: Path, service: str, limit: int) -> list[Path]:
     folder = root / "examples" / service / "samples"
     return sorted(p for p in folder.iterdir() if p.suffix in CONTENT_TYPES)[:limit] if folder.exists() else []
@@ -136,16 +205,27 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
             f"({len(ensembles)} ensembles: {', '.join(ensembles)}), client 'local-user' created"
         )
         say(f"{stamp()} webhook receiver {receiver.url} verifies every signature with `standardwebhooks`")
+        canary = approve_canary(session)
+        if canary is not None:
+            split = " ".join(f"{v}={w}" for v, w in canary.serving_traffic().items())
+            say(
+                f"{stamp()} {CANARY[0]} {CANARY[1]} approved by '{CANARY[2]}' (as `ensemble-gateway services approve "
+                f"{CANARY[0]} {CANARY[1]} --by {CANARY[2]}`): its canary split {split} serves, sticky on "
+                f"metadata {canary.sticky()}"
+            )
+        shadowed = next((s for s in services if s["name"] == SHADOWED), None)
         say("")
         jobs: list[dict[str, Any]] = []
         for service in services:
             for path in _samples(session.runtime.root, service["name"], per_service):
                 content_type = CONTENT_TYPES[path.suffix]
+                # Every prediction comes from a customer, as a client's would.
+                customer = customer_id(len(jobs) + 1)
                 accepted = api.submit(
                     service["name"],
                     content_type=content_type,
                     webhook_url=receiver.url,
-                    metadata={"sample": path.name},
+                    metadata={"sample": path.name, "customer_id": customer},
                 )
                 api.upload(accepted["upload"], path.read_bytes(), content_type)
                 jobs.append(
@@ -153,6 +233,7 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
                         "service": service["name"],
                         "kind": service["kind"],
                         "sample": path.name,
+                        "customer": customer,
                         "id": accepted["prediction_id"],
                         "doc": None,
                     }
@@ -161,7 +242,13 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
             f"{stamp()} submitted {len(jobs)} predictions to {len({j['service'] for j in jobs})} services "
             "(POST /predictions, then the input through its presigned POST)"
         )
-        _wait_all(api, jobs, say, stamp)
+        canary_jobs = _submit_canary(api, session.runtime.root) if canary is not None else []
+        if canary_jobs:
+            say(
+                f"{stamp()} submitted {len(canary_jobs)} more to {CANARY[0]}, one complaint from each of "
+                f"{len(canary_jobs)} customers (metadata customer_id), for its canary"
+            )
+        _wait_all(api, jobs + canary_jobs, say, stamp)
         _wait_webhooks(receiver, jobs)
         say("")
         say("Results (GET /predictions/{id}; outputs downloaded through their presigned URLs)")
@@ -193,6 +280,10 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
                     f"      └ {step['name']:{widths['step']}} {step['service']:{widths['step_service']}} "
                     f"{step['status']:10} {took:5}  endpoint {model.get('endpoint')} v{model.get('version')}"
                 )
+        versions_ok = True
+        if canary is not None:
+            say("")
+            versions_ok = _show_versions(api, jobs, canary_jobs, canary, shadowed, say)
         duplicates = len(receiver.verified) - len({w["id"] for w in receiver.verified})
         say("")
         say(
@@ -205,11 +296,109 @@ def run_demo(catalog: Path, per_service: int = 3, out: Callable[[str], None] | N
             f"{expected_failures} failed as expected, {unexpected} failed unexpectedly"
         )
         say(f"{stamp()} done; stopping the local runtime")
-        ok = unexpected == 0 and receiver.rejected == 0 and len(receiver.verified) == len(jobs)
+        ok = unexpected == 0 and receiver.rejected == 0 and len(receiver.verified) == len(jobs) and versions_ok
         return 0 if ok else 1
     finally:
         receiver.close()
         session.stop()
+
+
+def _submit_canary(api: Any, root: Path) -> list[dict[str, Any]]:
+    """One complaint to the canary's service from each of :data:`CANARY_CUSTOMERS` customers (no
+    webhook: the demo reads their lineage), the texts of its and complaint-triage's samples in turn."""
+    texts = [path.read_bytes() for name in (CANARY[0], "complaint-triage") for path in _samples(root, name, 10)]
+    jobs: list[dict[str, Any]] = []
+    for number in range(1, CANARY_CUSTOMERS + 1):
+        customer = customer_id(number)
+        accepted = api.submit(CANARY[0], content_type="application/json", metadata={"customer_id": customer})
+        api.upload(accepted["upload"], texts[number % len(texts)], "application/json")
+        jobs.append(
+            {
+                "service": CANARY[0],
+                "kind": "model",
+                "sample": "",
+                "customer": customer,
+                "id": accepted["prediction_id"],
+                "doc": None,
+            }
+        )
+    return jobs
+
+
+def _show_versions(
+    api: Any,
+    jobs: list[dict[str, Any]],
+    canary_jobs: list[dict[str, Any]],
+    canary: Any,
+    shadowed: dict[str, Any] | None,
+    say: Callable[[str], None],
+) -> bool:
+    """Print the canary's predictions per version and the shadow's outcomes; whether both behaved:
+    every prediction of the canary's service completed, each customer's on one version, and the
+    shadow ran beside every prediction of the shadowed service."""
+    name = CANARY[0]
+    served = served_versions(jobs + canary_jobs, name)
+    counts: dict[str, int] = {}
+    by_customer: dict[str, set[str]] = {}
+    for customer, version in served:
+        counts[version] = counts.get(version, 0) + 1
+        by_customer.setdefault(customer, set()).add(version)
+    split = " ".join(f"{v}={w}" for v, w in canary.serving_traffic().items())
+    say(f"Versions ({name}: a canary {split}, sticky on metadata {canary.sticky()}; the lineage's model.version)")
+    shown = ", ".join(f"{version}: {count}" for version, count in sorted(counts.items()))
+    on_canary = sorted(c for c, versions in by_customer.items() if CANARY[1] in versions)
+    say(
+        f"  {name:18} {len(served)} predictions from {len(by_customer)} customers (the samples', complaint-triage's "
+        f"steps and the {len(canary_jobs)} complaints more): {shown}"
+    )
+    say(f"  {'':18} customers on {CANARY[1]}: {', '.join(on_canary) or 'none'}")
+    mixed = sorted(c for c, versions in by_customer.items() if len(versions) > 1)
+    say(
+        f"  {'':18} sticky: "
+        + (
+            f"customers served by two versions: {', '.join(mixed)}"
+            if mixed
+            else "each customer's predictions on one version"
+        )
+    )
+    failed = sum(1 for job in canary_jobs if job["doc"]["status"] != "COMPLETED")
+    ok = not mixed and failed == 0 and bool(on_canary)
+    if shadowed is not None:
+        ok = (
+            _show_shadows(api, [job for job in jobs if job["service"] == SHADOWED or job["kind"] == "ensemble"], say)
+            and ok
+        )
+    return ok
+
+
+def _show_shadows(api: Any, jobs: list[dict[str, Any]], say: Callable[[str], None], timeout: float = 30.0) -> bool:
+    """Wait for the shadows of ``jobs`` to end (a prediction never waits for its shadows), then
+    print what each answered beside the served version; whether every shadow completed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = [job for job in jobs if any(s.get("status") not in TERMINAL for s in shadows_of(job["doc"]))]
+        if not pending or time.monotonic() >= deadline:
+            break
+        time.sleep(0.3)
+        for job in pending:
+            job["doc"] = api.status(job["id"])
+    outcomes = [(job, shadow) for job in jobs for shadow in shadows_of(job["doc"])]
+    direct = [job for job in jobs if job["service"] == SHADOWED]
+    completed = sum(1 for _, shadow in outcomes if shadow.get("status") == "COMPLETED")
+    versions = sorted({str(shadow.get("version")) for _, shadow in outcomes})
+    say(
+        f"  {SHADOWED:18} shadow {', '.join(versions) or '(none)'}: {len(outcomes)} shadow predictions beside "
+        f"{len(direct)} {SHADOWED} predictions and the ensembles' {SHADOWED} steps, {completed} completed "
+        "(GET /predictions/{id} shadows; never the result)"
+    )
+    for job, shadow in outcomes:
+        if job["service"] != SHADOWED:
+            continue
+        served = (job["doc"].get("model") or {}).get("version")
+        output = shadow.get("output")
+        answer = summarise(output).split(" [")[0] if isinstance(output, dict) else shadow.get("status")
+        say(f"  {'':18} {job['sample']:26} served by {served}; shadow {shadow.get('version')}: {answer}")
+    return bool(outcomes) and completed == len(outcomes) and all(shadows_of(job["doc"]) for job in direct)
 
 
 def result_widths(jobs: list[dict[str, Any]]) -> dict[str, int]:
@@ -243,7 +432,7 @@ def _wait_all(
     last = ""
     while time.monotonic() < deadline:
         for job in jobs:
-            if job["doc"] is None or job["doc"]["status"] not in ("COMPLETED", "FAILED", "EXPIRED", "CANCELLED"):
+            if job["doc"] is None or job["doc"]["status"] not in TERMINAL:
                 job["doc"] = api.status(job["id"])
         counts: dict[str, int] = {}
         for job in jobs:
@@ -252,7 +441,7 @@ def _wait_all(
         if line != last:
             say(f"{stamp()} progress: {line}")
             last = line
-        if all(job["doc"]["status"] in ("COMPLETED", "FAILED", "EXPIRED", "CANCELLED") for job in jobs):
+        if all(job["doc"]["status"] in TERMINAL for job in jobs):
             return
         time.sleep(0.3)
     print("timed out waiting for predictions", file=sys.stderr)

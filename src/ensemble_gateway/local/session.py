@@ -167,7 +167,8 @@ class LocalSession:
         self._readable_logs()
         root = self.runtime.root
         services = apply_catalog(self.runtime, catalog if catalog.is_absolute() else root / catalog)
-        self.service_names = [service.name for service in services]
+        # A file may hold several versions of one service: each name once.
+        self.service_names = list(dict.fromkeys(service.name for service in services))
         self._register_client(client_file)
         return self
 

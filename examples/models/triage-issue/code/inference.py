@@ -1,9 +1,9 @@
 """Complaint triage text classifier (shared by triage-product, triage-issue and triage-vulnerable).
 
-SageMaker inference-toolkit handlers. The three triage models use this same file (kept identical,
-a test checks it): what differs is in the model directory, `model/model.pkl` (a scikit-learn
-TF-IDF + logistic-regression pipeline) and `model/metadata.json` (model name, version, task,
-labels), written by `examples/train.py`.
+SageMaker inference-toolkit handlers. The triage models, and triage-product's version 1.1.0
+(`triage-product-1.1.0`), use this same file (kept identical, a test checks it): what differs is
+in the model directory, `model/model.pkl` (a scikit-learn TF-IDF + logistic-regression pipeline)
+and `model/metadata.json` (model name, version, task, labels), written by `examples/train.py`.
 
 Input: application/json `{"text": "..."}` or text/plain (the complaint itself).
 Output: `{"task", "label", "confidence", "scores": {label: probability}, "model", "version"}`.

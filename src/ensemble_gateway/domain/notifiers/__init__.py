@@ -11,6 +11,7 @@ sweeping only call :meth:`Notifiers.notify`. To add a channel: a ``CallbackKind`
 - ``task_token``: an ensemble step; records its outcome on the ensemble and answers the task.
 - ``webhook``: queues the Standard Webhooks delivery (``domain/delivery.py`` sends it).
 - ``eventbridge``: puts an event on the gateway's bus.
+- ``shadow``: a copy sent to a shadow version; leaves its outcome on the prediction it shadowed.
 """
 
 from __future__ import annotations
