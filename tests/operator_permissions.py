@@ -52,6 +52,11 @@ OPERATOR_COMMANDS: dict[str, set[str]] = {
     "services history": _STACK | {"dynamodb:GetItem"},
     # The catalog entry, a Scan of the predictions table, the outputs in S3 (KMS-encrypted).
     "services compare": _STACK | {"dynamodb:GetItem", "dynamodb:Scan", "s3:GetObject", "kms:Decrypt"},
+    # The partitions of the window, a day's listing at a time (audit/ only), and their records.
+    "audit export": _STACK | {"s3:ListBucket", "s3:GetObject", "kms:Decrypt"},
+    "audit show": _STACK | {"s3:ListBucket", "s3:GetObject", "kms:Decrypt"},
+    # The records of the window (as audit export), and the depth of each dead-letter queue.
+    "stats": _STACK | {"s3:ListBucket", "s3:GetObject", "kms:Decrypt", "sqs:GetQueueAttributes"},
     "models deploy": _STACK
     | {
         # the archive
@@ -109,3 +114,6 @@ OPERATOR_COMMANDS: dict[str, set[str]] = {
 
 # boto3 service name → IAM service prefix, for recorded calls.
 IAM_PREFIX = {"stepfunctions": "states", "dynamodb": "dynamodb", "cloudformation": "cloudformation"}
+
+# API operation → the IAM action that authorises it, where the names differ.
+IAM_ACTION = {"s3:ListObjectsV2": "s3:ListBucket", "s3:HeadObject": "s3:GetObject"}

@@ -364,10 +364,14 @@ def test_bucket_is_private_encrypted_tls_only_and_expires_objects(resources: dic
     denies = [s for s in policy["Statement"] if s["Effect"] == "Deny"]
     assert any(s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for s in denies)
     # AND every prefix of the layout expires after RetentionDays, uploads (copied to inputs/ when
-    # accepted) after a day; stale multipart uploads go
+    # accepted) after a day, the audit trail after AuditRetentionDays; stale multipart uploads go
     rules = bucket["LifecycleConfiguration"]["Rules"]
     expiring = {r["Prefix"]: r["ExpirationInDays"] for r in rules if "ExpirationInDays" in r}
-    assert expiring == {prefix: 1 if prefix == "uploads/" else {"Ref": "RetentionDays"} for prefix in S3_PREFIXES}
+    assert expiring == {
+        **{prefix: 1 if prefix == "uploads/" else {"Ref": "RetentionDays"} for prefix in S3_PREFIXES},
+        "audit/": {"Ref": "AuditRetentionDays"},
+        "audit-errors/": {"Ref": "AuditRetentionDays"},
+    }
     assert any(r.get("AbortIncompleteMultipartUpload") == {"DaysAfterInitiation": 1} for r in rules)
 
 
@@ -557,6 +561,8 @@ def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any]) -> No
     watched = {}
     for alarm in of_type(resources, "AWS::CloudWatch::Alarm").values():
         properties = alarm["Properties"]
+        if properties["Namespace"] != "AWS/SQS":
+            continue  # the metrics' alarms (see test_the_dashboard_and_alarms_watch_the_gateways_metrics)
         (dimension,) = properties["Dimensions"]
         watched[ref_name(dimension["Value"])] = properties
     for dlq in dlqs:
@@ -729,9 +735,12 @@ def test_of_the_api_functions_only_cancel_prediction_ends_predictions(resources:
     # AND new-prediction creates and renews (UpdateItem) but ends nothing
     assert "dynamodb:UpdateItem" in submit and not ending & set(submit)
     # AND cancel-prediction updates records, stops only this stack's ensemble executions, queues only
-    # webhooks, puts events on the gateway's bus, and touches no object
+    # webhooks, puts events on the gateway's bus, and only reads objects (the decision record's
+    # digests of an input and output)
     assert cancel["dynamodb:UpdateItem"] == {"<PredictionsTable>"}
-    assert "dynamodb:PutItem" not in cancel and not any(a.startswith(("s3:", "kms:")) for a in cancel)
+    assert "dynamodb:PutItem" not in cancel
+    assert {a for a in cancel if a.startswith(("s3:", "kms:"))} == {"s3:GetObject", "kms:Decrypt"}
+    assert cancel["firehose:PutRecordBatch"] == {"<AuditStream>"}
     assert cancel["states:StopExecution"] == _grants(resources["SweeperFunction"])["states:StopExecution"]
     assert cancel["sqs:SendMessage"] == {"<WebhookQueue>"}
     assert cancel["events:PutEvents"] == {"<EventBus>"}
@@ -1006,3 +1015,166 @@ def test_every_function_that_finishes_predictions_may_publish_their_events_and_n
     for name in publishing:
         (grant,) = [s for s in statements(functions(resources)[name]) if "events:PutEvents" in as_list(s["Action"])]
         assert grant["Resource"] == {"Fn::GetAtt": ["EventBus", "Arn"]}, name
+
+
+# ----------------------------------------------------------------------------------------------
+# the audit trail (issue 18)
+# ----------------------------------------------------------------------------------------------
+def test_the_audit_stream_writes_hive_partitions_of_the_decisions_hour_to_the_data_bucket(
+    resources: dict[str, Any],
+) -> None:
+    # GIVEN the audit stream
+    stream = resources["AuditStream"]["Properties"]
+    destination = stream["ExtendedS3DestinationConfiguration"]
+
+    # THEN the functions put records to it directly, and it delivers to the data bucket's audit/
+    assert stream["DeliveryStreamType"] == "DirectPut"
+    assert ref_name(destination["BucketARN"]) == "DataBucket"
+    assert ref_name(destination["RoleARN"]) == "AuditStreamRole"
+    assert destination["Prefix"] == "audit/date=!{partitionKeyFromQuery:date}/hour=!{partitionKeyFromQuery:hour}/"
+    assert destination["ErrorOutputPrefix"].startswith("audit-errors/")
+    # AND the partition keys are read from the record's finished_at, as domain/audit.partition does
+    assert destination["DynamicPartitioningConfiguration"]["Enabled"] is True
+    (processor,) = destination["ProcessingConfiguration"]["Processors"]
+    parameters = {p["ParameterName"]: p["ParameterValue"] for p in processor["Parameters"]}
+    assert processor["Type"] == "MetadataExtraction"
+    assert parameters["MetadataExtractionQuery"] == "{date: .finished_at[0:10], hour: .finished_at[11:13]}"
+    from ensemble_gateway.domain.audit import partition
+
+    finished = "2026-11-22T09:15:00.123Z"
+    assert partition({"finished_at": finished}) == (finished[0:10], finished[11:13]) == ("2026-11-22", "09")
+    # AND the objects are encrypted with the data key
+    assert ref_name(destination["EncryptionConfiguration"]["KMSEncryptionConfig"]["AWSKMSKeyARN"]) == "DataKey"
+
+
+def test_the_audit_trail_is_kept_for_its_own_retention_parameter(template: dict[str, Any]) -> None:
+    # GIVEN the parameter and the bucket's lifecycle rules
+    parameter = template["Parameters"]["AuditRetentionDays"]
+    rules = template["Resources"]["DataBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    by_prefix = {rule["Prefix"]: rule for rule in rules if "Prefix" in rule}
+
+    # THEN audit/ (and the stream's error output) expire after AuditRetentionDays, not RetentionDays
+    assert parameter["Type"] == "Number" and parameter["MinValue"] == 1 and parameter["Default"] >= 365
+    for prefix in ("audit/", "audit-errors/"):
+        assert by_prefix[prefix]["ExpirationInDays"] == {"Ref": "AuditRetentionDays"}, prefix
+        assert by_prefix[prefix]["Status"] == "Enabled"
+    # AND the functions know the stream
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["AUDIT_STREAM_NAME"] == {"Ref": "AuditStream"}
+    assert {"AuditStreamName", "AuditDatabaseName", "AuditTableName"} <= set(template["Outputs"])
+
+
+def test_athena_reads_the_audit_trail_through_a_projected_json_table(resources: dict[str, Any]) -> None:
+    # GIVEN the Glue database and table
+    database = resources["AuditDatabase"]["Properties"]
+    table = resources["AuditTable"]["Properties"]
+    table_input = table["TableInput"]
+    storage = table_input["StorageDescriptor"]
+    parameters = table_input["Parameters"]
+
+    # THEN the table is in the stack's database and reads the stream's objects as JSON lines
+    assert ref_name(table["DatabaseName"]) == "AuditDatabase"
+    assert database["CatalogId"] == {"Ref": "AWS::AccountId"}
+    assert storage["SerdeInfo"]["SerializationLibrary"] == "org.openx.data.jsonserde.JsonSerDe"
+    assert storage["Location"] == {"Fn::Sub": "s3://${DataBucket}/audit/"}
+    # AND its partitions are projected from the stream's layout (no crawler, no repair)
+    assert [(k["Name"], k["Type"]) for k in table_input["PartitionKeys"]] == [("day", "string"), ("hour", "string")]
+    assert parameters["projection.enabled"] == "true"
+    assert parameters["projection.day.type"] == "date" and parameters["projection.day.format"] == "yyyy-MM-dd"
+    assert parameters["projection.hour.type"] == "integer" and parameters["projection.hour.digits"] == "2"
+    assert parameters["storage.location.template"] == {
+        "Fn::Sub": "s3://${DataBucket}/audit/date=${!day}/hour=${!hour}/"
+    }
+    # AND every column has a lowercase name (the SerDe matches JSON keys case-insensitively)
+    names = [column["Name"] for column in storage["Columns"]]
+    assert names == [name.lower() for name in names] and len(names) == len(set(names))
+    assert {"record_id", "prediction_id", "version", "input", "output", "capturedata", "eventmetadata"} <= set(names)
+
+
+def test_only_firehose_writes_the_audit_prefix_with_the_data_key(resources: dict[str, Any]) -> None:
+    # GIVEN the role the stream acts as
+    role = resources["AuditStreamRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    (policy,) = role["Policies"]
+    granted = policy["PolicyDocument"]["Statement"]
+
+    # THEN only Firehose, for this account, may assume it
+    assert trust["Principal"] == {"Service": "firehose.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"sts:ExternalId": {"Ref": "AWS::AccountId"}}}
+    # AND its objects are the audit prefixes only, its key the data key through S3 only
+    by_sid = {s["Sid"]: s for s in granted}
+    assert {r["Fn::Sub"] for r in by_sid["WriteAuditObjects"]["Resource"]} == {
+        "arn:${AWS::Partition}:s3:::${DataBucket}/audit/*",
+        "arn:${AWS::Partition}:s3:::${DataBucket}/audit-errors/*",
+    }
+    assert ref_name(by_sid["FindTheBucket"]["Resource"]) == "DataBucket"
+    assert ref_name(by_sid["EncryptAuditObjects"]["Resource"]) == "DataKey"
+    assert "kms:ViaService" in by_sid["EncryptAuditObjects"]["Condition"]["StringEquals"]
+    assert by_sid["LogDeliveryErrors"]["Action"] == "logs:PutLogEvents"
+
+
+def test_the_functions_that_end_predictions_may_put_decision_records_on_the_stream_only(
+    resources: dict[str, Any],
+) -> None:
+    # GIVEN the functions' grants of PutRecordBatch
+    putting = {
+        name: [s for s in statements(function) if "firehose:PutRecordBatch" in as_list(s["Action"])]
+        for name, function in functions(resources).items()
+    }
+    putting = {name: grants for name, grants in putting.items() if grants}
+
+    # THEN exactly those that end predictions (and webhook delivery, for its delivery records)
+    assert set(putting) == {
+        "ProcessInputFunction",
+        "GetTransformCallFunction",
+        "NotificationsFunction",
+        "SweeperFunction",
+        "CancelPredictionFunction",
+        "ShadowDispatchFunction",
+        "WebhookDeliveryFunction",
+    }
+    # AND only on the audit stream
+    for name, grants in putting.items():
+        assert [ref_name(g["Resource"]) for g in grants] == ["AuditStream"], name
+    # AND the sweeper reads the outbox's index, which the predictions table has
+    (outbox,) = [s for s in statements(resources["SweeperFunction"]) if s["Sid"] == "FindPendingDecisionRecords"]
+    assert outbox["Action"] == "dynamodb:Query"
+    assert outbox["Resource"] == {"Fn::Sub": "${PredictionsTable.Arn}/index/by-audit-pending"}
+    indexes = {i["IndexName"]: i for i in resources["PredictionsTable"]["Properties"]["GlobalSecondaryIndexes"]}
+    assert [(k["AttributeName"], k["KeyType"]) for k in indexes["by-audit-pending"]["KeySchema"]] == [
+        ("audit_pending", "HASH"),
+        ("finished_at", "RANGE"),
+    ]
+    assert indexes["by-audit-pending"]["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_the_dashboard_and_alarms_watch_the_gateways_metrics(template: dict[str, Any]) -> None:
+    # GIVEN the metrics the code puts (domain/metering.py) and the template's alarms and dashboard
+    from ensemble_gateway.domain.metering import ALL_SERVICES
+
+    resources = template["Resources"]
+    alarms = {name: a["Properties"] for name, a in of_type(resources, "AWS::CloudWatch::Alarm").items()}
+    (dashboard,) = of_type(resources, "AWS::CloudWatch::Dashboard").values()
+    body = json.loads(re.sub(r"\$\{[^}]+\}", "X", dashboard["Properties"]["DashboardBody"]["Fn::Sub"]))
+
+    # THEN failures, latency and webhook failures alarm across services, with parameters as thresholds
+    def across(name: str, kind: str) -> dict[str, Any]:
+        alarm = alarms[name]
+        assert alarm["Namespace"] == "EnsembleGateway", name
+        assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {"Service": ALL_SERVICES, "Kind": kind}, name
+        assert alarm["TreatMissingData"] == "notBreaching", name
+        return alarm
+
+    assert across("PredictionFailuresAlarm", "prediction")["Threshold"] == {"Ref": "FailureAlarmThreshold"}
+    latency = across("PredictionLatencyAlarm", "prediction")
+    assert latency["MetricName"] == "LatencyMs" and latency["ExtendedStatistic"] == "p95"
+    assert latency["Threshold"] == {"Fn::Sub": "${LatencyAlarmP95Seconds}000"}
+    assert across("WebhookFailuresAlarm", "webhook")["MetricName"] == "WebhookFailures"
+    assert ref_name(alarms["AuditDeliveryAlarm"]["Dimensions"][0]["Value"]) == "AuditStream"
+    # AND the dashboard shows latency p50/p95 and failures per service, the time split, the DLQs and
+    # the SageMaker backlog
+    text = json.dumps(body)
+    for needed in ("'p50'", "'p95'", "Failures", "ModelMs", "OverheadMs", "QueueMs", "WebhookFailures"):
+        assert needed in text, needed
+    assert text.count("ApproximateNumberOfMessagesVisible") == 5
+    assert "ApproximateBacklogSize" in text and "DeliveryToS3.DataFreshness" in text

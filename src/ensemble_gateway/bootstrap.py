@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from .domain.intake import Intake
     from .domain.lifecycle import Gateway, UseCases
     from .domain.listing import Listing
-    from .domain.ports import EventPublisher, GatewayPorts, ShadowQueue
+    from .domain.ports import AuditSink, EventPublisher, GatewayPorts, MetricsSink, ShadowQueue
     from .domain.read_model import ReadModel
     from .domain.shadows import Shadows
     from .domain.steps import EnsembleSteps
@@ -85,6 +85,29 @@ def build_shadow_queue(settings: Settings) -> ShadowQueue | None:
     return SqsShadowQueue(settings.shadow_queue_url)
 
 
+def build_audit_sink(settings: Settings) -> AuditSink | None:
+    """The audit store: the Firehose stream (``AUDIT_STREAM_NAME``) on AWS; the data bucket
+    itself, in the stream's layout, where ``AUDIT_SINK`` is ``s3`` (the local runtime: moto's
+    Firehose ignores the stream's partitioning); None where neither is configured."""
+    if settings.audit_sink == "s3":
+        from .adapters.s3 import S3AuditSink
+
+        return S3AuditSink(settings.bucket, settings.kms_key_id)
+    if not settings.audit_stream_name:
+        return None
+    from .adapters.firehose import FirehoseAuditSink
+
+    return FirehoseAuditSink(settings.audit_stream_name)
+
+
+def build_metrics() -> MetricsSink:
+    """CloudWatch metrics in the embedded metric format (Powertools), printed per set; nothing is
+    printed where Powertools' metrics are disabled (the local runtime)."""
+    from .observability import EmfMetrics
+
+    return EmfMetrics()
+
+
 def build_use_cases(settings: Settings, logger: object = None) -> UseCases:
     """Every use case, over one set of ports wired to AWS."""
     from .domain.lifecycle import compose
@@ -93,6 +116,8 @@ def build_use_cases(settings: Settings, logger: object = None) -> UseCases:
         build_ports(settings, logger),
         events=build_event_publisher(settings),
         shadow_queue=build_shadow_queue(settings),
+        audit_sink=build_audit_sink(settings),
+        metrics=build_metrics(),
     )
 
 
@@ -171,7 +196,12 @@ def webhook_delivery() -> WebhookDelivery:
 
     built = use_cases()
     return WebhookDelivery(
-        ports=built.ports, documents=built.read_model, clients=client_directory(), sender=HttpWebhookSender()
+        ports=built.ports,
+        documents=built.read_model,
+        clients=client_directory(),
+        sender=HttpWebhookSender(),
+        auditing=built.auditing,
+        metering=built.metering,
     )
 
 

@@ -39,7 +39,7 @@ LEGACY_DIR = ".local-runtime"
 
 DESCRIPTION = """\
 Run the Ensemble Gateway on this machine (local, demo), and use a gateway, local or deployed:
-predictions (predict, upload, status, list, cancel, result), services and clients."""
+predictions (predict, upload, status, list, cancel, result), services, clients and the audit trail."""
 
 EPILOG = """\
 exit status:
@@ -1899,6 +1899,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .models_cli import add_model_commands
 
     add_model_commands(sub, common, aws_target=_aws_target, cli_error=CliError)
+    from .audit_cli import add_audit_commands
+
+    add_audit_commands(sub, common, aws_target=_aws_target, cli_error=CliError)
     return parser
 
 

@@ -31,6 +31,26 @@ def count(name: str, value: float = 1) -> None:
         metrics.add_metric(name=name, unit="Count", value=value)
 
 
+class EmfMetrics:
+    """The metrics sink of the use cases (``domain/metering.py``): each set is one EMF document
+    with its own dimensions, flushed at once (Powertools' ``EphemeralMetrics``: the handlers'
+    shared ``metrics`` holds one dimension set per invocation, and a batch spans services)."""
+
+    def put(self, values: Any, dimensions: Any) -> None:
+        """Print ``values`` (``name → (value, unit)``) with ``dimensions`` as one EMF blob."""
+        from aws_lambda_powertools.metrics import EphemeralMetrics
+        from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+        if is_metrics_disabled():
+            return
+        one = EphemeralMetrics(namespace="EnsembleGateway")
+        for name, value in dimensions.items():
+            one.add_dimension(name=name, value=value)
+        for name, (value, unit) in values.items():
+            one.add_metric(name=name, unit=unit, value=value)
+        one.flush_metrics()
+
+
 def traced(handler: Callable[..., Any]) -> Callable[..., Any]:
     """``handler``, wrapped with Powertools' Tracer when the settings ask for X-Ray SDK tracing.
 

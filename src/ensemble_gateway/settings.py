@@ -29,6 +29,10 @@ class Settings(BaseModel):
     shadow_queue_url: str | None = Field(alias="SHADOW_QUEUE_URL", default=None)
     # The gateway's EventBridge bus ({"eventbridge": {}} notifications); unset: such requests are refused.
     event_bus_name: str | None = Field(alias="EVENT_BUS_NAME", default=None)
+    # The Firehose stream of decision records (the audit trail); unset: no records are written.
+    audit_stream_name: str | None = Field(alias="AUDIT_STREAM_NAME", default=None)
+    # Where decision records go: the stream, or (the local runtime) the data bucket under audit/.
+    audit_sink: Literal["firehose", "s3"] = Field(alias="AUDIT_SINK", default="firehose")
     upload_expiry_seconds: int = Field(alias="UPLOAD_URL_EXPIRY_SECONDS", default=900, ge=5, le=604800)
     result_url_expiry_seconds: int = Field(alias="RESULT_URL_EXPIRY_SECONDS", default=3600, ge=60, le=604800)
     max_upload_bytes: int = Field(alias="MAX_UPLOAD_BYTES", default=10 * 1024 * 1024, ge=1)

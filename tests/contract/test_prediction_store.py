@@ -586,3 +586,32 @@ def test_the_shadow_versions_of_a_prediction_are_bookkeeping(predictions: Any, c
     record = predictions.get("p1")
     assert record is not None and record.shadow_versions == ["1.1.0", "1.2.0"]
     assert record.updated_at == created.updated_at
+
+
+def test_the_audit_outbox_holds_the_marked_records_that_ended_before_the_cutoff(
+    predictions: Any, clock: FakeClock
+) -> None:
+    # GIVEN records ended at several moments, marked pending for their status or not
+    now = clock()
+    ended = PredictionStatus.FAILED
+    records = [
+        new(clock, "marked-early", status=ended, finished_at=now - timedelta(minutes=5), audit_pending="FAILED"),
+        new(clock, "marked-late", status=ended, finished_at=now - timedelta(minutes=2), audit_pending="FAILED"),
+        new(clock, "marked-now", status=ended, finished_at=now, audit_pending="FAILED"),
+        new(clock, "delivered", status=ended, finished_at=now - timedelta(minutes=5)),
+        new(clock, "other-status", status=COMPLETED, finished_at=now - timedelta(minutes=5), audit_pending="COMPLETED"),
+    ]
+    for record in records:
+        assert predictions.create(record)
+
+    # WHEN the outbox of FAILED records ended a minute ago is read, then after one is delivered
+    found = predictions.audit_pending(ended, now - timedelta(minutes=1), 10)
+    predictions.update("marked-early", {"audit_pending": None})
+    after = predictions.audit_pending(ended, now - timedelta(minutes=1), 10)
+
+    # THEN it holds the marked ones of that status, earliest end first, and no longer the delivered one
+    assert [p.prediction_id for p in found] == ["marked-early", "marked-late"]
+    assert [p.prediction_id for p in after] == ["marked-late"]
+    # AND removing the mark is bookkeeping: the public updated_at does not move
+    delivered = predictions.get("marked-early")
+    assert delivered is not None and delivered.audit_pending is None and delivered.updated_at == records[0].updated_at

@@ -69,3 +69,23 @@ def test_the_event_bus_exists_without_a_policy_by_default(stack: Harness) -> Non
     assert name == f"{stack.stack.stack_name}-predictions"
     assert bus["Arn"] == stack.stack.outputs["EventBusArn"]
     assert not bus.get("Policy")
+
+
+def test_the_audit_trail_is_wired_and_its_outbox_index_exists(stack: Harness) -> None:
+    # GIVEN the stack's outputs and the functions' environment
+    outputs = stack.stack.outputs
+
+    # THEN the audit stream, database and table are named after the stack (recorded locally: the
+    # records go straight to the bucket there, see adapters/s3.py:S3AuditSink)
+    assert outputs["AuditStreamName"] == f"{stack.stack.stack_name}-audit"
+    assert outputs["AuditDatabaseName"] == f"{stack.stack.stack_name}_audit".replace("-", "_").lower()
+    assert outputs["AuditTableName"] == "decisions"
+    assert stack.environment["AUDIT_STREAM_NAME"] == outputs["AuditStreamName"]
+    # AND the predictions table has the audit outbox's sparse index
+    table = stack.client("dynamodb").describe_table(TableName=stack.environment["PREDICTIONS_TABLE"])["Table"]
+    indexes = {i["IndexName"]: i for i in table["GlobalSecondaryIndexes"]}
+    assert [k["AttributeName"] for k in indexes["by-audit-pending"]["KeySchema"]] == ["audit_pending", "finished_at"]
+    # AND the stream's error log stream exists for Firehose to write to
+    group = f"/aws/kinesisfirehose/{stack.stack.stack_name}-audit"
+    streams = stack.client("logs").describe_log_streams(logGroupName=group)["logStreams"]
+    assert [s["logStreamName"] for s in streams] == ["DestinationDelivery"]

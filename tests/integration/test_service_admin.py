@@ -18,7 +18,7 @@ from ensemble_gateway import cli
 from ensemble_gateway.adapters.dynamodb import DynamoServiceCatalog
 from ensemble_gateway.adapters.stepfunctions import StepFunctionsEngine, StepFunctionsMachines
 from ensemble_gateway.domain.models import Service
-from operator_permissions import IAM_PREFIX, OPERATOR_COMMANDS
+from operator_permissions import IAM_ACTION, IAM_PREFIX, OPERATOR_COMMANDS
 
 WAITING = json.dumps({"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 3600, "End": True}}})
 
@@ -252,3 +252,44 @@ def test_stopping_an_execution_and_one_that_does_not_exist(stack: Any) -> None:
     assert described["status"] == "ABORTED"
     # AND an execution that was never started is no error: there is nothing to stop
     assert engine.stop(arn, "p-never-started", "Timeout", "no result") is False
+
+
+def test_audit_export_and_show_read_the_trail_with_only_what_the_operator_policy_grants(
+    stack: Any, operator: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN a decision record in the stack's bucket, in the audit layout
+    from datetime import UTC, datetime
+
+    from ensemble_gateway.adapters.s3 import S3AuditSink
+
+    prediction_id = "p" + datetime.now(UTC).strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:12]
+    finished = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    record = {
+        "record_id": f"{prediction_id}:COMPLETED",
+        "prediction_id": prediction_id,
+        "kind": "prediction",
+        "service": "fraud-score",
+        "version": "1.0.0",
+        "status": "COMPLETED",
+        "finished_at": finished,
+        "recorded_at": finished,
+        "input": {"uri": f"s3://{stack.bucket}/inputs/{prediction_id}", "sha256": "ab" * 32, "size": 3},
+    }
+    S3AuditSink(stack.bucket, client=stack.client("s3")).put([record])
+    out = tmp_path / "audit.jsonl"
+
+    # WHEN an operator exports the last hour and shows the prediction
+    exported, export_actions = operator.run("audit", "export", "--since", "1h", "-o", str(out))
+    shown, show_actions = operator.run("audit", "show", prediction_id, "--json")
+    stats, stats_actions = operator.run("stats", "--since", "1h", "--json")
+
+    # THEN both find it
+    assert exported == 0 and shown == 0 and stats == 0
+    assert f"{prediction_id}:COMPLETED" in out.read_text()
+    printed = capsys.readouterr().out
+    assert '"sha256": "' + "ab" * 32 in printed
+    # AND every call they made is one the operator policy grants them
+    commands = (("audit export", export_actions), ("audit show", show_actions), ("stats", stats_actions))
+    for command, actions in commands:
+        granted = {IAM_ACTION.get(action, action) for action in actions}
+        assert granted <= OPERATOR_COMMANDS[command], granted - OPERATOR_COMMANDS[command]

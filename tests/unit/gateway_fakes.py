@@ -196,6 +196,19 @@ class FakePredictionStore:
         found.sort(key=lambda p: p.deadline_at or self.clock())
         return found[:limit]
 
+    def audit_pending(self, status: PredictionStatus, before: datetime, limit: int) -> list[Prediction]:
+        found = [
+            prediction
+            for prediction in (self._load(prediction_id) for prediction_id in list(self.records))
+            if prediction is not None
+            and prediction.audit_pending == status.value
+            and prediction.finished_at is not None
+            and prediction.finished_at < before
+        ]
+        # DynamoDB's by-audit-pending index gives the earliest end first.
+        found.sort(key=lambda p: p.finished_at or before)
+        return found[:limit]
+
     def list_owned(self, query: PredictionQuery) -> PredictionPage:
         """Every match at once: the fake has no page budget, so a cursor means a full page."""
         matching = []
@@ -242,7 +255,9 @@ class FakePredictionStore:
 
 def _is_bookkeeping(field: str) -> bool:
     """As the DynamoDB adapter: the gateway's own coordination, invisible in the public document."""
-    return field in ("dispatch_lease_until", "dispatched_at", "shadow_versions") or field.startswith("webhook_lease_")
+    return field in ("dispatch_lease_until", "dispatched_at", "shadow_versions", "audit_pending") or field.startswith(
+        "webhook_lease_"
+    )
 
 
 class FakeCatalog:
@@ -310,9 +325,46 @@ class FakeObjectStore:
     def delete(self, key: str) -> None:
         self.objects.pop(f"s3://{self.bucket}/{key}", None)
 
+    def describe(self, uri: str) -> StoredObject | None:
+        stored = self.objects.get(uri)
+        if stored is None:
+            return None
+        return StoredObject(sha256=hashlib.sha256(stored[0]).hexdigest(), size=len(stored[0]))
+
     def put_upload(self, key: str, body: bytes, content_type: str = "application/json") -> str:
         """What the client's upload leaves in the bucket."""
         return self.write(key, body, content_type)
+
+
+class FakeAuditSink:
+    """The audit store: the records it took, in order; ``fail_next`` refuses that many puts."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.fail_next = 0
+
+    def put(self, records: list[dict[str, Any]]) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("the audit stream is unreachable")
+        # A copy through JSON: what the stream carries, and no live references.
+        self.records += [json.loads(json.dumps(record)) for record in records]
+
+    def of(self, prediction_id: str) -> list[dict[str, Any]]:
+        return [record for record in self.records if record["prediction_id"] == prediction_id]
+
+
+class FakeMetricsSink:
+    """CloudWatch: each set put, as (values, dimensions)."""
+
+    def __init__(self) -> None:
+        self.sets: list[tuple[dict[str, tuple[float, str]], dict[str, str]]] = []
+
+    def put(self, values: Mapping[str, tuple[float, str]], dimensions: Mapping[str, str]) -> None:
+        self.sets.append((dict(values), dict(dimensions)))
+
+    def of(self, **dimensions: str) -> list[dict[str, tuple[float, str]]]:
+        return [values for values, dims in self.sets if dims == dimensions]
 
 
 class FakeModelRuntime:
@@ -586,6 +638,9 @@ class World:
     events: FakeEventPublisher | None = None
     sender: FakeSender = field(default_factory=FakeSender)
     shadow_queue: FakeShadowQueue = field(default_factory=FakeShadowQueue)
+    # None: a gateway without an audit store (records stay pending).
+    audit: FakeAuditSink | None = None
+    metrics: FakeMetricsSink | None = None
 
     @property
     def use_cases(self) -> UseCases:
@@ -619,6 +674,8 @@ class World:
             sender=self.sender,
             clock=self.clock,
             random=lambda: jitter,
+            auditing=self.use_cases.auditing,
+            metering=self.use_cases.metering,
         )
 
 
@@ -628,6 +685,8 @@ def make_world(
     hosts: Mapping[str, Iterable[str]] | None = None,
     allow_loopback_http: bool = False,
     event_bus: bool = True,
+    audit: bool = False,
+    metrics: bool = False,
 ) -> World:
     clock = FakeClock()
     store = FakePredictionStore(clock)
@@ -657,7 +716,11 @@ def make_world(
         resolve=resolver,
         clock=clock,
     )
-    gateway = Gateway(compose(ports, events=events, shadow_queue=shadow_queue))
+    audit_sink = FakeAuditSink() if audit else None
+    metrics_sink = FakeMetricsSink() if metrics else None
+    gateway = Gateway(
+        compose(ports, events=events, shadow_queue=shadow_queue, audit_sink=audit_sink, metrics=metrics_sink)
+    )
     return World(
         clock,
         store,
@@ -671,4 +734,6 @@ def make_world(
         gateway,
         events=events,
         shadow_queue=shadow_queue,
+        audit=audit_sink,
+        metrics=metrics_sink,
     )

@@ -136,6 +136,24 @@ class DynamoPredictionStore:
                 found.append(prediction)
         return found
 
+    def audit_pending(self, status: PredictionStatus, before: datetime, limit: int) -> list[Prediction]:
+        """The audit outbox's backlog from the sparse ``by-audit-pending`` index (hash
+        ``audit_pending``, the terminal status; range ``finished_at``): only marked records are in
+        it, so the sweep reads nothing else."""
+        response = self.table.client.query(
+            TableName=self.table.table_name,
+            IndexName="by-audit-pending",
+            KeyConditionExpression="audit_pending = :s AND finished_at < :before",
+            ExpressionAttributeValues={":s": {"S": status.value}, ":before": self.table.value(before)},
+            Limit=limit,
+        )
+        found = []
+        for raw in response.get("Items", []):
+            prediction = self.get(self.table.deserialize(raw)["prediction_id"])
+            if prediction is not None and prediction.audit_pending == status.value:
+                found.append(prediction)
+        return found
+
     def list_owned(self, query: PredictionQuery) -> PredictionPage:
         """One page of an owner's top-level predictions, newest first, from the ``by-owner`` index.
 
@@ -487,7 +505,11 @@ class DynamoPredictionStore:
 def _is_bookkeeping(field: str) -> bool:
     """Fields of the gateway's own coordination, invisible in the public document."""
     # shadow_versions: lineage, as step outcomes are; it does not move updated_at either.
-    return field in ("dispatch_lease_until", "dispatched_at", "shadow_versions") or field.startswith("webhook_lease_")
+    # audit_pending: the audit outbox, the gateway's own as the leases are.
+    return field in _BOOKKEEPING or field.startswith("webhook_lease_")
+
+
+_BOOKKEEPING = frozenset({"dispatch_lease_until", "dispatched_at", "shadow_versions", "audit_pending"})
 
 
 def _webhook_lease(event_type: str) -> str:

@@ -104,13 +104,32 @@ class S3ObjectStore(LazyClient):
             if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise
-        head = self.client.head_object(Bucket=self.bucket, Key=input_key, ChecksumMode="ENABLED")
+        return self._digest(self.bucket, input_key)
+
+    def describe(self, uri: str) -> StoredObject | None:
+        """The SHA-256 and size of the object at ``uri`` (the decision records' digests).
+
+        S3's whole-object checksum when it has one (HeadObject, ``ChecksumMode``), else the
+        object hashed as it is streamed (SageMaker writes its outputs without a checksum).
+        """
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_uri(uri)
+        try:
+            return self._digest(bucket, key)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+
+    def _digest(self, bucket: str, key: str) -> StoredObject:
+        head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         checksum = head.get("ChecksumSHA256")
         if checksum and "-" not in checksum:
             digest = base64.b64decode(checksum).hex()
         else:
-            # No whole-object checksum to trust (it would be one of parts): hash the copy itself.
-            body = self.client.get_object(Bucket=self.bucket, Key=input_key)["Body"]
+            # No whole-object checksum to trust (it would be one of parts): hash the object itself.
+            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
             hasher = hashlib.sha256()
             for chunk in iter(lambda: body.read(1024 * 1024), b""):
                 hasher.update(chunk)
@@ -123,3 +142,27 @@ class S3ObjectStore(LazyClient):
 
         with contextlib.suppress(ClientError, BotoCoreError):
             self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+class S3AuditSink(S3ObjectStore):
+    """Decision records written straight to the data bucket, in the audit stream's layout.
+
+    The local runtime's audit store: moto's Firehose ignores the stream's dynamic partitioning
+    (it writes ``YYYY/MM/DD/HH/`` objects). One object per record,
+    ``audit/date=YYYY-MM-DD/hour=HH/<record_id>.json`` (one JSON line): a record delivered again
+    replaces itself, where Firehose would append a duplicate line.
+    """
+
+    prefix = "audit/"
+
+    def put(self, records: list[dict[str, Any]]) -> None:
+        """Write each record under its partition (raises what S3 raises)."""
+        import json
+
+        from ..domain.audit import partition
+
+        for record in records:
+            day, hour = partition(record)
+            name = str(record["record_id"]).replace(":", "_")
+            key = f"{self.prefix}date={day}/hour={hour}/{name}.json"
+            self.write(key, (json.dumps(record, default=str) + "\n").encode(), "application/x-ndjson")

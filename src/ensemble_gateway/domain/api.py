@@ -22,8 +22,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .audit import step_timing
 from .media_types import ACCEPT_PATTERN, CONTENT_TYPE_PATTERN, DEFAULT_ACCEPT, is_accept, is_content_type
-from .models import InputInfo, ModelInfo, Prediction, PredictionError, PredictionStatus, Service
+from .models import InputInfo, ModelInfo, Prediction, PredictionError, PredictionStatus, Service, StepTiming
 
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_VALUE = 256
@@ -206,6 +207,13 @@ class StepDocument(BaseModel):
     finished_at: datetime | None = None
     model: ModelInfo
     error: PredictionError | None = None
+    timing: StepTiming | None = Field(
+        default=None,
+        description="Where the step's time went, in milliseconds: queue_ms (until the model had the input), "
+        "model_ms (the model's receipt to its answer; for an async endpoint this includes its own queue), "
+        "overhead_ms (the answer until the gateway recorded it) and total_ms. Null until the step ended; "
+        "the parts are null when no model answered (an ensemble, a skipped step).",
+    )
     shadows: list[ShadowDocument] | None = Field(
         default=None,
         description="The step's target's shadow versions, sent the same step input (GET /predictions/"
@@ -335,4 +343,7 @@ def step_document(child: Prediction) -> StepDocument:
         finished_at=child.finished_at,
         model=child.model,
         error=child.error,
+        timing=step_timing(child.started_at, child.model_started_at, child.model_finished_at, child.finished_at)
+        if child.status.is_terminal
+        else None,
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .audit import outbox
 from .errors import ConflictError, NotFoundError
 from .models import Client, Prediction, PredictionError, PredictionStatus, Service
 from .read_model import owned_prediction
@@ -96,6 +97,7 @@ class Cancellation:
                 {
                     "finished_at": ports.clock(),
                     "error": PredictionError(code="Cancelled", message=CANCELLED_BY_CLIENT),
+                    **outbox(CANCELLED),
                 },
             )
             if cancelled is not None:
@@ -148,6 +150,7 @@ class Cancellation:
                     "error": PredictionError(
                         code="Cancelled", message=f"its ensemble was {CANCELLED_BY_CLIENT}", step=child.step
                     ),
+                    **outbox(CANCELLED),
                 },
             )
             if ended is None:
@@ -155,6 +158,8 @@ class Cancellation:
             ports.predictions.record_step_outcome(
                 ensemble.prediction_id, ended.prediction_id, self.ensembles.step_outcome(ended)
             )
+            # Nobody is told of the step (its execution is stopped), but its end is on the record.
+            self.notifiers.audit(ended)
             if nested and depth < MAX_NESTING:
                 self._cancel_steps(ended, depth + 1)
 

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .audit import outbox
 from .models import Prediction, PredictionError, PredictionStatus
 from .notifications import InferenceResult, model_failure_message
 
@@ -38,12 +39,15 @@ class Completion:
 
     def inference_finished(self, result: InferenceResult) -> None:
         """Handle one SageMaker (or gateway) ``InferenceResult`` notification."""
+        # SageMaker's receipt of the request and its answer: the model's share of the time.
+        timing = result.model_times()
         if result.succeeded:
             self.finish(
                 result.inference_id,
                 succeeded=True,
                 output_uri=result.response_parameters.output_location,
                 output_content_type=result.response_parameters.content_type,
+                extra=timing,
             )
         else:
             reason = result.failure_reason or "the model failed"
@@ -55,6 +59,7 @@ class Completion:
                 succeeded=False,
                 failure_uri=result.failure_location,
                 error=PredictionError(code="ModelError", message=model_failure_message(reason)),
+                extra=timing,
             )
 
     def finish(
@@ -92,6 +97,7 @@ class Completion:
         else:
             changes.update(error=error, failure_uri=failure_uri)
         target = PredictionStatus.COMPLETED if succeeded else PredictionStatus.FAILED
+        changes.update(outbox(target))
         moved = ports.predictions.transition(prediction_id, [RUNNING], target, changes)
         if moved is None:
             current = ports.predictions.get(prediction_id)

@@ -14,6 +14,8 @@ from .notifiers.webhook import prediction_delivered_events
 from .webhooks import CheckedWebhookTarget, check_webhook_url, event_body, retry_delay, signed_headers
 
 if TYPE_CHECKING:
+    from .auditing import Auditing
+    from .metering import Metering
     from .ports import ClientDirectory, GatewayPorts
     from .read_model import ReadModel
 
@@ -60,6 +62,10 @@ class WebhookDelivery:
         POSTs to the checked address.
     clock, random
         The time of each attempt, and the retry jitter.
+    auditing
+        Records each delivery that ended (delivered, gone, given up on) in the audit trail.
+    metering
+        Counts the webhooks given up on (``WebhookFailures``).
     """
 
     ports: GatewayPorts
@@ -68,6 +74,8 @@ class WebhookDelivery:
     sender: WebhookSender
     clock: Callable[[], datetime] = field(default=utcnow)
     random: Callable[[], float] = field(default=jitter)
+    auditing: Auditing | None = None
+    metering: Metering | None = None
 
     def deliver(self, job: Mapping[str, Any]) -> str:
         """Run one attempt of ``job``; return what happened (for logs and tests)."""
@@ -138,15 +146,20 @@ class WebhookDelivery:
         except WebhookTransportError as failure:
             error = str(failure) or failure.__class__.__name__
         delivered = status is not None and 200 <= status < 300
-        self._record(prediction_id, event_type, attempt, status=status, error=error, delivered=delivered)
+        recorded = self._record(prediction_id, event_type, attempt, status=status, error=error, delivered=delivered)
         if delivered:
+            self._audit(prediction, recorded)
             return "delivered"
         if status == 410:
             # Gone: the receiver asks us to stop; the result stays pollable.
+            self._audit(prediction, recorded)
             return "gone"
         delay = retry_delay(attempt, self.random())
         if delay is None:
             self.ports.webhooks.dead_letter({**job, "attempt": attempt, "reason": f"gave up after {attempt} attempts"})
+            if self.metering is not None:
+                self.metering.webhook_failed(prediction)
+            self._audit(prediction, recorded)
             return "dead-lettered"
         if retry_after is not None:
             delay = max(delay, min(retry_after, 86400))
@@ -163,15 +176,19 @@ class WebhookDelivery:
         status: int | None = None,
         error: str | None = None,
         delivered: bool = False,
-    ) -> None:
-        self.ports.predictions.append_webhook_attempt(
-            prediction_id,
-            {
-                "event_type": event_type,
-                "attempt": attempt,
-                "at": self.clock().isoformat(),
-                "status_code": status,
-                "error": error,
-                "delivered": delivered,
-            },
-        )
+    ) -> dict[str, Any]:
+        recorded = {
+            "event_type": event_type,
+            "attempt": attempt,
+            "at": self.clock().isoformat(),
+            "status_code": status,
+            "error": error,
+            "delivered": delivered,
+        }
+        self.ports.predictions.append_webhook_attempt(prediction_id, recorded)
+        return recorded
+
+    def _audit(self, prediction: Prediction, attempt: Mapping[str, Any]) -> None:
+        """The delivery's end in the audit trail: who was told, and when (never raises)."""
+        if self.auditing is not None:
+            self.auditing.delivery(prediction, attempt)

@@ -381,11 +381,14 @@ class Dispatch:
             assert prediction.input_uri is not None
             body = ports.objects.read(prediction.input_uri)
         endpoint = service.model.endpoint_name
+        # The call's start and end: the model's share of the prediction's time.
+        called_at = ports.clock()
         try:
             response = ports.models.invoke_realtime(
                 endpoint, body, prediction.content_type, prediction.prediction_id, accept=prediction.accept
             )
         except ModelInvocationError as error:
+            answered_at = ports.clock()
             # The failure object keeps SageMaker's whole answer; the user reads the model's message.
             failure_uri = ports.objects.write(
                 failure_key(prediction.prediction_id), error.detail.encode(), "text/plain"
@@ -395,11 +398,20 @@ class Dispatch:
                 succeeded=False,
                 failure_uri=failure_uri,
                 error=PredictionError(code="ModelError", message=error.message),
-                extra={"dispatched_at": ports.clock()},
+                extra={
+                    "dispatched_at": ports.clock(),
+                    "model_started_at": called_at,
+                    "model_finished_at": answered_at,
+                },
             )
             return
+        answered_at = ports.clock()
         output_uri = ports.objects.write(output_key(prediction.prediction_id), response.body, response.content_type)
-        extra: dict[str, Any] = {"dispatched_at": ports.clock()}
+        extra: dict[str, Any] = {
+            "dispatched_at": ports.clock(),
+            "model_started_at": called_at,
+            "model_finished_at": answered_at,
+        }
         if response.invoked_variant:
             extra["model"] = prediction.model.model_copy(
                 update={"endpoint": endpoint, "version": f"{service.version}/{response.invoked_variant}"}

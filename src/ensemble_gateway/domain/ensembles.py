@@ -81,6 +81,8 @@ class Ensembles:
             output_uri=step.output_uri,
             content_type=step.output_content_type,
             shadow_versions=step.shadow_versions,
+            model_started_at=step.model_started_at,
+            model_finished_at=step.model_finished_at,
         )
         if step.status is COMPLETED and step.output_uri and is_json_type(step.output_content_type or ""):
             raw = output

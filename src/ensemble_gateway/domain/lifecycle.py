@@ -11,6 +11,7 @@ Each use case is a module of its own, and all share one :class:`~.ports.GatewayP
 - ``listing``: ``GET /predictions``, the caller's own a page at a time;
 - ``cancellation``: ``POST /predictions/{id}/cancel`` (``intake`` renews upload forms);
 - ``shadows``: the copies of a prediction sent to its service's shadow versions;
+- ``auditing``: the decision record of every terminal prediction, through an outbox;
 - ``notifiers``: one module per callback kind (none, task token, webhook, EventBridge, shadow).
 
 :func:`compose` wires them; :class:`Gateway` is every use case behind one object, for the tests
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from .auditing import Auditing
 from .cancellation import Cancellation
 from .completion import Completion
 from .dispatch import DISPATCH_LEASE_SECONDS, INLINE_REQUEST_LIMIT, Dispatch
@@ -31,6 +33,7 @@ from .ensembles import INLINE_OUTPUT_LIMIT, Ensembles, task_result
 from .intake import Intake, request_fingerprint
 from .listing import Listing
 from .media_types import JSON_TYPES, is_json_type
+from .metering import Metering
 from .models import CallbackKind, Client, Prediction, PredictionError, Service, StepOutcome
 from .notifiers import Notifiers
 from .notifiers.eventbridge import EventBridgeNotifier
@@ -56,7 +59,9 @@ if TYPE_CHECKING:
     from .api import NewPredictionRequest, NewPredictionResponse, PredictionDocument
     from .notifications import InferenceResult
     from .ports import (
+        AuditSink,
         EventPublisher,
+        MetricsSink,
         ModelRuntime,
         ObjectStore,
         PredictionStore,
@@ -109,10 +114,17 @@ class UseCases:
     listing: Listing
     cancellation: Cancellation
     shadows: Shadows
+    auditing: Auditing
+    metering: Metering
 
 
 def compose(
-    ports: GatewayPorts, *, events: EventPublisher | None = None, shadow_queue: ShadowQueue | None = None
+    ports: GatewayPorts,
+    *,
+    events: EventPublisher | None = None,
+    shadow_queue: ShadowQueue | None = None,
+    audit_sink: AuditSink | None = None,
+    metrics: MetricsSink | None = None,
 ) -> UseCases:
     """Build the use cases over ``ports`` and register the notifier of every callback kind.
 
@@ -124,8 +136,14 @@ def compose(
         The gateway's event bus; None when it has none (``{"eventbridge": {}}`` is then refused).
     shadow_queue
         The queue of shadow dispatches; None when the gateway has none (no shadow is started).
+    audit_sink
+        The audit store of decision records; None when the gateway has none (they stay pending).
+    metrics
+        Where the figures of ended predictions go (CloudWatch EMF); None: not measured.
     """
-    notifiers = Notifiers()
+    auditing = Auditing(ports, audit_sink)
+    metering = Metering(ports, metrics)
+    notifiers = Notifiers(auditor=auditing, meter=metering)
     completion = Completion(ports, notifiers)
     ensembles = Ensembles(ports, completion)
     read_model = ReadModel(ports)
@@ -146,11 +164,13 @@ def compose(
         dispatch=dispatch,
         completion=completion,
         ensembles=ensembles,
-        sweeping=Sweeping(ports, notifiers),
+        sweeping=Sweeping(ports, notifiers, auditing),
         read_model=read_model,
         listing=Listing(ports, read_model),
         cancellation=Cancellation(ports, notifiers, ensembles),
         shadows=shadows,
+        auditing=auditing,
+        metering=metering,
     )
 
 

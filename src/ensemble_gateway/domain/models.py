@@ -147,6 +147,20 @@ class InputInfo(BaseModel):
     content_type: str
 
 
+class StepTiming(BaseModel):
+    """Where a step's time went, in milliseconds (see ``domain/audit.step_timing``).
+
+    ``queue_ms``: start until the model had the input; ``model_ms``: the model's receipt to its
+    answer; ``overhead_ms``: the answer until the gateway recorded the end; ``total_ms``: all of
+    it. The parts are None when no model answered (an ensemble, a skipped or refused step).
+    """
+
+    total_ms: int
+    queue_ms: int | None = None
+    model_ms: int | None = None
+    overhead_ms: int | None = None
+
+
 class StepOutcome(BaseModel):
     """What a finished step left for the steps after it (kept on the ensemble's record).
 
@@ -173,6 +187,10 @@ class StepOutcome(BaseModel):
     # The shadow versions the step was also sent to (copied from its record): the lineage of a
     # finished ensemble reads the shadows' outcomes of these steps only.
     shadow_versions: list[str] = Field(default_factory=list)
+    # When the model had the step's input and when it answered (see Prediction): the lineage's
+    # per-step attribution (queue time, model time, gateway overhead) reads them.
+    model_started_at: datetime | None = None
+    model_finished_at: datetime | None = None
 
 
 class ShadowOutcome(BaseModel):
@@ -227,6 +245,14 @@ class Prediction(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     dispatched_at: datetime | None = None
+    # When the model had the input and when it answered: SageMaker's receivedTime and eventTime of
+    # an async notification, or the real-time call's start and end (None: no model answered).
+    model_started_at: datetime | None = None
+    model_finished_at: datetime | None = None
+    # The audit outbox: the terminal status whose decision record is not yet delivered. Set in the
+    # same conditional write that ends the prediction, removed once the record is delivered; the
+    # sweeper re-delivers what stays set (see domain/auditing.py).
+    audit_pending: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
     webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
@@ -472,6 +498,9 @@ class Service(BaseModel):
     rollout: Rollout | None = None
     content_types: list[str] = Field(default_factory=lambda: ["application/json"], min_length=1)
     max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    # The decision records carry the input and output payloads themselves (small ones), not only
+    # their S3 references and hashes: opt in only where the data may live as long as the audit.
+    audit_payloads: bool = False
     # Catalog tasks this model serves; ensembles fan out over the active models of a task.
     tasks: list[str] = Field(default_factory=list)
     model: ModelTarget | None = None

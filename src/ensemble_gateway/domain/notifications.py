@@ -9,6 +9,7 @@ finds the model's own words in SageMaker's failure prose, for the prediction's `
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -78,7 +79,23 @@ class InferenceResult(BaseModel):
     failure_location: str | None = Field(default=None, alias="failureLocation")
     request_parameters: RequestParameters = Field(default_factory=RequestParameters, alias="requestParameters")
     response_parameters: ResponseParameters = Field(default_factory=ResponseParameters, alias="responseParameters")
+    # When SageMaker received the request and when it answered (absent from some notifications).
+    # Kept as text: a time that does not parse must not fail the notification (only the timing).
+    received_time: str | None = Field(default=None, alias="receivedTime")
+    event_time: str | None = Field(default=None, alias="eventTime")
 
     @property
     def succeeded(self) -> bool:
         return self.invocation_status == "Completed"
+
+    def model_times(self) -> dict[str, datetime]:
+        """``model_started_at`` / ``model_finished_at`` for the record, from SageMaker's receipt and
+        answer times; empty when the notification lacks either."""
+        try:
+            started = datetime.fromisoformat(str(self.received_time).replace("Z", "+00:00"))
+            finished = datetime.fromisoformat(str(self.event_time).replace("Z", "+00:00"))
+        except ValueError:
+            return {}
+        if started.tzinfo is None or finished.tzinfo is None:
+            return {}
+        return {"model_started_at": started.astimezone(UTC), "model_finished_at": finished.astimezone(UTC)}

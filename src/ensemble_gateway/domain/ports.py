@@ -136,6 +136,10 @@ class PredictionStore(Protocol):
     def overdue(self, status: PredictionStatus, now: datetime, limit: int) -> list[Prediction]:
         """Records in ``status`` whose ``deadline_at`` has passed."""
 
+    def audit_pending(self, status: PredictionStatus, before: datetime, limit: int) -> list[Prediction]:
+        """Records whose decision record for ``status`` is not delivered (``audit_pending``) and
+        that ended (``finished_at``) before ``before``: the audit outbox's backlog."""
+
     def list_owned(self, query: PredictionQuery) -> PredictionPage:
         """One page of ``query.owner``'s top-level predictions (never a step), newest first.
 
@@ -185,6 +189,10 @@ class ObjectStore(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove the object at ``key`` (nothing when there is none)."""
+
+    def describe(self, uri: str) -> StoredObject | None:
+        """The SHA-256 and size of the object at ``uri`` (S3's checksum when it has a whole-object
+        one, else the object hashed as it is read); None when there is no such object."""
 
 
 class ModelRuntime(Protocol):
@@ -260,6 +268,25 @@ class EventPublisher(Protocol):
         Exception
             The bus did not take the event: the caller fails, and its event source retries.
         """
+
+
+class AuditSink(Protocol):
+    def put(self, records: list[dict[str, Any]]) -> None:
+        """Deliver decision records (JSON-ready dicts, see ``domain/audit.py``) to the audit store.
+
+        At least once: a record may be delivered again after a failure, with the same
+        ``record_id`` (readers deduplicate on it).
+
+        Raises
+        ------
+        Exception
+            Some record was not taken: the caller keeps it pending and it is delivered again.
+        """
+
+
+class MetricsSink(Protocol):
+    def put(self, values: Mapping[str, tuple[float, str]], dimensions: Mapping[str, str]) -> None:
+        """Put one set of metric values (``name → (value, unit)``) with these dimensions."""
 
 
 @dataclass

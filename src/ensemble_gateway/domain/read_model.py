@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from .api import PredictionDocument, ResultDocument, ShadowDocument, StepDocument, step_document
+from .audit import step_timing
 from .errors import NotFoundError
 from .models import (
     PREDICTION_ID_PATTERN,
@@ -213,6 +214,9 @@ def _recorded_steps(prediction: Prediction) -> list[StepDocument]:
             finished_at=outcome.finished_at,
             model=outcome.model,
             error=outcome.error,
+            timing=step_timing(
+                outcome.started_at, outcome.model_started_at, outcome.model_finished_at, outcome.finished_at
+            ),
         )
         for child_id, outcome in outcomes
     ]

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from .audit import outbox
 from .conditions import condition_paths, evaluate, parse_condition
 from .errors import MappingError
 from .mapping import RAW_KEY, evaluate_mapping, referenced_roots
@@ -19,6 +20,7 @@ from .models import (
     CallbackKind,
     EnsembleContext,
     EnsembleStep,
+    InputInfo,
     ModelInfo,
     Prediction,
     PredictionError,
@@ -171,12 +173,18 @@ class EnsembleSteps:
         # The target's shadow versions (none under a shadow), recorded on the child from the start
         # so that its outcome names them; they read its input from S3.
         shadow_targets = [] if context.shadow else context.shadow_targets.get(target_name, [])
+        # What the model reads, by hash: the decision record names it even when it is never stored.
+        accepted = InputInfo(
+            sha256=hashlib.sha256(mapped.body).hexdigest(), size=len(mapped.body), content_type=mapped.content_type
+        )
         if realtime and not shadow_targets:
             # The model gets the body from memory: nothing to read back from S3.
-            running = child.model_copy(update={"content_type": mapped.content_type})
+            running = child.model_copy(update={"content_type": mapped.content_type, "input": accepted})
         else:
             input_uri = ports.objects.write(step_input_key(child_id), mapped.body, mapped.content_type)
-            running = child.model_copy(update={"input_uri": input_uri, "content_type": mapped.content_type})
+            running = child.model_copy(
+                update={"input_uri": input_uri, "content_type": mapped.content_type, "input": accepted}
+            )
         if shadow_targets:
             running = running.model_copy(update={"shadow_versions": [t.version for t in shadow_targets]})
         # The child is created holding its dispatch until its deadline: a retried invocation (same
@@ -203,7 +211,7 @@ class EnsembleSteps:
             changes["error"] = PredictionError(code=condition.code, message=condition.message, step=child.step)
         else:
             status = PredictionStatus.SKIPPED
-        settled = child.model_copy(update={"status": status, **changes})
+        settled = child.model_copy(update={"status": status, **changes, "audit_pending": status.value})
         if self.ports.predictions.create(settled):
             self.completion.notify(settled)
         else:
@@ -376,7 +384,7 @@ class EnsembleSteps:
             timed_out_step = _step_of(cause)
             for child in children:
                 if child.status is PredictionStatus.RUNNING and timed_out_step in (None, child.step):
-                    predictions.transition(
+                    timed_out = predictions.transition(
                         child.prediction_id,
                         [PredictionStatus.RUNNING],
                         PredictionStatus.FAILED,
@@ -388,8 +396,12 @@ class EnsembleSteps:
                                 step=child.step,
                                 message="the step's model did not answer within the step's timeout",
                             ),
+                            # Nobody is told (the ensemble fails), but its end is on the record.
+                            **outbox(PredictionStatus.FAILED),
                         },
                     )
+                    if timed_out is not None:
+                        self.completion.notifiers.audit(timed_out)
             children = [child for child in predictions.children(parent_id) if not child.is_shadow]
         failed = [
             c

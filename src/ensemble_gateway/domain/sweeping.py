@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .audit import outbox
 from .models import Prediction, PredictionError, PredictionStatus, Service
 from .records import DEADLINE_MARGIN_SECONDS
 
 if TYPE_CHECKING:
+    from .auditing import Auditing
     from .notifiers import Notifiers
     from .ports import GatewayPorts
 
@@ -26,10 +28,13 @@ class Sweeping:
         The gateway's shared ports.
     notifiers
         Tells whoever waits, as completion does.
+    auditing
+        Delivers the decision records left pending (a crash after a terminal write).
     """
 
     ports: GatewayPorts
     notifiers: Notifiers
+    auditing: Auditing | None = None
 
     def sweep(self, limit: int = 100) -> int:
         """Expire or time out the overdue predictions (at most ``limit`` of each status); how many."""
@@ -39,6 +44,12 @@ class Sweeping:
             for prediction in self.ports.predictions.overdue(status, now, limit):
                 if self.expire_or_timeout(prediction) is not None:
                     swept += 1
+        if self.auditing is not None:
+            try:
+                self.auditing.replay(limit)
+            except Exception as error:
+                # The outbox keeps them: the next sweep tries again; expiry must not stop for it.
+                self.ports.log("pending decision records not replayed", error=f"{type(error).__name__}: {error}")
         return swept
 
     def expire_or_timeout(self, prediction: Prediction) -> Prediction | None:
@@ -57,6 +68,7 @@ class Sweeping:
                     "error": PredictionError(
                         code="UploadExpired", message="no input was uploaded before the upload URL expired"
                     ),
+                    **outbox(PredictionStatus.EXPIRED),
                 },
             )
         elif prediction.status is RUNNING:
@@ -83,7 +95,11 @@ class Sweeping:
                 prediction.prediction_id,
                 [RUNNING],
                 PredictionStatus.FAILED,
-                {"finished_at": ports.clock(), "error": PredictionError(code="Timeout", message=message)},
+                {
+                    "finished_at": ports.clock(),
+                    "error": PredictionError(code="Timeout", message=message),
+                    **outbox(PredictionStatus.FAILED),
+                },
             )
         else:
             return None

@@ -216,6 +216,10 @@ class LocalDeployer:
         "AWS::Serverless::Api",
         "AWS::S3::Bucket",
         "AWS::S3::BucketPolicy",
+        "AWS::Logs::LogStream",
+        "AWS::KinesisFirehose::DeliveryStream",
+        "AWS::Glue::Database",
+        "AWS::Glue::Table",
         "AWS::SQS::QueuePolicy",
         "AWS::SNS::TopicPolicy",
         "AWS::SNS::Subscription",
@@ -225,6 +229,7 @@ class LocalDeployer:
         "AWS::ApplicationAutoScaling::ScalableTarget",
         "AWS::ApplicationAutoScaling::ScalingPolicy",
         "AWS::CloudWatch::Alarm",
+        "AWS::CloudWatch::Dashboard",
     )
 
     def __init__(
@@ -712,6 +717,32 @@ class LocalDeployer:
         self.stack.physical[logical_id] = name
         self.stack.attributes[(logical_id, "Arn")] = f"arn:aws:logs:{self.stack.region}:{ACCOUNT_ID}:log-group:{name}:*"
 
+    def _create_logs_log_stream(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self._props(properties)
+        name = props.get("LogStreamName") or self._generated_name(logical_id, limit=512)
+        self.client("logs").create_log_stream(logGroupName=props["LogGroupName"], logStreamName=name)
+        self.stack.physical[logical_id] = name
+
+    # The audit trail's stream and Glue catalog are recorded, not created in moto: moto's
+    # Firehose writes YYYY/MM/DD/HH/ objects whatever the stream's partitioning says, so the
+    # local functions write the decision records to the bucket themselves, in the stream's
+    # layout (AUDIT_SINK=s3, adapters/s3.py); and nothing local queries Glue (no Athena).
+    def _create_kinesisfirehose_delivery_stream(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self._props(properties)
+        name = str(props.get("DeliveryStreamName") or self._generated_name(logical_id, limit=64))
+        self.stack.physical[logical_id] = name
+        self.stack.attributes[(logical_id, "Arn")] = (
+            f"arn:aws:firehose:{self.stack.region}:{ACCOUNT_ID}:deliverystream/{name}"
+        )
+
+    def _create_glue_database(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self._props(properties)
+        self.stack.physical[logical_id] = str(props["DatabaseInput"]["Name"]).lower()
+
+    def _create_glue_table(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self._props(properties)
+        self.stack.physical[logical_id] = str(props["TableInput"]["Name"]).lower()
+
     def _delete_logs_log_group(self, record: ResourceRecord) -> None:
         _ignore_missing(self.client("logs").delete_log_group, logGroupName=record.physical_id)
 
@@ -876,6 +907,15 @@ class LocalDeployer:
         self.stack.attributes[(logical_id, "Arn")] = (
             f"arn:aws:cloudwatch:{self.stack.region}:{ACCOUNT_ID}:alarm:{kwargs['AlarmName']}"
         )
+
+    def _create_cloudwatch_dashboard(self, logical_id: str, properties: dict[str, Any]) -> None:
+        props = self._props(properties)
+        name = str(props.get("DashboardName") or self._name(logical_id))
+        self._api("cloudwatch", "put_dashboard", DashboardName=name, DashboardBody=str(props["DashboardBody"]))
+        self.stack.physical[logical_id] = name
+
+    def _delete_cloudwatch_dashboard(self, record: ResourceRecord) -> None:
+        _ignore_missing(self.client("cloudwatch").delete_dashboards, DashboardNames=[record.physical_id])
 
     def _update_cloudwatch_alarm(self, logical_id: str, props: dict[str, Any], before: ResourceRecord) -> None:
         # PutMetricAlarm replaces the alarm of that name: an update in place.

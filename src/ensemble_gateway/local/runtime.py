@@ -38,6 +38,9 @@ LOCAL_OVERRIDES = {
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "WARNING",
     "POWERTOOLS_DEV": "false",
+    # moto's Firehose writes YYYY/MM/DD/HH/ objects whatever the stream's prefix says: the
+    # decision records go straight to the bucket, in the stream's date=/hour= layout.
+    "AUDIT_SINK": "s3",
 }
 
 

@@ -36,6 +36,16 @@ class Notifier(Protocol):
         """
 
 
+class Auditor(Protocol):
+    def record(self, prediction: Prediction, output: bytes | None = None) -> bool:
+        """Deliver the prediction's decision record if it is pending; never raises."""
+
+
+class Meter(Protocol):
+    def ended(self, prediction: Prediction) -> None:
+        """Measure a terminal prediction; never raises."""
+
+
 @runtime_checkable
 class Channel(Notifier, Protocol):
     """A notifier a client may ask for in a request's ``notification``."""
@@ -65,6 +75,11 @@ class Notifiers:
     """
 
     by_kind: dict[CallbackKind, Notifier] = field(default_factory=dict)
+    # Every terminal prediction passes through :meth:`notify`: its decision record is written
+    # there, after the callback (see domain/auditing.py). None: no audit trail.
+    auditor: Auditor | None = None
+    # Measured there too: the dashboard's and the alarms' figures (domain/metering.py).
+    meter: Meter | None = None
 
     def register(self, kind: CallbackKind, notifier: Notifier) -> None:
         """Make ``notifier`` the one of ``kind`` (replacing any before it)."""
@@ -78,10 +93,28 @@ class Notifiers:
         LookupError
             No notifier is registered for the kind (a wiring error).
         """
-        notifier = self.by_kind.get(prediction.callback.kind)
-        if notifier is None:
-            raise LookupError(f"no notifier is registered for callback kind '{prediction.callback.kind}'")
-        notifier.notify(prediction, output)
+        try:
+            notifier = self.by_kind.get(prediction.callback.kind)
+            if notifier is None:
+                raise LookupError(f"no notifier is registered for callback kind '{prediction.callback.kind}'")
+            notifier.notify(prediction, output)
+        finally:
+            # After the callback (the audit never delays whoever waits), and even when it failed:
+            # the decision stands whether or not the callback went out.
+            self.audit(prediction, output)
+
+    def audit(self, prediction: Prediction, output: bytes | None = None) -> None:
+        """Deliver the decision record of a terminal ``prediction`` that nobody is told about
+        (a step ended with its cancelled ensemble); ``notify`` does it for the others.
+
+        Measured once: on the pass that finds its record pending (a duplicate of the event that
+        ended it finds the record delivered and the mark gone).
+        """
+        first = prediction.audit_pending is not None
+        if self.auditor is not None:
+            self.auditor.record(prediction, output)
+        if self.meter is not None and first:
+            self.meter.ended(prediction)
 
     def callback_for(self, notification: NotificationRequest | None) -> Callback:
         """The callback a request's ``notification`` asks for (none given: ``CallbackKind.NONE``).
