@@ -58,3 +58,16 @@ def test_each_kind_runs_alone_and_make_test_runs_all_of_tests_in_one_run() -> No
     }
     assert recipes["test"] == ["$(BIN)/pytest"]
     assert options["testpaths"] == ["tests"]
+
+
+def test_test_modules_outside_packages_have_unique_names() -> None:
+    # GIVEN the test files of directories without __init__.py (pytest imports them by basename)
+    loose = [path for path in (ROOT / "tests").rglob("test_*.py") if not (path.parent / "__init__.py").exists()]
+
+    # WHEN they are grouped by file name
+    by_name: dict[str, list[str]] = {}
+    for path in loose:
+        by_name.setdefault(path.name, []).append(path.relative_to(ROOT).as_posix())
+
+    # THEN no two share one: `make test` collects them all in one run, where they would clash
+    assert {name: paths for name, paths in by_name.items() if len(paths) > 1} == {}
