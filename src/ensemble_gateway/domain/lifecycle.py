@@ -11,7 +11,10 @@ Each use case is a module of its own, and all share one :class:`~.ports.GatewayP
 - ``listing``: ``GET /predictions``, the caller's own a page at a time;
 - ``cancellation``: ``POST /predictions/{id}/cancel`` (``intake`` renews upload forms);
 - ``shadows``: the copies of a prediction sent to its service's shadow versions;
-- ``notifiers``: one module per callback kind (none, task token, webhook, EventBridge, shadow).
+- ``batches`` and ``batch_driver``: ``/batches`` (submit, read, cancel), and the ticks that turn a
+  manifest into items and items into one result file;
+- ``notifiers``: one module per callback kind (none, task token, webhook, EventBridge, shadow,
+  batch).
 
 :func:`compose` wires them; :class:`Gateway` is every use case behind one object, for the tests
 and tools written before the split (handlers call the use cases, through bootstrap).
@@ -24,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
+from .batch_driver import BatchDriver
+from .batches import Batches
 from .cancellation import Cancellation
 from .completion import Completion
 from .dispatch import DISPATCH_LEASE_SECONDS, INLINE_REQUEST_LIMIT, Dispatch
@@ -33,6 +38,7 @@ from .listing import Listing
 from .media_types import JSON_TYPES, is_json_type
 from .models import CallbackKind, Client, Prediction, PredictionError, Service, StepOutcome
 from .notifiers import Notifiers
+from .notifiers.batch import BatchNotifier
 from .notifiers.eventbridge import EventBridgeNotifier
 from .notifiers.none import PollingOnly
 from .notifiers.shadow import ShadowNotifier
@@ -56,6 +62,8 @@ if TYPE_CHECKING:
     from .api import NewPredictionRequest, NewPredictionResponse, PredictionDocument
     from .notifications import InferenceResult
     from .ports import (
+        BatchQueue,
+        BatchStore,
         EventPublisher,
         ModelRuntime,
         ObjectStore,
@@ -109,10 +117,20 @@ class UseCases:
     listing: Listing
     cancellation: Cancellation
     shadows: Shadows
+    # None: the gateway has no batches (no batch store or queue configured).
+    batches: Batches | None = None
+    batch_driver: BatchDriver | None = None
 
 
 def compose(
-    ports: GatewayPorts, *, events: EventPublisher | None = None, shadow_queue: ShadowQueue | None = None
+    ports: GatewayPorts,
+    *,
+    events: EventPublisher | None = None,
+    shadow_queue: ShadowQueue | None = None,
+    batch_store: BatchStore | None = None,
+    batch_queue: BatchQueue | None = None,
+    bucket: str | None = None,
+    batch_source_buckets: tuple[str, ...] = (),
 ) -> UseCases:
     """Build the use cases over ``ports`` and register the notifier of every callback kind.
 
@@ -124,6 +142,13 @@ def compose(
         The gateway's event bus; None when it has none (``{"eventbridge": {}}`` is then refused).
     shadow_queue
         The queue of shadow dispatches; None when the gateway has none (no shadow is started).
+    batch_store, batch_queue
+        The batches and the queue of their ticks; without both, ``batches`` and ``batch_driver``
+        are None (and an item's end, which cannot happen then, counts nothing).
+    bucket
+        The gateway's bucket (the driver copies manifests and objects there; never a source).
+    batch_source_buckets
+        The buckets a batch's ``manifest_uri`` and its lines' ``s3_uri`` may name.
     """
     notifiers = Notifiers()
     completion = Completion(ports, notifiers)
@@ -133,12 +158,30 @@ def compose(
     notifiers.register(CallbackKind.WEBHOOK, WebhookNotifier(ports))
     notifiers.register(CallbackKind.EVENTBRIDGE, EventBridgeNotifier(ports, read_model, events))
     notifiers.register(CallbackKind.SHADOW, ShadowNotifier(ports))
+    notifiers.register(CallbackKind.BATCH, BatchNotifier(ports, batch_store, batch_queue))
     # Last: a step's notifier finishes its ensemble through completion, which notifies in turn.
     notifiers.register(CallbackKind.TASK_TOKEN, TaskTokenNotifier(ports, ensembles))
     dispatch = Dispatch(ports, completion)
     shadows = Shadows(ports, dispatch, completion, shadow_queue)
     # Dispatch starts a prediction's shadows once it is on its way; shadows dispatch through it.
     dispatch.shadows = shadows
+    cancellation = Cancellation(ports, notifiers, ensembles)
+    batches: Batches | None = None
+    batch_driver: BatchDriver | None = None
+    if batch_store is not None and batch_queue is not None:
+        batches = Batches(ports, notifiers, batch_store, batch_queue, batch_source_buckets, bucket)
+        batch_driver = BatchDriver(
+            ports,
+            notifiers,
+            batch_store,
+            batch_queue,
+            dispatch,
+            cancellation,
+            batches,
+            events=events,
+            source_buckets=batch_source_buckets,
+            bucket=bucket,
+        )
     return UseCases(
         ports=ports,
         notifiers=notifiers,
@@ -146,11 +189,13 @@ def compose(
         dispatch=dispatch,
         completion=completion,
         ensembles=ensembles,
-        sweeping=Sweeping(ports, notifiers),
+        sweeping=Sweeping(ports, notifiers, batch_store, batch_queue),
         read_model=read_model,
         listing=Listing(ports, read_model),
-        cancellation=Cancellation(ports, notifiers, ensembles),
+        cancellation=cancellation,
         shadows=shadows,
+        batches=batches,
+        batch_driver=batch_driver,
     )
 
 
