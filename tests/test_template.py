@@ -48,7 +48,7 @@ ACTIONS_WITHOUT_RESOURCES = {
     "application-autoscaling:DescribeScalingActivities",
 }
 # The S3 layout of the design (section 4): every object the functions touch is under one of these.
-S3_PREFIXES = ("uploads/", "inputs/", "steps/", "outputs/", "failures/")
+S3_PREFIXES = ("uploads/", "inputs/", "steps/", "outputs/", "failures/", "batches/")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -212,6 +212,9 @@ def test_api_requires_iam_on_every_route_of_the_contract(transformed: dict[str, 
         ("GET", "/predictions/{prediction_id}"),
         ("POST", "/predictions/{prediction_id}/cancel"),
         ("POST", "/predictions/{prediction_id}/upload"),
+        ("POST", "/batches"),
+        ("GET", "/batches/{batch_id}"),
+        ("POST", "/batches/{batch_id}/cancel"),
     }
     for path, methods in paths.items():
         for method, operation in methods.items():
@@ -250,20 +253,54 @@ def test_sqs_event_sources_report_partial_batch_failures(transformed: dict[str, 
         assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
 
 
-def test_uploads_notify_the_input_queue(transformed: dict[str, Any]) -> None:
+def test_uploads_notify_the_input_queue_and_manifests_the_batch_queue(transformed: dict[str, Any]) -> None:
     # GIVEN the data bucket
     bucket = transformed["Resources"]["DataBucket"]
     configurations = bucket["Properties"]["NotificationConfiguration"]["QueueConfigurations"]
 
     # THEN only objects created under uploads/ are sent to InputQueue (not the accepted copies
     # the gateway writes to inputs/)
-    assert len(configurations) == 1
-    (config,) = configurations
-    assert config["Event"] == "s3:ObjectCreated:*"
-    assert ref_name(config["Queue"]) == "InputQueue"
-    assert config["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "uploads/"}]
-    # AND the queue policy letting S3 send exists before S3 validates the destination
-    assert "InputQueuePolicy" in as_list(bucket["DependsOn"])
+    by_queue = {ref_name(config["Queue"]): config for config in configurations}
+    assert set(by_queue) == {"InputQueue", "BatchQueue"} and len(configurations) == 2
+    uploads = by_queue["InputQueue"]
+    assert uploads["Event"] == "s3:ObjectCreated:*"
+    assert uploads["Filter"]["S3Key"]["Rules"] == [{"Name": "prefix", "Value": "uploads/"}]
+    # AND only batch manifests (batches/{id}/manifest.jsonl) to BatchQueue: not the accepted copy
+    # nor the result the driver writes beside it
+    manifests = by_queue["BatchQueue"]
+    assert manifests["Event"] == "s3:ObjectCreated:*"
+    assert manifests["Filter"]["S3Key"]["Rules"] == [
+        {"Name": "prefix", "Value": "batches/"},
+        {"Name": "suffix", "Value": "/manifest.jsonl"},
+    ]
+    # AND the queue policies letting S3 send exist before S3 validates the destinations
+    assert {"InputQueuePolicy", "BatchQueuePolicy"} <= set(as_list(bucket["DependsOn"]))
+
+
+def test_the_batch_queue_policy_admits_only_this_bucket_as_the_input_queues_does(resources: dict[str, Any]) -> None:
+    # GIVEN both queue policies S3 needs (AWS refuses a notification to a queue S3 may not send to)
+    (inputs,) = resources["InputQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (batches,) = resources["BatchQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+
+    # THEN the batch queue's admits S3, for this bucket of this account only, as the input queue's
+    assert resources["BatchQueuePolicy"]["Properties"]["Queues"] == [{"Ref": "BatchQueue"}]
+    assert batches["Principal"] == {"Service": "s3.amazonaws.com"} and batches["Action"] == "sqs:SendMessage"
+    assert ref_name(batches["Resource"]) == "BatchQueue"
+    assert batches["Condition"] == inputs["Condition"]
+
+
+def test_the_batch_driver_is_capped_so_batches_never_starve_single_predictions(resources: dict[str, Any]) -> None:
+    # GIVEN the batch driver
+    driver = resources["BatchDriverFunction"]["Properties"]
+    (event,) = driver["Events"].values()
+
+    # THEN its reserved concurrency caps it, and its event source never invokes past that cap
+    reserved = driver["ReservedConcurrentExecutions"]
+    assert 1 <= reserved <= 10
+    assert event["Properties"]["ScalingConfig"]["MaximumConcurrency"] <= reserved
+    # AND it may read client buckets only through the conditional statement of the listed ones
+    conditional = [p for p in driver["Policies"] if isinstance(p, dict) and "Fn::If" in p]
+    assert [p["Fn::If"][0] for p in conditional] == ["HasBatchSourceBuckets"]
 
 
 def test_input_queue_policy_admits_only_this_bucket(resources: dict[str, Any]) -> None:
@@ -555,7 +592,7 @@ def test_every_dead_letter_queue_raises_an_alarm(template: dict[str, Any]) -> No
         for f in functions(resources).values()
         if "DeadLetterQueue" in f["Properties"]
     }
-    assert dlqs == {"InputDLQ", "WebhookDLQ", "ShadowDLQ", "NotificationsDLQ", "SweeperDLQ"}
+    assert dlqs == {"InputDLQ", "WebhookDLQ", "ShadowDLQ", "NotificationsDLQ", "SweeperDLQ", "BatchDLQ"}
 
     # THEN an alarm fires on the first visible message of each
     watched = {}
@@ -735,16 +772,33 @@ def test_of_the_api_functions_only_cancel_prediction_ends_predictions(resources:
     # AND new-prediction creates and renews (UpdateItem) but ends nothing
     assert "dynamodb:UpdateItem" in submit and not ending & set(submit)
     # AND cancel-prediction updates records, stops only this stack's ensemble executions, queues only
-    # webhooks, puts events on the gateway's bus, and only reads objects (the decision record's
-    # digests of an input and output)
-    assert cancel["dynamodb:UpdateItem"] == {"<PredictionsTable>"}
-    assert "dynamodb:PutItem" not in cancel
+    # webhooks, puts events on the gateway's bus, only reads objects (the decision record's digests
+    # of an input and output), and counts a cancelled batch item into its batch (its outcome entry
+    # and count, one transaction)
+    assert cancel["dynamodb:UpdateItem"] == {"<PredictionsTable>", "<BatchesTable>"}
+    assert cancel["dynamodb:PutItem"] == {"<BatchesTable>"}
     assert {a for a in cancel if a.startswith(("s3:", "kms:"))} == {"s3:GetObject", "kms:Decrypt"}
     assert cancel["firehose:PutRecordBatch"] == {"<AuditStream>"}
     assert cancel["states:StopExecution"] == _grants(resources["SweeperFunction"])["states:StopExecution"]
-    assert cancel["sqs:SendMessage"] == {"<WebhookQueue>"}
+    assert cancel["sqs:SendMessage"] == {"<WebhookQueue>", "<BatchQueue>"}
     assert cancel["events:PutEvents"] == {"<EventBus>"}
     assert cancel["dynamodb:Query"] == {"*/index/by-parent"}
+
+
+def test_the_batches_api_function_records_batches_and_ticks_the_driver_but_runs_nothing(
+    resources: dict[str, Any],
+) -> None:
+    # GIVEN what the batches function may do
+    granted = _grants(resources["BatchesFunction"])
+
+    # THEN it writes only the batches table, sends only ticks, and signs only batches/ objects
+    assert {r for a, rs in granted.items() if a in ("dynamodb:PutItem", "dynamodb:UpdateItem") for r in rs} == {
+        "<BatchesTable>"
+    }
+    assert granted["sqs:SendMessage"] == {"<BatchQueue>"}
+    assert granted["s3:PutObject"] == granted["s3:GetObject"] == {"arn:*:s3:::*/batches/*"}
+    # AND it invokes no model, starts or stops no execution, publishes nothing
+    assert not {a for a in granted if a.startswith(("sagemaker:", "states:", "events:"))}
 
 
 def test_shadows_are_queued_where_they_start_and_dispatched_by_a_function_that_ends_nothing_else(
@@ -757,7 +811,7 @@ def test_shadows_are_queued_where_they_start_and_dispatched_by_a_function_that_e
     queueing = {name for name, granted in grants.items() if "<ShadowQueue>" in granted.get("sqs:SendMessage", set())}
 
     # THEN they are the two that dispatch predictions and steps, and each is told the queue's URL
-    assert queueing == {"ProcessInputFunction", "GetTransformCallFunction"}
+    assert queueing == {"ProcessInputFunction", "GetTransformCallFunction", "BatchDriverFunction"}
     for name in queueing:
         variables = resources[name]["Properties"]["Environment"]["Variables"]
         assert ref_name(variables["SHADOW_QUEUE_URL"]) == "ShadowQueue", name
@@ -1010,6 +1064,7 @@ def test_every_function_that_finishes_predictions_may_publish_their_events_and_n
             "NotificationsFunction",
             "SweeperFunction",
             "CancelPredictionFunction",
+            "BatchDriverFunction",
         }
     )
     for name in publishing:

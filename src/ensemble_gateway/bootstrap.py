@@ -18,6 +18,8 @@ from .settings import Settings, get_settings
 if TYPE_CHECKING:
     from .adapters.dynamodb import DynamoClientDirectory
     from .domain.auth import Authenticator
+    from .domain.batch_driver import BatchDriver
+    from .domain.batches import Batches
     from .domain.cancellation import Cancellation
     from .domain.completion import Completion
     from .domain.delivery import WebhookDelivery
@@ -25,7 +27,15 @@ if TYPE_CHECKING:
     from .domain.intake import Intake
     from .domain.lifecycle import Gateway, UseCases
     from .domain.listing import Listing
-    from .domain.ports import AuditSink, EventPublisher, GatewayPorts, MetricsSink, ShadowQueue
+    from .domain.ports import (
+        AuditSink,
+        BatchQueue,
+        BatchStore,
+        EventPublisher,
+        GatewayPorts,
+        MetricsSink,
+        ShadowQueue,
+    )
     from .domain.read_model import ReadModel
     from .domain.shadows import Shadows
     from .domain.steps import EnsembleSteps
@@ -108,16 +118,33 @@ def build_metrics() -> MetricsSink:
     return EmfMetrics()
 
 
+def build_batch_ports(settings: Settings) -> tuple[BatchStore | None, BatchQueue | None]:
+    """The batches table and the batch queue (``BATCHES_TABLE``, ``BATCH_QUEUE_URL``); None where
+    they are not configured (clients are created on first use: a function that never ends a batch
+    item never pays for them)."""
+    if not settings.batches_table or not settings.batch_queue_url:
+        return None, None
+    from .adapters.dynamodb import DynamoBatchStore
+    from .adapters.messaging import SqsBatchQueue
+
+    return DynamoBatchStore(settings.batches_table), SqsBatchQueue(settings.batch_queue_url)
+
+
 def build_use_cases(settings: Settings, logger: object = None) -> UseCases:
     """Every use case, over one set of ports wired to AWS."""
     from .domain.lifecycle import compose
 
+    batch_store, batch_queue = build_batch_ports(settings)
     return compose(
         build_ports(settings, logger),
         events=build_event_publisher(settings),
         shadow_queue=build_shadow_queue(settings),
         audit_sink=build_audit_sink(settings),
         metrics=build_metrics(),
+        batch_store=batch_store,
+        batch_queue=batch_queue,
+        bucket=settings.bucket,
+        batch_source_buckets=settings.batch_source_buckets,
     )
 
 
@@ -167,6 +194,26 @@ def shadows() -> Shadows:
     return use_cases().shadows
 
 
+def batches() -> Batches:
+    """The batches use case (raises ``SettingsError`` where the gateway has no batches)."""
+    built = use_cases().batches
+    if built is None:
+        from .settings import SettingsError
+
+        raise SettingsError("invalid configuration: BATCHES_TABLE and BATCH_QUEUE_URL are required for batches")
+    return built
+
+
+def batch_driver() -> BatchDriver:
+    """The batch driver (raises ``SettingsError`` where the gateway has no batches)."""
+    built = use_cases().batch_driver
+    if built is None:
+        from .settings import SettingsError
+
+        raise SettingsError("invalid configuration: BATCHES_TABLE and BATCH_QUEUE_URL are required for batches")
+    return built
+
+
 @functools.cache
 def gateway() -> Gateway:
     """The facade over this process's use cases (the same objects the handlers call)."""
@@ -202,6 +249,7 @@ def webhook_delivery() -> WebhookDelivery:
         sender=HttpWebhookSender(),
         auditing=built.auditing,
         metering=built.metering,
+        batches=built.batches,
     )
 
 

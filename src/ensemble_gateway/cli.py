@@ -39,20 +39,23 @@ LEGACY_DIR = ".local-runtime"
 
 DESCRIPTION = """\
 Run the Ensemble Gateway on this machine (local, demo), and use a gateway, local or deployed:
-predictions (predict, upload, status, list, cancel, result), services, clients and the audit trail."""
+predictions (predict, upload, status, list, cancel, result), batches (batch), services, clients and the
+audit trail."""
 
 EPILOG = """\
 exit status:
-  0    done; for predict --wait, upload --wait, status and result: the prediction COMPLETED
-  1    the prediction ended FAILED, EXPIRED or CANCELLED
+  0    done; for predict --wait, upload --wait, status and result: the prediction COMPLETED;
+       for batch --wait and batch status: the batch COMPLETED (every item)
+  1    the prediction ended FAILED, EXPIRED or CANCELLED; the batch ended
+       COMPLETED_WITH_FAILURES, FAILED or CANCELLED (batch --wait, batch status)
   2    usage or input error: bad arguments, a missing or unreadable file, no local runtime
        running, or a request the gateway refused (unknown service or prediction, bad input,
        a version change it cannot make: `services approve|traffic|promote|...`)
   3    the prediction is still running: predict --wait past its --timeout, or status or
-       result of a prediction that has not finished
+       result of a prediction (or batch status|result of a batch) that has not finished
   4    the gateway cannot be reached or did not serve the request (connection refused or
        reset, no answer in time, 429, 5xx)
-  130  interrupted (Ctrl-C); a prediction being waited for keeps running
+  130  interrupted (Ctrl-C); a prediction or batch being waited for keeps running
   141  the output was closed early (e.g. `| head`)
 
 the local runtime:
@@ -1902,6 +1905,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .audit_cli import add_audit_commands
 
     add_audit_commands(sub, common, aws_target=_aws_target, cli_error=CliError)
+
+    from .batch_cli import add_batch_commands
+
+    add_batch_commands(sub, common, api_target=_api_target, cli_error=CliError, client_error_exit=_client_error_exit)
     return parser
 
 
@@ -2009,7 +2016,9 @@ def _add_version_commands(services: Any, common: argparse.ArgumentParser) -> Non
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit status (see :data:`EPILOG`)."""
     # argparse answers usage errors itself: a message and exit status 2.
-    args = build_parser().parse_args(argv)
+    from .batch_cli import batch_argv
+
+    args = build_parser().parse_args(batch_argv(sys.argv[1:] if argv is None else argv))
     from .client import GatewayClientError
     from .domain.errors import GatewayError
 

@@ -7,10 +7,14 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urlencode
 
 TERMINAL = ("COMPLETED", "FAILED", "EXPIRED", "CANCELLED")
+# The statuses of a batch that has ended (PENDING_UPLOAD and RUNNING have not).
+BATCH_TERMINAL = ("COMPLETED", "COMPLETED_WITH_FAILURES", "FAILED", "CANCELLED")
+# The media type of a batch's manifest and of its result file (JSON Lines).
+JSON_LINES = "application/x-ndjson"
 
 # What API Gateway (and the local API front end, like it) answers for a path no route serves.
 _NO_ROUTE = "Missing Authentication Token"
@@ -307,6 +311,188 @@ class GatewayClient:
             code, message = _s3_error(response.text)
             raise GatewayClientError(response.status_code, code or "DownloadFailed", message)
         return bytes(response.content)
+
+    def download_to(self, document: dict[str, Any], target: BinaryIO, chunk_size: int = 1 << 16) -> int:
+        """Stream the file a document's ``result.url`` names into ``target``; the bytes written.
+
+        For a batch's result file, which can be large: it is never held in memory whole.
+
+        Raises
+        ------
+        GatewayClientError
+            The URL was refused (expired: get the document again for a fresh one).
+        GatewayUnreachableError
+            The connection broke during the download (``target`` then holds a part of it).
+        """
+        import requests
+
+        response = self._send("GET", document["result"]["url"], stream=True)
+        with response:
+            if response.status_code >= 300:
+                code, message = _s3_error(response.text)
+                raise GatewayClientError(response.status_code, code or "DownloadFailed", message)
+            written = 0
+            try:
+                for chunk in response.iter_content(chunk_size):
+                    target.write(chunk)
+                    written += len(chunk)
+            except requests.RequestException as error:
+                where = str(document["result"]["url"]).split("?", 1)[0]
+                raise GatewayUnreachableError(where, f"the download broke off: {type(error).__name__}") from None
+        return written
+
+    # -- batches ---------------------------------------------------------------------------
+    def submit_batch(
+        self,
+        service: str,
+        *,
+        manifest_uri: str | None = None,
+        content_type: str | None = None,
+        max_concurrency: int | None = None,
+        tolerated_failure_percent: int | None = None,
+        webhook_url: str | None = None,
+        metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """``POST /batches``: the accepted batch, with the ``upload`` form of its manifest.
+
+        Parameters
+        ----------
+        service
+            The service every item goes to.
+        manifest_uri
+            ``s3://bucket/key`` of a manifest the gateway can read (on AWS); None: the answer
+            carries an ``upload`` form for it (:meth:`upload_manifest`).
+        content_type
+            The items' media type (default: the service's first).
+        max_concurrency
+            At most this many items running at once (1-100; the gateway's default: 10).
+        tolerated_failure_percent
+            The share of failed items (0-100) above which the batch ends ``FAILED`` (default 0).
+        webhook_url
+            Notified once, when the batch ends.
+        metadata
+            Copied to every item (with ``batch_id`` and ``line``).
+        idempotency_key
+            The same key and body give the same batch.
+        extra
+            Other body fields, sent as given.
+
+        Returns
+        -------
+        dict
+            ``{batch_id, service, status, created_at, upload}`` (``upload`` None with a
+            ``manifest_uri``, or on a replay once the manifest arrived).
+        """
+        body: dict[str, Any] = {"service": service}
+        if manifest_uri:
+            body["manifest_uri"] = manifest_uri
+        if content_type:
+            body["content_type"] = content_type
+        if max_concurrency is not None:
+            body["max_concurrency"] = max_concurrency
+        if tolerated_failure_percent is not None:
+            body["tolerated_failure_percent"] = tolerated_failure_percent
+        if webhook_url:
+            body["notification"] = {"webhook": {"url": webhook_url}}
+        if metadata:
+            body["metadata"] = metadata
+        body.update(extra or {})
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return dict(self._request("POST", "/batches", body, headers))
+
+    def upload_manifest(self, upload: dict[str, Any], data: bytes) -> None:
+        """Send a batch's manifest (JSON Lines) through the ``upload`` form of :meth:`submit_batch`.
+
+        Raises
+        ------
+        GatewayClientError
+            S3 refused it (too large for the form, the form expired...).
+        """
+        fields = dict(upload.get("fields") or {})
+        self.upload(upload, data, fields.get("Content-Type") or JSON_LINES)
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        """``GET /batches/{id}``: the batch's status, counts, times and, once it has ended, ``result``.
+
+        Raises
+        ------
+        GatewayClientError
+            404 for an unknown batch (or another client's).
+        """
+        return dict(self._request("GET", f"/batches/{_segment(batch_id)}"))
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """``POST /batches/{id}/cancel``: the batch's document, ``CANCELLED``.
+
+        Raises
+        ------
+        GatewayClientError
+            409 when the batch had already ended; 404 when it is unknown.
+        """
+        return dict(self._request("POST", f"/batches/{_segment(batch_id)}/cancel"))
+
+    def wait_batch(
+        self,
+        batch_id: str,
+        *,
+        timeout: float | None = None,
+        interval: float = 1.0,
+        max_interval: float = 2.0,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        retries: int = 5,
+    ) -> dict[str, Any]:
+        """Poll ``GET /batches/{id}`` until the batch has finished (or ``timeout`` passes: the last document).
+
+        Finished: as :func:`batch_finished` says, its result file written. A batch ``CANCELLED``
+        or ``FAILED`` has that status at once, while its running items still end.
+
+        The polls are ``interval`` apart, growing by half each time up to ``max_interval``;
+        ``on_progress`` gets every document, the last one included. A batch can run for hours:
+        up to ``retries`` polls in a row answered 429 or 5xx are waited out (the next poll is the
+        retry); a gateway that cannot be reached at all ends the wait at once.
+
+        Raises
+        ------
+        GatewayClientError
+            The poll was refused (404...), or ``retries`` + 1 polls in a row failed.
+        GatewayUnreachableError
+            Nothing answered.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pause = interval
+        failures = 0
+        document = self.batch(batch_id)
+        while not batch_finished(document) and (deadline is None or time.monotonic() < deadline):
+            if on_progress and failures == 0:
+                on_progress(document)
+            left = pause if deadline is None else min(pause, deadline - time.monotonic())
+            time.sleep(max(0.0, left))
+            pause = min(pause * 1.5, max(max_interval, interval))
+            try:
+                document = self.batch(batch_id)
+                failures = 0
+            except GatewayUnreachableError:
+                raise
+            except GatewayClientError as error:
+                failures += 1
+                if not (error.status == 429 or error.status >= 500) or failures > retries:
+                    raise
+        if on_progress:
+            on_progress(document)
+        return document
+
+
+def batch_finished(document: dict[str, Any]) -> bool:
+    """Whether a ``GET /batches/{id}`` document is final: an ending status, and its result written.
+
+    A ``FAILED`` or ``CANCELLED`` batch has its status first; ``finished_at`` (and ``result``)
+    once the items still running have ended and the result file is written.
+    """
+    if document.get("status") not in BATCH_TERMINAL:
+        return False
+    return bool(document.get("finished_at") or document.get("result"))
 
 
 def _segment(value: str) -> str:

@@ -1,7 +1,7 @@
 """The OpenAPI document of the public API, built from the handlers' own routes and models.
 
-Powertools generates one document per resolver; the API has three (new-prediction, results and
-cancel-prediction), so they are merged here, and the error answers the handlers really give
+Powertools generates one document per resolver; the API has four (new-prediction, results,
+cancel-prediction and batches), so they are merged here, and the error answers the handlers really give
 (``ErrorDocument`` with 400, 401, 404, 409, 422) replace the framework's default validation
 response. Parameters the handlers read themselves (query strings, headers) are added here.
 """
@@ -15,7 +15,10 @@ from pydantic import BaseModel
 
 from . import __version__
 from .domain.api import (
+    BatchDocument,
     ErrorDocument,
+    NewBatchRequest,
+    NewBatchResponse,
     NewPredictionRequest,
     NewPredictionResponse,
     PredictionDocument,
@@ -63,6 +66,27 @@ ERRORS = {
         }
     },
     "/services": {"get": {"401": "Unauthenticated"}},
+    "/batches": {
+        "post": {
+            "400": "Invalid request (the message names the field), or a manifest_uri in a bucket the gateway "
+            "does not read",
+            "401": "Unauthenticated",
+            "404": "Unknown service",
+            "409": "Idempotency-Key reused with another body",
+            "415": "The body is not application/json",
+            "422": "Service inactive",
+        }
+    },
+    "/batches/{batch_id}": {"get": {"401": "Unauthenticated", "404": "Unknown batch"}},
+    "/batches/{batch_id}/cancel": {
+        "post": {
+            "400": "A body was sent (this request takes none)",
+            "401": "Unauthenticated",
+            "404": "Unknown batch",
+            "409": "The batch had already ended (COMPLETED, COMPLETED_WITH_FAILURES or FAILED)",
+            "415": "The body is not application/json",
+        }
+    },
 }
 SUCCESS: dict[tuple[str, str], tuple[str, str, type[BaseModel]]] = {
     ("/predictions", "post"): ("202", "Accepted: upload the input with the presigned POST", NewPredictionResponse),
@@ -79,6 +103,18 @@ SUCCESS: dict[tuple[str, str], tuple[str, str, type[BaseModel]]] = {
         UploadRenewalDocument,
     ),
     ("/services", "get"): ("200", "The active services", ServiceListDocument),
+    ("/batches", "post"): (
+        "202",
+        "Accepted: upload the manifest with the presigned POST (unless manifest_uri was given)",
+        NewBatchResponse,
+    ),
+    ("/batches/{batch_id}", "get"): ("200", "The batch: status, counts, and its result when finished", BatchDocument),
+    ("/batches/{batch_id}/cancel", "post"): (
+        "200",
+        "The batch, CANCELLED (also when it was cancelled already); its result follows once its running items "
+        "are cancelled",
+        BatchDocument,
+    ),
 }
 # GET /predictions: read by domain/listing.py (ListRequest.from_query), which checks the same.
 LIST_PARAMETERS: list[dict[str, Any]] = [
@@ -130,7 +166,7 @@ def _add_model(components: dict[str, Any], model: type[BaseModel]) -> dict[str, 
 
 def openapi_document() -> dict[str, Any]:
     """The merged OpenAPI 3.1 document of every route of the API."""
-    from .handlers import cancel_prediction, new_prediction, results
+    from .handlers import batches, cancel_prediction, new_prediction, results
 
     merged: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -143,7 +179,7 @@ def openapi_document() -> dict[str, Any]:
         "paths": {},
         "components": {"schemas": {}},
     }
-    for app in (new_prediction.app, results.app, cancel_prediction.app):
+    for app in (new_prediction.app, results.app, cancel_prediction.app, batches.app):
         document = json.loads(app.get_openapi_json_schema(title=TITLE, version=__version__))
         # By method: two functions serve /predictions (POST and GET).
         for path, operations in document.get("paths", {}).items():
@@ -170,21 +206,26 @@ def openapi_document() -> dict[str, Any]:
         "required": True,
         "content": {"application/json": {"schema": _add_model(schemas, NewPredictionRequest)}},
     }
-    merged["paths"]["/predictions"]["post"]["parameters"] = [
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "description": "The same key and body within 24 h return the same prediction",
-            # What domain/request_json.py accepts: 1 to 255 visible ASCII characters.
-            "schema": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
-                "pattern": "^[!-~]+$",
-            },
-        }
-    ]
+    merged["paths"]["/batches"]["post"]["requestBody"] = {
+        "required": True,
+        "content": {"application/json": {"schema": _add_model(schemas, NewBatchRequest)}},
+    }
+    for path, what in (("/predictions", "prediction"), ("/batches", "batch")):
+        merged["paths"][path]["post"]["parameters"] = [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": f"The same key and body within 24 h return the same {what}",
+                # What domain/request_json.py accepts: 1 to 255 visible ASCII characters.
+                "schema": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": MAX_IDEMPOTENCY_KEY_LENGTH,
+                    "pattern": "^[!-~]+$",
+                },
+            }
+        ]
     merged["paths"]["/predictions"]["get"]["parameters"] = LIST_PARAMETERS
     merged["components"]["securitySchemes"] = {
         "sigv4": {

@@ -27,6 +27,11 @@ class Settings(BaseModel):
     webhook_dlq_url: str = Field(alias="WEBHOOK_DLQ_URL")
     # The queue of shadow dispatches (the functions that start shadows); unset: no shadow is started.
     shadow_queue_url: str | None = Field(alias="SHADOW_QUEUE_URL", default=None)
+    # The batches and the batch driver's queue; unset: the gateway has no batches (POST /batches is a 404).
+    batches_table: str | None = Field(alias="BATCHES_TABLE", default=None)
+    batch_queue_url: str | None = Field(alias="BATCH_QUEUE_URL", default=None)
+    # Buckets (comma-separated) whose objects clients may name in a batch; unset: none (uploads only).
+    batch_source_buckets: tuple[str, ...] = Field(alias="BATCH_SOURCE_BUCKETS", default=())
     # The gateway's EventBridge bus ({"eventbridge": {}} notifications); unset: such requests are refused.
     event_bus_name: str | None = Field(alias="EVENT_BUS_NAME", default=None)
     # The Firehose stream of decision records (the audit trail); unset: no records are written.
@@ -47,7 +52,7 @@ class Settings(BaseModel):
     # Per-call X-Ray subsegments through Powertools' Tracer (costly at cold start; see observability.py).
     xray_sdk_tracing: bool = Field(alias="XRAY_SDK_TRACING", default=False)
 
-    @field_validator("webhook_forbidden_loopback_ports", mode="before")
+    @field_validator("webhook_forbidden_loopback_ports", "batch_source_buckets", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -17,7 +17,18 @@ from typing import Any
 from ensemble_gateway.domain.delivery import WebhookDelivery, WebhookResponse
 from ensemble_gateway.domain.errors import WebhookTransportError
 from ensemble_gateway.domain.lifecycle import Gateway, UseCases, compose
-from ensemble_gateway.domain.models import Client, Prediction, PredictionStatus, Service, ShadowOutcome, StepOutcome
+from ensemble_gateway.domain.models import (
+    Batch,
+    BatchOutcome,
+    BatchStatus,
+    Client,
+    LineRange,
+    Prediction,
+    PredictionStatus,
+    Service,
+    ShadowOutcome,
+    StepOutcome,
+)
 from ensemble_gateway.domain.ports import (
     GatewayConfig,
     GatewayPorts,
@@ -294,6 +305,7 @@ class FakeObjectStore:
         self.bucket = bucket
         self.objects: dict[str, tuple[bytes, str]] = {}
         self.presigned_uploads: list[tuple[str, str, int, int]] = []
+        self.range_reads = 0
 
     def presign_upload(self, key: str, content_type: str, max_bytes: int, expires_in: int) -> PresignedUpload:
         self.presigned_uploads.append((key, content_type, max_bytes, expires_in))
@@ -334,6 +346,19 @@ class FakeObjectStore:
     def put_upload(self, key: str, body: bytes, content_type: str = "application/json") -> str:
         """What the client's upload leaves in the bucket."""
         return self.write(key, body, content_type)
+
+    def read_range(self, uri: str, start: int, end: int) -> bytes:
+        self.range_reads += 1
+        if uri not in self.objects:
+            raise LookupError(f"no object at {uri}")
+        return self.objects[uri][0][start : end + 1]
+
+    def copy_from(self, source_uri: str, key: str) -> StoredObject | None:
+        source = self.objects.get(source_uri)
+        if source is None:
+            return None
+        self.objects[f"s3://{self.bucket}/{key}"] = source
+        return StoredObject(sha256=hashlib.sha256(source[0]).hexdigest(), size=len(source[0]))
 
 
 class FakeAuditSink:
@@ -473,6 +498,164 @@ class FakeWebhookQueue:
         """Receive (and remove) every queued job."""
         jobs = [job for job, _ in self.jobs]
         self.jobs.clear()
+        return jobs
+
+
+class FakeBatchStore:
+    """Batches and their items' outcomes, with DynamoBatchStore's conditions: the cursor moves
+    from the value read, an outcome is recorded (and counted) once, statuses move conditionally."""
+
+    COUNTERS = {
+        PredictionStatus.COMPLETED: "completed",
+        PredictionStatus.FAILED: "failed",
+        PredictionStatus.EXPIRED: "failed",
+        PredictionStatus.CANCELLED: "cancelled",
+        PredictionStatus.SKIPPED: "cancelled",
+    }
+
+    def __init__(self, clock: Callable[[], datetime]) -> None:
+        self.clock = clock
+        self.records: dict[str, dict[str, Any]] = {}
+        self.lines: dict[str, dict[int, BatchOutcome]] = {}
+        self.idempotency: dict[tuple[str, str], str] = {}
+        # Raised by the next record_outcome (a crash of the store mid-batch), then cleared.
+        self.fail_next_outcome: Exception | None = None
+
+    def _load(self, batch_id: str) -> Batch | None:
+        item = self.records.get(batch_id)
+        return Batch.model_validate(item) if item is not None else None
+
+    def _apply(self, batch_id: str, changes: Mapping[str, Any]) -> Batch:
+        item = self.records[batch_id]
+        for name, value in changes.items():
+            if value is None:
+                item.pop(name, None)
+            elif hasattr(value, "model_dump"):
+                item[name] = value.model_dump(mode="json")
+            else:
+                item[name] = value
+        item["updated_at"] = self.clock()
+        loaded = self._load(batch_id)
+        assert loaded is not None
+        return loaded
+
+    def create(self, batch: Batch) -> bool:
+        key = (batch.owner, batch.idempotency_key) if batch.idempotency_key else None
+        if batch.batch_id in self.records or (key is not None and key in self.idempotency):
+            return False
+        self.records[batch.batch_id] = batch.model_dump(mode="json")
+        if key is not None:
+            self.idempotency[key] = batch.batch_id
+        return True
+
+    def get(self, batch_id: str) -> Batch | None:
+        return self._load(batch_id)
+
+    def find_by_idempotency_key(self, owner: str, key: str) -> Batch | None:
+        batch_id = self.idempotency.get((owner, key))
+        return self._load(batch_id) if batch_id else None
+
+    def transition(
+        self,
+        batch_id: str,
+        from_statuses: Iterable[BatchStatus],
+        to_status: BatchStatus,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Batch | None:
+        current = self._load(batch_id)
+        if current is None or current.status not in set(from_statuses):
+            return None
+        return self._apply(batch_id, {**(changes or {}), "status": to_status.value})
+
+    def update(self, batch_id: str, changes: Mapping[str, Any]) -> None:
+        if batch_id in self.records:
+            self._apply(batch_id, changes)
+
+    def take_lines(self, batch_id: str, expected_next_line: int, taken: LineRange, next_offset: int) -> Batch | None:
+        current = self._load(batch_id)
+        if (
+            current is None
+            or current.status is not BatchStatus.RUNNING
+            or current.next_line != expected_next_line
+            or current.pending_range is not None
+        ):
+            return None
+        now = self.clock()
+        return self._apply(
+            batch_id,
+            {
+                "next_line": expected_next_line + taken.count,
+                "next_offset": next_offset,
+                "pending_range": taken,
+                "due_at": now + timedelta(seconds=120),
+            },
+        )
+
+    def release_lines(self, batch_id: str, first_line: int) -> None:
+        current = self._load(batch_id)
+        if current is not None and current.pending_range is not None and current.pending_range.first_line == first_line:
+            self._apply(batch_id, {"pending_range": None})
+
+    def record_outcome(self, batch_id: str, outcome: BatchOutcome, now: datetime) -> bool:
+        if self.fail_next_outcome is not None:
+            error, self.fail_next_outcome = self.fail_next_outcome, None
+            raise error
+        if batch_id not in self.records:
+            return False
+        lines = self.lines.setdefault(batch_id, {})
+        if outcome.line in lines:
+            return False
+        lines[outcome.line] = outcome.model_copy(deep=True)
+        counter = self.COUNTERS[outcome.status]
+        item = self.records[batch_id]
+        item[counter] = int(item.get(counter, 0)) + 1
+        item["due_at"] = (now + timedelta(seconds=120)).isoformat()
+        return True
+
+    def outcomes(self, batch_id: str) -> list[BatchOutcome]:
+        return [self.lines[batch_id][line].model_copy(deep=True) for line in sorted(self.lines.get(batch_id, {}))]
+
+    def due(self, status: BatchStatus, now: datetime, limit: int) -> list[Batch]:
+        found = [
+            batch
+            for batch in (self._load(batch_id) for batch_id in self.records)
+            if batch is not None and batch.status is status and batch.due_at is not None and batch.due_at < now
+        ]
+        return sorted(found, key=lambda b: b.due_at or now)[:limit]
+
+    def append_webhook_attempt(self, batch_id: str, attempt: Mapping[str, Any]) -> None:
+        self.records[batch_id].setdefault("webhook_attempts", []).append(dict(attempt))
+
+    def claim_webhook(self, batch_id: str, event_type: str, now: datetime, lease_seconds: int) -> bool:
+        leases = self.records[batch_id].setdefault("_leases", {})
+        held = leases.get(event_type)
+        if held is not None and held >= now:
+            return False
+        leases[event_type] = now + timedelta(seconds=lease_seconds)
+        return True
+
+    def release_webhook(self, batch_id: str, event_type: str) -> None:
+        self.records[batch_id].get("_leases", {}).pop(event_type, None)
+
+    def running_items(self, predictions: FakePredictionStore, batch_id: str) -> int:
+        """How many of the batch's items are RUNNING in the prediction store right now."""
+        prefix = f"{batch_id}-"
+        return sum(
+            1 for pid, item in predictions.records.items() if pid.startswith(prefix) and item["status"] == "RUNNING"
+        )
+
+
+class FakeBatchQueue:
+    """The batch queue: ticks pile up until a test (playing the driver function) takes them."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, Any]] = []
+
+    def enqueue(self, job: Mapping[str, Any]) -> None:
+        self.jobs.append(dict(job))
+
+    def take(self) -> list[dict[str, Any]]:
+        jobs, self.jobs = self.jobs, []
         return jobs
 
 
@@ -641,6 +824,19 @@ class World:
     # None: a gateway without an audit store (records stay pending).
     audit: FakeAuditSink | None = None
     metrics: FakeMetricsSink | None = None
+    batch_store: FakeBatchStore | None = None
+    batch_queue: FakeBatchQueue = field(default_factory=FakeBatchQueue)
+
+    def run_batch_ticks(self, limit: int = 10_000) -> int:
+        """Play the batch-driver function: run every queued tick (and those they queue); how many."""
+        driver = self.use_cases.batch_driver
+        assert driver is not None
+        ran = 0
+        while self.batch_queue.jobs and ran < limit:
+            job = self.batch_queue.jobs.pop(0)
+            driver.tick(job["batch_id"], reconcile=bool(job.get("reconcile")))
+            ran += 1
+        return ran
 
     @property
     def use_cases(self) -> UseCases:
@@ -699,6 +895,8 @@ def make_world(
     directory = FakeClients(clients)
     events = FakeEventPublisher() if event_bus else None
     shadow_queue = FakeShadowQueue()
+    batch_store = FakeBatchStore(clock)
+    batch_queue = FakeBatchQueue()
     ports = GatewayPorts(
         config=GatewayConfig(
             region="us-east-1",
@@ -719,7 +917,17 @@ def make_world(
     audit_sink = FakeAuditSink() if audit else None
     metrics_sink = FakeMetricsSink() if metrics else None
     gateway = Gateway(
-        compose(ports, events=events, shadow_queue=shadow_queue, audit_sink=audit_sink, metrics=metrics_sink)
+        compose(
+            ports,
+            events=events,
+            shadow_queue=shadow_queue,
+            audit_sink=audit_sink,
+            metrics=metrics_sink,
+            batch_store=batch_store,
+            batch_queue=batch_queue,
+            bucket=BUCKET,
+            batch_source_buckets=("client-data",),
+        )
     )
     return World(
         clock,
@@ -736,4 +944,6 @@ def make_world(
         shadow_queue=shadow_queue,
         audit=audit_sink,
         metrics=metrics_sink,
+        batch_store=batch_store,
+        batch_queue=batch_queue,
     )

@@ -26,6 +26,8 @@ ENVIRONMENT = {
     "BUCKET": "bucket",
     "WEBHOOK_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks",
     "WEBHOOK_DLQ_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/webhooks-dlq",
+    "BATCHES_TABLE": "batches",
+    "BATCH_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/batches",
     # As template.yaml's Globals set it (checked below).
     "PYDANTIC_DISABLE_PLUGINS": "__all__",
 }
@@ -68,6 +70,16 @@ HANDLERS: dict[str, set[str]] = {
     "webhook_delivery": PREDICTION,
     "sweeper": set(),
     "shadow_dispatch": set(),
+    "batches": ERROR
+    | {
+        "NewBatchRequest",
+        "NewBatchResponse",
+        "UploadDocument",
+        "BatchDocument",
+        "BatchCountsDocument",
+        "ResultDocument",
+    },
+    "batch_driver": set(),
 }
 
 

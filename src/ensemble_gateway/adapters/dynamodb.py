@@ -13,7 +13,19 @@ from pydantic import BaseModel
 
 # Re-exported: the hash is the domain's (domain/auth.py); callers once imported it from here.
 from ..domain.auth import hash_api_key as hash_api_key
-from ..domain.models import Client, Prediction, PredictionStatus, Service, ShadowOutcome, StepOutcome, utcnow
+from ..domain.models import (
+    Batch,
+    BatchOutcome,
+    BatchStatus,
+    Client,
+    LineRange,
+    Prediction,
+    PredictionStatus,
+    Service,
+    ShadowOutcome,
+    StepOutcome,
+    utcnow,
+)
 from ..domain.ports import PageCursor, PredictionPage, PredictionQuery
 from .aws import LazyClient, error_code
 
@@ -701,3 +713,278 @@ class DynamoClientDirectory:
 
 def dumps(value: Any) -> str:
     return json.dumps(_to_item(value), default=str)
+
+
+#: The sort key of a batch's own record, and the prefix of its items' outcomes (``line#000001``).
+BATCH_ENTRY = "batch"
+_LINE_PREFIX = "line#"
+_BATCH_COUNTERS = {
+    PredictionStatus.COMPLETED: "completed",
+    PredictionStatus.FAILED: "failed",
+    PredictionStatus.EXPIRED: "failed",
+    PredictionStatus.CANCELLED: "cancelled",
+    PredictionStatus.SKIPPED: "cancelled",
+}
+# A batch is looked at again by the sweeper this long after its last progress.
+_BATCH_STALL_SECONDS = 120
+
+
+class DynamoBatchStore:
+    """Batches (hash ``batch_id``, range ``entry``): the batch's record (``entry`` = ``batch``)
+    and one entry per item outcome (``line#000001``...: a Query reads them in line order), plus
+    idempotency markers (``idem#...``). The index ``by-status-due`` (status, due_at) is the
+    sweeper's work list; only batch records carry those attributes."""
+
+    def __init__(self, table_name: str, client: Any = None) -> None:
+        self.table = DynamoTable(table_name, client)
+
+    def _key(self, batch_id: str, entry: str = BATCH_ENTRY) -> dict[str, Any]:
+        return self.table.serialize({"batch_id": batch_id, "entry": entry})
+
+    def create(self, batch: Batch) -> bool:
+        item = {"entry": BATCH_ENTRY, **batch.model_dump()}
+        put = {
+            "TableName": self.table.table_name,
+            "Item": self.table.serialize(item),
+            "ConditionExpression": "attribute_not_exists(batch_id)",
+        }
+        client = self.table.client
+        try:
+            if batch.idempotency_key:
+                now = utcnow()
+                marker = {
+                    "batch_id": _idempotency_item_id(batch.owner, batch.idempotency_key),
+                    "entry": "idem",
+                    "target": batch.batch_id,
+                    "expires_at": int((now + timedelta(hours=24)).timestamp()),
+                }
+                client.transact_write_items(
+                    TransactItems=[
+                        {"Put": put},
+                        {
+                            "Put": {
+                                "TableName": self.table.table_name,
+                                "Item": self.table.serialize(marker),
+                                "ConditionExpression": "attribute_not_exists(batch_id) OR expires_at <= :now",
+                                "ExpressionAttributeValues": {":now": {"N": str(int(now.timestamp()))}},
+                            }
+                        },
+                    ]
+                )
+            else:
+                client.put_item(**put)
+        except Exception as error:
+            if error_code(error) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+                return False
+            raise
+        return True
+
+    def get(self, batch_id: str) -> Batch | None:
+        item = self.table.get_item({"batch_id": batch_id, "entry": BATCH_ENTRY})
+        return _batch(item) if item else None
+
+    def find_by_idempotency_key(self, owner: str, key: str) -> Batch | None:
+        item = self.table.get_item({"batch_id": _idempotency_item_id(owner, key), "entry": "idem"})
+        if item is None or int(item.get("expires_at", 0)) <= int(utcnow().timestamp()):
+            return None
+        return self.get(item["target"])
+
+    def _update(
+        self,
+        batch_id: str,
+        changes: Mapping[str, Any],
+        condition: str | None = None,
+        condition_values: Mapping[str, Any] | None = None,
+    ) -> Batch | None:
+        names: dict[str, str] = {"#updated": "updated_at"}
+        values: dict[str, Any] = {":updated": self.table.value(utcnow())}
+        sets = ["#updated = :updated"]
+        removes = []
+        for index, (field, value) in enumerate(changes.items()):
+            names[f"#f{index}"] = field
+            if value is None:
+                removes.append(f"#f{index}")
+            else:
+                values[f":v{index}"] = self.table.value(value)
+                sets.append(f"#f{index} = :v{index}")
+        expression = f"SET {', '.join(sets)}" + (f" REMOVE {', '.join(removes)}" if removes else "")
+        if condition and "#status" in condition:
+            names["#status"] = "status"
+        for name, value in (condition_values or {}).items():
+            values[name] = self.table.value(value)
+        base = "attribute_exists(batch_id)"
+        try:
+            response = self.table.client.update_item(
+                TableName=self.table.table_name,
+                Key=self._key(batch_id),
+                UpdateExpression=expression,
+                ConditionExpression=f"{base} AND ({condition})" if condition else base,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except Exception as error:
+            if error_code(error) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return _batch(self.table.deserialize(response["Attributes"]))
+
+    def transition(
+        self,
+        batch_id: str,
+        from_statuses: Iterable[BatchStatus],
+        to_status: BatchStatus,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Batch | None:
+        allowed = list(from_statuses)
+        placeholders = ", ".join(f":from{i}" for i in range(len(allowed)))
+        return self._update(
+            batch_id,
+            {**(changes or {}), "status": to_status.value},
+            condition=f"#status IN ({placeholders})",
+            condition_values={f":from{i}": status.value for i, status in enumerate(allowed)},
+        )
+
+    def update(self, batch_id: str, changes: Mapping[str, Any]) -> None:
+        self._update(batch_id, changes)
+
+    def take_lines(self, batch_id: str, expected_next_line: int, taken: LineRange, next_offset: int) -> Batch | None:
+        return self._update(
+            batch_id,
+            {
+                "next_line": expected_next_line + taken.count,
+                "next_offset": next_offset,
+                "pending_range": taken,
+                "due_at": utcnow() + timedelta(seconds=_BATCH_STALL_SECONDS),
+            },
+            # The cursor moves from the value the tick read, and one range is pending at a time.
+            condition="#status = :running AND next_line = :expected AND attribute_not_exists(pending_range)",
+            condition_values={":running": BatchStatus.RUNNING.value, ":expected": expected_next_line},
+        )
+
+    def release_lines(self, batch_id: str, first_line: int) -> None:
+        try:
+            self.table.client.update_item(
+                TableName=self.table.table_name,
+                Key=self._key(batch_id),
+                UpdateExpression="REMOVE pending_range",
+                ConditionExpression="pending_range.first_line = :f",
+                ExpressionAttributeValues={":f": {"N": str(first_line)}},
+            )
+        except Exception as error:
+            if error_code(error) != "ConditionalCheckFailedException":
+                raise
+
+    def record_outcome(self, batch_id: str, outcome: BatchOutcome, now: datetime) -> bool:
+        batch = self.table.get_item({"batch_id": batch_id, "entry": BATCH_ENTRY})
+        if batch is None:
+            return False
+        counter = _BATCH_COUNTERS[outcome.status]
+        entry = {
+            "batch_id": batch_id,
+            "entry": f"{_LINE_PREFIX}{outcome.line:06d}",
+            "document": outcome.model_dump_json(),
+            "expires_at": batch.get("expires_at"),
+        }
+        try:
+            try:
+                self._record(batch_id, entry, counter, now)
+            except Exception as error:
+                if error_code(error) != "ValidationException" or not outcome.inline:
+                    raise
+                # Over DynamoDB's 400 KB: keep the reference, the result line gets a URL instead.
+                slim = outcome.model_copy(update={"output": None, "inline": False})
+                self._record(batch_id, {**entry, "document": slim.model_dump_json()}, counter, now)
+        except Exception as error:
+            if error_code(error) in ("ConditionalCheckFailedException", "TransactionCanceledException"):
+                return False
+            raise
+        return True
+
+    def _record(self, batch_id: str, entry: Mapping[str, Any], counter: str, now: datetime) -> None:
+        # The outcome and its count in one transaction: an item is counted once, or not at all.
+        self.table.client.transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": self.table.table_name,
+                        "Item": self.table.serialize(entry),
+                        "ConditionExpression": "attribute_not_exists(batch_id)",
+                    }
+                },
+                {
+                    "Update": {
+                        "TableName": self.table.table_name,
+                        "Key": self._key(batch_id),
+                        "UpdateExpression": "ADD #c :one SET due_at = :due, updated_at = :now",
+                        "ConditionExpression": "attribute_exists(batch_id)",
+                        "ExpressionAttributeNames": {"#c": counter},
+                        "ExpressionAttributeValues": {
+                            ":one": {"N": "1"},
+                            ":due": self.table.value(now + timedelta(seconds=_BATCH_STALL_SECONDS)),
+                            ":now": self.table.value(now),
+                        },
+                    }
+                },
+            ]
+        )
+
+    def outcomes(self, batch_id: str) -> list[BatchOutcome]:
+        found: list[BatchOutcome] = []
+        request: dict[str, Any] = {
+            "TableName": self.table.table_name,
+            "KeyConditionExpression": "batch_id = :b AND begins_with(#e, :p)",
+            "ExpressionAttributeNames": {"#e": "entry"},
+            "ExpressionAttributeValues": {":b": {"S": batch_id}, ":p": {"S": _LINE_PREFIX}},
+            "ConsistentRead": True,
+        }
+        while True:
+            response = self.table.client.query(**request)
+            found += [
+                BatchOutcome.model_validate_json(self.table.deserialize(raw)["document"])
+                for raw in response.get("Items", [])
+            ]
+            if "LastEvaluatedKey" not in response:
+                return found
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def due(self, status: BatchStatus, now: datetime, limit: int) -> list[Batch]:
+        response = self.table.client.query(
+            TableName=self.table.table_name,
+            IndexName="by-status-due",
+            KeyConditionExpression="#s = :s AND due_at < :now",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues={":s": {"S": status.value}, ":now": self.table.value(now)},
+            Limit=limit,
+        )
+        found = []
+        for raw in response.get("Items", []):
+            batch = self.get(self.table.deserialize(raw)["batch_id"])
+            if batch is not None and batch.status is status:
+                found.append(batch)
+        return found
+
+    def append_webhook_attempt(self, batch_id: str, attempt: Mapping[str, Any]) -> None:
+        self.table.client.update_item(
+            TableName=self.table.table_name,
+            Key=self._key(batch_id),
+            UpdateExpression="SET webhook_attempts = list_append(if_not_exists(webhook_attempts, :e), :a)",
+            ExpressionAttributeValues={":a": self.table.value([dict(attempt)]), ":e": {"L": []}},
+        )
+
+    def claim_webhook(self, batch_id: str, event_type: str, now: datetime, lease_seconds: int) -> bool:
+        lease = _webhook_lease(event_type)
+        claimed = self._update(
+            batch_id,
+            {lease: now + timedelta(seconds=lease_seconds)},
+            condition=f"attribute_not_exists({lease}) OR {lease} < :now",
+            condition_values={":now": now},
+        )
+        return claimed is not None
+
+    def release_webhook(self, batch_id: str, event_type: str) -> None:
+        self._update(batch_id, {_webhook_lease(event_type): None})
+
+
+def _batch(item: Mapping[str, Any]) -> Batch:
+    return Batch.model_validate({k: v for k, v in item.items() if k in Batch.model_fields})

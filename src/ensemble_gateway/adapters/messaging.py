@@ -1,4 +1,4 @@
-"""SQS adapters: the webhook delivery queue and the shadow queue."""
+"""SQS adapters: the webhook delivery queue, the shadow queue and the batch queue."""
 
 from __future__ import annotations
 
@@ -34,6 +34,20 @@ class SqsWebhookQueue(LazyClient):
 
 class SqsShadowQueue(LazyClient):
     """The shadow queue: one message per shadow to dispatch (the shadow-dispatch function's)."""
+
+    service_name = "sqs"
+
+    def __init__(self, queue_url: str, client: Any = None) -> None:
+        super().__init__(client)
+        self.queue_url = queue_url
+
+    def enqueue(self, job: Mapping[str, Any]) -> None:
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=json.dumps(job, default=str))
+
+
+class SqsBatchQueue(LazyClient):
+    """The batch queue: ticks of batches for the batch-driver function (S3 also sends the
+    manifests' ``ObjectCreated`` events here)."""
 
     service_name = "sqs"
 

@@ -122,6 +122,10 @@ class S3ObjectStore(LazyClient):
                 return None
             raise
 
+    def _stored(self, key: str) -> StoredObject:
+        """The digest and size of an object this store just wrote or copied to ``key``."""
+        return self._digest(self.bucket, key)
+
     def _digest(self, bucket: str, key: str) -> StoredObject:
         head = self.client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
         checksum = head.get("ChecksumSHA256")
@@ -135,6 +139,46 @@ class S3ObjectStore(LazyClient):
                 hasher.update(chunk)
             digest = hasher.hexdigest()
         return StoredObject(sha256=digest, size=int(head["ContentLength"]))
+
+    def read_range(self, uri: str, start: int, end: int) -> bytes:
+        """A ranged GET (``Range: bytes=start-end``); nothing when ``start`` is past the end."""
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_uri(uri)
+        try:
+            response = self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "InvalidRange":
+                return b""
+            raise LookupError(f"{uri} could not be read: {error}") from None
+        return bytes(response["Body"].read())
+
+    def copy_from(self, source_uri: str, key: str) -> StoredObject | None:
+        """Copy any readable object into this bucket under ``key`` (S3 to S3, with its SHA-256);
+        None when it does not exist or may not be read."""
+        from botocore.exceptions import ClientError
+
+        bucket, source_key = split_uri(source_uri)
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": bucket, "Key": source_key},
+                MetadataDirective="COPY",
+                ChecksumAlgorithm="SHA256",
+                **self._encryption(),
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") in (
+                "NoSuchKey",
+                "404",
+                "AccessDenied",
+                "403",
+                "NoSuchBucket",
+            ):
+                return None
+            raise
+        return self._stored(key)
 
     def delete(self, key: str) -> None:
         """Best effort: a cleanup that fails leaves the object to the bucket's lifecycle rule."""

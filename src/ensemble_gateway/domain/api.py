@@ -24,7 +24,16 @@ from pydantic_core import PydanticCustomError
 
 from .audit import step_timing
 from .media_types import ACCEPT_PATTERN, CONTENT_TYPE_PATTERN, DEFAULT_ACCEPT, is_accept, is_content_type
-from .models import InputInfo, ModelInfo, Prediction, PredictionError, PredictionStatus, Service, StepTiming
+from .models import (
+    BatchStatus,
+    InputInfo,
+    ModelInfo,
+    Prediction,
+    PredictionError,
+    PredictionStatus,
+    Service,
+    StepTiming,
+)
 
 MAX_METADATA_ENTRIES = 16
 MAX_METADATA_VALUE = 256
@@ -322,6 +331,114 @@ class ServiceListDocument(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     services: list[ServiceDocument]
+
+
+#: Metadata entries a batch may give: every item also gets ``batch_id`` and ``line``.
+MAX_BATCH_METADATA_ENTRIES = MAX_METADATA_ENTRIES - 2
+RESERVED_BATCH_METADATA = ("batch_id", "line")
+MAX_BATCH_CONCURRENCY = 100
+MANIFEST_URI_PATTERN = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+$"
+
+
+class NewBatchRequest(BaseModel):
+    """Body of ``POST /batches``. Unknown fields are rejected."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    service: str = Field(min_length=1, max_length=63, description="The service every line is a prediction of.")
+    manifest_uri: str | None = Field(
+        default=None,
+        max_length=1024,
+        pattern=MANIFEST_URI_PATTERN,
+        description="s3://bucket/key of a JSON Lines manifest in a bucket this gateway may read (its operator "
+        "lists them); without it the answer carries an upload form for the manifest.",
+    )
+    content_type: ContentType | None = Field(
+        default=None,
+        description="The items' content type (a media type the service accepts). Default: the service's first.",
+    )
+    max_concurrency: int = Field(
+        default=10, ge=1, le=MAX_BATCH_CONCURRENCY, description="At most this many items run at once."
+    )
+    tolerated_failure_percent: int = Field(
+        default=0,
+        ge=0,
+        le=100,
+        description="The batch is FAILED (nothing new starts) once more than this percentage of its lines failed.",
+    )
+    notification: NotificationRequest | None = Field(
+        default=None, description="Told once, when the batch ends (batch.completed, ...); items notify nobody."
+    )
+    metadata: dict[MetadataKey, MetadataValue] = Field(
+        default_factory=dict,
+        max_length=MAX_BATCH_METADATA_ENTRIES,
+        description=f"At most {MAX_BATCH_METADATA_ENTRIES} entries, copied to every item (which also gets "
+        "batch_id and line).",
+    )
+
+    @model_validator(mode="after")
+    def _no_reserved_metadata(self) -> NewBatchRequest:
+        reserved = [key for key in RESERVED_BATCH_METADATA if key in self.metadata]
+        if reserved:
+            raise PydanticCustomError(
+                "reserved_metadata",
+                "metadata key '{key}' is set by the gateway on every item",
+                {"key": reserved[0]},
+            )
+        return self
+
+
+class NewBatchResponse(BaseModel):
+    """Answer of ``POST /batches`` (202)."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    batch_id: str
+    service: str
+    status: BatchStatus
+    created_at: datetime
+    upload: UploadDocument | None = Field(
+        description="Where to POST the manifest (a presigned form); null when manifest_uri was given, or on a "
+        "replay once the manifest was accepted."
+    )
+
+
+class BatchCountsDocument(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
+    total: int = Field(description="Lines of the manifest (0 until it has been read).")
+    pending: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class BatchDocument(BaseModel):
+    """Body of ``GET /batches/{batch_id}`` and the ``data`` of the batch's webhook or event."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    batch_id: str
+    service: str
+    status: BatchStatus
+    counts: BatchCountsDocument
+    created_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = Field(
+        default=None,
+        description="Set once every started item has ended and the result is written (a FAILED or CANCELLED "
+        "batch may have items still running until then).",
+    )
+    max_concurrency: int
+    tolerated_failure_percent: int
+    metadata: dict[str, str]
+    error: PredictionError | None = None
+    result: ResultDocument | None = Field(
+        default=None,
+        description="When finished: JSON Lines, one line per manifest line in input order: line, prediction_id, "
+        "status, output (or output_url) or error.",
+    )
 
 
 class ErrorDocument(BaseModel):

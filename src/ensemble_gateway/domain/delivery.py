@@ -15,7 +15,9 @@ from .webhooks import CheckedWebhookTarget, check_webhook_url, event_body, retry
 
 if TYPE_CHECKING:
     from .auditing import Auditing
+    from .batches import Batches
     from .metering import Metering
+    from .models import Batch
     from .ports import ClientDirectory, GatewayPorts
     from .read_model import ReadModel
 
@@ -66,6 +68,9 @@ class WebhookDelivery:
         Records each delivery that ended (delivered, gone, given up on) in the audit trail.
     metering
         Counts the webhooks given up on (``WebhookFailures``).
+    batches
+        The batches (a job ``{"batch_id", "event_type"}``: the batch's one webhook, its ``data``
+        the ``GET /batches/{id}`` document); None: such jobs are dropped.
     """
 
     ports: GatewayPorts
@@ -76,9 +81,12 @@ class WebhookDelivery:
     random: Callable[[], float] = field(default=jitter)
     auditing: Auditing | None = None
     metering: Metering | None = None
+    batches: Batches | None = None
 
     def deliver(self, job: Mapping[str, Any]) -> str:
         """Run one attempt of ``job``; return what happened (for logs and tests)."""
+        if "batch_id" in job:
+            return self.deliver_batch(job)
         prediction_id = str(job["prediction_id"])
         event_type = str(job["event_type"])
         attempt = int(job.get("attempt", 0)) + 1
@@ -192,3 +200,93 @@ class WebhookDelivery:
         """The delivery's end in the audit trail: who was told, and when (never raises)."""
         if self.auditing is not None:
             self.auditing.delivery(prediction, attempt)
+
+    def deliver_batch(self, job: Mapping[str, Any]) -> str:
+        """One attempt of a batch's webhook (the same schedule, signature and dead-lettering as a
+        prediction's; attempts are recorded on the batch, each event type delivered once)."""
+        batch_id = str(job["batch_id"])
+        event_type = str(job["event_type"])
+        attempt = int(job.get("attempt", 0)) + 1
+        now = self.clock()
+        not_before = job.get("not_before")
+        if not_before and datetime.fromisoformat(str(not_before)) > now:
+            remaining = int((datetime.fromisoformat(str(not_before)) - now).total_seconds()) + 1
+            self.ports.webhooks.enqueue(dict(job), delay_seconds=remaining)
+            return "waiting"
+        if self.batches is None:
+            return "dropped"
+        store = self.batches.store
+        batch = store.get(batch_id)
+        if batch is None or batch.callback.kind is not CallbackKind.WEBHOOK:
+            return "dropped"
+        if any(a.get("delivered") and a.get("event_type") == event_type for a in batch.webhook_attempts):
+            return "already-delivered"
+
+        def record(**outcome: Any) -> None:
+            store.append_webhook_attempt(
+                batch_id,
+                {"event_type": event_type, "attempt": attempt, "at": self.clock().isoformat(), **outcome},
+            )
+
+        client = self.clients.get(batch.owner)
+        if client is None or not client.webhook_secrets:
+            record(status_code=None, error="client has no webhook secret", delivered=False)
+            self.ports.webhooks.dead_letter({**job, "reason": "client has no webhook secret"})
+            return "dead-lettered"
+        try:
+            target = check_webhook_url(
+                batch.callback.target or "",
+                self.ports.resolve,
+                allow_loopback_http=self.ports.config.allow_loopback_http_webhooks,
+            )
+        except InvalidRequestError as refused:
+            record(status_code=None, error=refused.message, delivered=False)
+            self.ports.webhooks.dead_letter({**job, "reason": refused.message})
+            return "refused"
+        if not store.claim_webhook(batch_id, event_type, now, SEND_LEASE_SECONDS):
+            self.ports.webhooks.enqueue(dict(job), delay_seconds=SEND_LEASE_SECONDS)
+            return "in-flight-elsewhere"
+        try:
+            return self._attempt_batch(job, batch, client.webhook_secrets, target, attempt, now, record)
+        finally:
+            store.release_webhook(batch_id, event_type)
+
+    def _attempt_batch(
+        self,
+        job: Mapping[str, Any],
+        batch: Batch,
+        secrets: list[str],
+        target: CheckedWebhookTarget,
+        attempt: int,
+        now: datetime,
+        record: Callable[..., None],
+    ) -> str:
+        assert self.batches is not None
+        event_type = str(job["event_type"])
+        document = self.batches.document(batch).model_dump(mode="json")
+        body = event_body(event_type, now.isoformat().replace("+00:00", "Z"), document)
+        msg_id = f"msg_{batch.batch_id}_{batch.status.value.lower()}"
+        headers = signed_headers(secrets, msg_id, int(now.timestamp()), body)
+        status: int | None = None
+        retry_after: int | None = None
+        error: str | None = None
+        try:
+            response = self.sender.post(target, headers, body)
+            status, retry_after = response.status, response.retry_after_seconds
+        except WebhookTransportError as failure:
+            error = str(failure) or failure.__class__.__name__
+        delivered = status is not None and 200 <= status < 300
+        record(status_code=status, error=error, delivered=delivered)
+        if delivered:
+            return "delivered"
+        if status == 410:
+            return "gone"
+        delay = retry_delay(attempt, self.random())
+        if delay is None:
+            self.ports.webhooks.dead_letter({**job, "attempt": attempt, "reason": f"gave up after {attempt} attempts"})
+            return "dead-lettered"
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, 86400))
+        due = now + timedelta(seconds=delay)
+        self.ports.webhooks.enqueue({**job, "attempt": attempt, "not_before": due.isoformat()}, delay_seconds=delay)
+        return "retry-scheduled"

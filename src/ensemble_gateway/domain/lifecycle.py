@@ -12,7 +12,10 @@ Each use case is a module of its own, and all share one :class:`~.ports.GatewayP
 - ``cancellation``: ``POST /predictions/{id}/cancel`` (``intake`` renews upload forms);
 - ``shadows``: the copies of a prediction sent to its service's shadow versions;
 - ``auditing``: the decision record of every terminal prediction, through an outbox;
-- ``notifiers``: one module per callback kind (none, task token, webhook, EventBridge, shadow).
+- ``batches`` and ``batch_driver``: ``/batches`` (submit, read, cancel), and the ticks that turn a
+  manifest into items and items into one result file;
+- ``notifiers``: one module per callback kind (none, task token, webhook, EventBridge, shadow,
+  batch).
 
 :func:`compose` wires them; :class:`Gateway` is every use case behind one object, for the tests
 and tools written before the split (handlers call the use cases, through bootstrap).
@@ -26,6 +29,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from .auditing import Auditing
+from .batch_driver import BatchDriver
+from .batches import Batches
 from .cancellation import Cancellation
 from .completion import Completion
 from .dispatch import DISPATCH_LEASE_SECONDS, INLINE_REQUEST_LIMIT, Dispatch
@@ -36,6 +41,7 @@ from .media_types import JSON_TYPES, is_json_type
 from .metering import Metering
 from .models import CallbackKind, Client, Prediction, PredictionError, Service, StepOutcome
 from .notifiers import Notifiers
+from .notifiers.batch import BatchNotifier
 from .notifiers.eventbridge import EventBridgeNotifier
 from .notifiers.none import PollingOnly
 from .notifiers.shadow import ShadowNotifier
@@ -60,6 +66,8 @@ if TYPE_CHECKING:
     from .notifications import InferenceResult
     from .ports import (
         AuditSink,
+        BatchQueue,
+        BatchStore,
         EventPublisher,
         MetricsSink,
         ModelRuntime,
@@ -116,6 +124,9 @@ class UseCases:
     shadows: Shadows
     auditing: Auditing
     metering: Metering
+    # None: the gateway has no batches (no batch store or queue configured).
+    batches: Batches | None = None
+    batch_driver: BatchDriver | None = None
 
 
 def compose(
@@ -125,6 +136,10 @@ def compose(
     shadow_queue: ShadowQueue | None = None,
     audit_sink: AuditSink | None = None,
     metrics: MetricsSink | None = None,
+    batch_store: BatchStore | None = None,
+    batch_queue: BatchQueue | None = None,
+    bucket: str | None = None,
+    batch_source_buckets: tuple[str, ...] = (),
 ) -> UseCases:
     """Build the use cases over ``ports`` and register the notifier of every callback kind.
 
@@ -140,6 +155,13 @@ def compose(
         The audit store of decision records; None when the gateway has none (they stay pending).
     metrics
         Where the figures of ended predictions go (CloudWatch EMF); None: not measured.
+    batch_store, batch_queue
+        The batches and the queue of their ticks; without both, ``batches`` and ``batch_driver``
+        are None (and an item's end, which cannot happen then, counts nothing).
+    bucket
+        The gateway's bucket (the driver copies manifests and objects there; never a source).
+    batch_source_buckets
+        The buckets a batch's ``manifest_uri`` and its lines' ``s3_uri`` may name.
     """
     auditing = Auditing(ports, audit_sink)
     metering = Metering(ports, metrics)
@@ -151,12 +173,30 @@ def compose(
     notifiers.register(CallbackKind.WEBHOOK, WebhookNotifier(ports))
     notifiers.register(CallbackKind.EVENTBRIDGE, EventBridgeNotifier(ports, read_model, events))
     notifiers.register(CallbackKind.SHADOW, ShadowNotifier(ports))
+    notifiers.register(CallbackKind.BATCH, BatchNotifier(ports, batch_store, batch_queue))
     # Last: a step's notifier finishes its ensemble through completion, which notifies in turn.
     notifiers.register(CallbackKind.TASK_TOKEN, TaskTokenNotifier(ports, ensembles))
     dispatch = Dispatch(ports, completion)
     shadows = Shadows(ports, dispatch, completion, shadow_queue)
     # Dispatch starts a prediction's shadows once it is on its way; shadows dispatch through it.
     dispatch.shadows = shadows
+    cancellation = Cancellation(ports, notifiers, ensembles)
+    batches: Batches | None = None
+    batch_driver: BatchDriver | None = None
+    if batch_store is not None and batch_queue is not None:
+        batches = Batches(ports, notifiers, batch_store, batch_queue, batch_source_buckets, bucket)
+        batch_driver = BatchDriver(
+            ports,
+            notifiers,
+            batch_store,
+            batch_queue,
+            dispatch,
+            cancellation,
+            batches,
+            events=events,
+            source_buckets=batch_source_buckets,
+            bucket=bucket,
+        )
     return UseCases(
         ports=ports,
         notifiers=notifiers,
@@ -164,13 +204,15 @@ def compose(
         dispatch=dispatch,
         completion=completion,
         ensembles=ensembles,
-        sweeping=Sweeping(ports, notifiers, auditing),
+        sweeping=Sweeping(ports, notifiers, auditing=auditing, batches=batch_store, batch_queue=batch_queue),
         read_model=read_model,
         listing=Listing(ports, read_model),
-        cancellation=Cancellation(ports, notifiers, ensembles),
+        cancellation=cancellation,
         shadows=shadows,
         auditing=auditing,
         metering=metering,
+        batches=batches,
+        batch_driver=batch_driver,
     )
 
 

@@ -86,6 +86,9 @@ class CallbackKind(StrEnum):
     EVENTBRIDGE = "eventbridge"
     # A shadow of another prediction (``target``: its ID): its outcome is recorded on that one.
     SHADOW = "shadow"
+    # An item of a batch (``target``: the batch ID): its outcome is counted into the batch, which
+    # notifies once when it ends; the item itself notifies nobody.
+    BATCH = "batch"
 
 
 class Callback(BaseModel):
@@ -676,3 +679,119 @@ class Client(BaseModel):
     # The newest first. During a rotation two are valid and webhooks carry both signatures.
     webhook_secrets: list[str] = Field(default_factory=list)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+def new_batch_id() -> str:
+    """Return a new batch ID: ``b`` and the same shape as a prediction ID (27 characters).
+
+    Its items are ``{batch_id}-{line:06d}`` (34 characters): prediction IDs that are still a
+    SageMaker ``InferenceId`` (at most 64) and a Step Functions execution name (at most 80).
+    """
+    stamp = utcnow().strftime("%Y%m%d%H%M%S")
+    return f"b{stamp}{secrets.token_hex(6)}"
+
+
+BATCH_ID_PATTERN = re.compile(r"^b[0-9]{14}[0-9a-f]{12}$")
+
+
+def batch_item_id(batch_id: str, line: int) -> str:
+    """The prediction ID of line ``line`` (1-based) of a batch: the same whatever the attempt."""
+    return f"{batch_id}-{line:06d}"
+
+
+class BatchStatus(StrEnum):
+    """The lifecycle of a batch. ``finished_at`` (and the result) is set once every started item
+    has ended: a batch FAILED or CANCELLED may still have items running until then."""
+
+    PENDING_UPLOAD = "PENDING_UPLOAD"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    COMPLETED_WITH_FAILURES = "COMPLETED_WITH_FAILURES"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (BatchStatus.PENDING_UPLOAD, BatchStatus.RUNNING)
+
+
+class LineRange(BaseModel):
+    """Lines a driver tick has taken from the manifest and is turning into items: ``count`` lines
+    from line ``first_line`` at byte ``first_offset``. Kept on the batch until every one of them
+    is an item that was dispatched (or has ended), so that a crashed tick is redone."""
+
+    first_line: int
+    first_offset: int
+    count: int
+
+
+class Batch(BaseModel):
+    """A batch: one manifest of inputs, each line becoming an item (a prediction of ``service``).
+
+    ``next_line`` / ``next_offset`` are the manifest cursor (the first line not yet taken);
+    ``completed``, ``failed`` and ``cancelled`` count the items that ended, each once (see
+    ``BatchStore.record_outcome``). Items started are ``next_line - 1``; running are those
+    started that have not been counted.
+    """
+
+    batch_id: str
+    service: str
+    owner: str
+    status: BatchStatus = BatchStatus.PENDING_UPLOAD
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    content_type: str = "application/json"
+    max_concurrency: int = 10
+    tolerated_failure_percent: int = 0
+    metadata: dict[str, str] = Field(default_factory=dict)
+    callback: Callback = Field(default_factory=Callback)
+    manifest_uri: str | None = None
+    # The copy the gateway reads (fixed when the manifest was accepted: a later upload changes nothing).
+    accepted_manifest_uri: str | None = None
+    manifest_sha256: str | None = None
+    manifest_size: int | None = None
+    total: int | None = None
+    next_line: int = 1
+    next_offset: int = 0
+    pending_range: LineRange | None = None
+    completed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    error: PredictionError | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result_uri: str | None = None
+    notified_at: datetime | None = None
+    upload_expires_at: datetime | None = None
+    # When the sweeper looks at it next: the upload deadline, or the last progress plus the stall time.
+    due_at: datetime | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
+    expires_at: int | None = None
+
+    @property
+    def started(self) -> int:
+        return self.next_line - 1
+
+    @property
+    def ended(self) -> int:
+        return self.completed + self.failed + self.cancelled
+
+    @property
+    def running(self) -> int:
+        return max(0, self.started - self.ended)
+
+
+class BatchOutcome(BaseModel):
+    """How one item of a batch ended (kept beside the batch, one entry per line): a line of the
+    result file. ``output`` is the JSON output when small (``inline``); else ``output_uri``."""
+
+    line: int
+    prediction_id: str
+    status: PredictionStatus
+    output: Any = None
+    inline: bool = False
+    output_uri: str | None = None
+    content_type: str | None = None
+    error: PredictionError | None = None

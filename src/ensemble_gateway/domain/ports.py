@@ -11,7 +11,19 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .models import Client, Prediction, PredictionStatus, Service, ShadowOutcome, StepOutcome, utcnow
+from .models import (
+    Batch,
+    BatchOutcome,
+    BatchStatus,
+    Client,
+    LineRange,
+    Prediction,
+    PredictionStatus,
+    Service,
+    ShadowOutcome,
+    StepOutcome,
+    utcnow,
+)
 
 if TYPE_CHECKING:
     from .webhooks import Resolver
@@ -194,6 +206,21 @@ class ObjectStore(Protocol):
         """The SHA-256 and size of the object at ``uri`` (S3's checksum when it has a whole-object
         one, else the object hashed as it is read); None when there is no such object."""
 
+    def read_range(self, uri: str, start: int, end: int) -> bytes:
+        """Bytes ``start`` to ``end`` (inclusive, as HTTP's Range) of the object at ``uri``; fewer
+        at its end, none past it.
+
+        Raises
+        ------
+        LookupError
+            There is no such object, or it cannot be read.
+        """
+
+    def copy_from(self, source_uri: str, key: str) -> StoredObject | None:
+        """Copy the object at ``source_uri`` (any bucket this gateway may read) to ``key`` of the
+        gateway's bucket; the copy's digest and size. None when there is no object to copy (or it
+        may not be read)."""
+
 
 class ModelRuntime(Protocol):
     def invoke_async(
@@ -256,6 +283,71 @@ class ShadowQueue(Protocol):
         ------
         Exception
             The queue did not take the job (the caller marks the shadow failed).
+        """
+
+
+class BatchStore(Protocol):
+    """Batches, and the outcome of each of their items (the store of ``domain/batch_driver.py``).
+
+    Every write is conditional: a batch's cursor moves from the value its writer read, its
+    counts move once per item, its status only from the statuses given.
+    """
+
+    def create(self, batch: Batch) -> bool:
+        """Store a new batch (and its idempotency key's marker); False if either exists."""
+
+    def get(self, batch_id: str) -> Batch | None: ...
+
+    def find_by_idempotency_key(self, owner: str, key: str) -> Batch | None: ...
+
+    def transition(
+        self,
+        batch_id: str,
+        from_statuses: Iterable[BatchStatus],
+        to_status: BatchStatus,
+        changes: Mapping[str, Any] | None = None,
+    ) -> Batch | None:
+        """Move the batch conditionally; the new record, or None if its status was not allowed."""
+
+    def update(self, batch_id: str, changes: Mapping[str, Any]) -> None:
+        """Set (None: remove) fields of the batch, unconditionally (bookkeeping)."""
+
+    def take_lines(self, batch_id: str, expected_next_line: int, taken: LineRange, next_offset: int) -> Batch | None:
+        """Take ``taken`` (the lines from ``expected_next_line``) for items: the cursor moves past
+        them and ``pending_range`` is set, only if the cursor is still at ``expected_next_line``,
+        no range is pending and the batch is RUNNING. The new record, or None (someone else took
+        them, or the batch stopped)."""
+
+    def release_lines(self, batch_id: str, first_line: int) -> None:
+        """Clear ``pending_range`` if it is still the one from ``first_line``."""
+
+    def record_outcome(self, batch_id: str, outcome: BatchOutcome, now: datetime) -> bool:
+        """Keep ``outcome`` and count it into the batch (``completed``, ``failed`` or
+        ``cancelled``), both or neither; False (nothing changes) when that line's outcome was
+        recorded already: an item is counted once, whatever the duplicates."""
+
+    def outcomes(self, batch_id: str) -> list[BatchOutcome]:
+        """Every recorded outcome of the batch, in line order."""
+
+    def due(self, status: BatchStatus, now: datetime, limit: int) -> list[Batch]:
+        """Batches in ``status`` whose ``due_at`` has passed (the sweeper's work list)."""
+
+    def append_webhook_attempt(self, batch_id: str, attempt: Mapping[str, Any]) -> None: ...
+
+    def claim_webhook(self, batch_id: str, event_type: str, now: datetime, lease_seconds: int) -> bool:
+        """Take the right to send one webhook attempt (False: another worker is sending it now)."""
+
+    def release_webhook(self, batch_id: str, event_type: str) -> None: ...
+
+
+class BatchQueue(Protocol):
+    def enqueue(self, job: Mapping[str, Any]) -> None:
+        """Queue one tick of a batch (``{"batch_id": ...}``) for the batch driver.
+
+        Raises
+        ------
+        Exception
+            The queue did not take it (the caller fails, and its event source retries).
         """
 
 

@@ -53,3 +53,26 @@ def shadow_prediction_id(primary_id: str, version: str) -> str:
     """
     digest = hashlib.sha256(f"{primary_id}\x00shadow\x00{version}".encode()).hexdigest()[:20]
     return f"{primary_id[:40]}-h{digest}"
+
+
+def manifest_upload_key(batch_id: str) -> str:
+    """Where a batch's upload form puts its manifest (the bucket notifies the batch queue)."""
+    return f"batches/{batch_id}/manifest.jsonl"
+
+
+def accepted_manifest_key(batch_id: str) -> str:
+    """The manifest as accepted: copied once, read by every tick (a later upload changes nothing)."""
+    return f"batches/{batch_id}/accepted.jsonl"
+
+
+def batch_result_key(batch_id: str) -> str:
+    """The result file of a finished batch: one JSON line per manifest line, in input order."""
+    return f"batches/{batch_id}/results.jsonl"
+
+
+def batch_id_from_manifest_key(key: str) -> str | None:
+    """The batch whose upload form writes ``key``; None for any other key."""
+    parts = key.split("/")
+    if len(parts) == 3 and parts[0] == "batches" and parts[2] == "manifest.jsonl" and parts[1]:
+        return parts[1]
+    return None

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from .audit import outbox
-from .models import Prediction, PredictionError, PredictionStatus, Service
+from .models import BatchStatus, Prediction, PredictionError, PredictionStatus, Service
 from .records import DEADLINE_MARGIN_SECONDS
 
 if TYPE_CHECKING:
     from .auditing import Auditing
     from .notifiers import Notifiers
-    from .ports import GatewayPorts
+    from .ports import BatchQueue, BatchStore, GatewayPorts
 
 RUNNING = PredictionStatus.RUNNING
 PENDING = PredictionStatus.PENDING_UPLOAD
@@ -35,9 +36,13 @@ class Sweeping:
     ports: GatewayPorts
     notifiers: Notifiers
     auditing: Auditing | None = None
+    # The batches and their queue (None: the gateway has none).
+    batches: BatchStore | None = None
+    batch_queue: BatchQueue | None = None
 
     def sweep(self, limit: int = 100) -> int:
-        """Expire or time out the overdue predictions (at most ``limit`` of each status); how many."""
+        """Expire or time out the overdue predictions (at most ``limit`` of each status), and
+        move stalled batches; how many predictions and batches."""
         now = self.ports.clock()
         swept = 0
         for status in (PENDING, RUNNING):
@@ -50,7 +55,51 @@ class Sweeping:
             except Exception as error:
                 # The outbox keeps them: the next sweep tries again; expiry must not stop for it.
                 self.ports.log("pending decision records not replayed", error=f"{type(error).__name__}: {error}")
-        return swept
+        return swept + self.sweep_batches(limit)
+
+    def sweep_batches(self, limit: int = 100) -> int:
+        """Every batch ends, even when the tick that would move it is lost.
+
+        A batch still awaiting its manifest after its upload form expired is FAILED (the driver
+        then writes its empty result and tells its owner); a batch with no progress for two
+        minutes (RUNNING, or FAILED / CANCELLED with items still running) gets a reconciling tick:
+        the driver counts the items that ended without being counted, and goes on.
+        """
+        if self.batches is None or self.batch_queue is None:
+            return 0
+        now = self.ports.clock()
+        moved = 0
+        for batch in self.batches.due(BatchStatus.PENDING_UPLOAD, now, limit):
+            if batch.manifest_uri is not None:
+                # Given by URI: no form to expire; its first tick was lost, queue it again.
+                self.batches.update(batch.batch_id, {"due_at": now + timedelta(minutes=2)})
+                self.batch_queue.enqueue({"batch_id": batch.batch_id})
+                moved += 1
+                continue
+            expired = self.batches.transition(
+                batch.batch_id,
+                [BatchStatus.PENDING_UPLOAD],
+                BatchStatus.FAILED,
+                {
+                    "error": PredictionError(
+                        code="UploadExpired", message="no manifest was uploaded before the upload URL expired"
+                    ),
+                    "due_at": now,
+                },
+            )
+            if expired is not None:
+                self.batch_queue.enqueue({"batch_id": batch.batch_id})
+                moved += 1
+        for status in (BatchStatus.RUNNING, BatchStatus.FAILED, BatchStatus.CANCELLED):
+            for batch in self.batches.due(status, now, limit):
+                if batch.finished_at is not None:
+                    continue
+                # Looked at again in two minutes unless the tick makes progress first.
+                self.batches.update(batch.batch_id, {"due_at": now + timedelta(minutes=2)})
+                self.batch_queue.enqueue({"batch_id": batch.batch_id, "reconcile": True})
+                self.ports.log("stalled batch ticked", batch_id=batch.batch_id, status=batch.status)
+                moved += 1
+        return moved
 
     def expire_or_timeout(self, prediction: Prediction) -> Prediction | None:
         """End one record past its deadline: PENDING_UPLOAD → EXPIRED, RUNNING → FAILED (Timeout).

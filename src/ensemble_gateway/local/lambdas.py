@@ -54,6 +54,7 @@ class FunctionRegistry:
         self._handlers: dict[str, Callable[[Any, Any], Any]] = {}
         self._reentrant: dict[str, bool] = {}
         self._locks: dict[str, threading.Lock] = {name: threading.Lock() for name in functions}
+        self._import_lock = threading.RLock()
         self._on_invoke = on_invoke
 
     def find(self, name_or_arn: str) -> FunctionSpec | None:
@@ -65,11 +66,21 @@ class FunctionRegistry:
 
     def handler(self, spec: FunctionSpec) -> Callable[[Any, Any], Any]:
         if spec.logical_id not in self._handlers:
-            module_name, _, attribute = spec.handler.rpartition(".")
-            module = importlib.import_module(module_name)
-            self._reentrant[spec.logical_id] = getattr(module, "REENTRANT", False) is True
-            self._handlers[spec.logical_id] = getattr(module, attribute)
+            # One import at a time: two threads importing modules that import each other can see
+            # one of them partially initialised (an ImportError a request would answer with 502).
+            with self._import_lock:
+                if spec.logical_id not in self._handlers:
+                    module_name, _, attribute = spec.handler.rpartition(".")
+                    module = importlib.import_module(module_name)
+                    self._reentrant[spec.logical_id] = getattr(module, "REENTRANT", False) is True
+                    self._handlers[spec.logical_id] = getattr(module, attribute)
         return self._handlers[spec.logical_id]
+
+    def preload(self) -> None:
+        """Import every function's handler now, before any event source or request can invoke one
+        (Lambda imports a handler at its cold start, before the first event reaches it)."""
+        for spec in self.functions.values():
+            self.handler(spec)
 
     def reentrant(self, spec: FunctionSpec) -> bool:
         """Whether invocations of ``spec`` may overlap (its handler module declares ``REENTRANT = True``)."""

@@ -269,6 +269,7 @@ class LocalRuntime:
             environment.update(spec.environment)
         self._set_env({**environment, **LOCAL_OVERRIDES, **self.extra_environment})
         bootstrap.reset()
+        self.registry.preload()
         self._start_event_sources()
         from .api import ApiFrontEnd, json_error_request_handler
 

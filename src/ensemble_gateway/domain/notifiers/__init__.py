@@ -12,6 +12,7 @@ sweeping only call :meth:`Notifiers.notify`. To add a channel: a ``CallbackKind`
 - ``webhook``: queues the Standard Webhooks delivery (``domain/delivery.py`` sends it).
 - ``eventbridge``: puts an event on the gateway's bus.
 - ``shadow``: a copy sent to a shadow version; leaves its outcome on the prediction it shadowed.
+- ``batch``: an item of a batch; counts its outcome into the batch once and ticks the driver.
 """
 
 from __future__ import annotations
