@@ -1233,3 +1233,32 @@ def test_the_dashboard_and_alarms_watch_the_gateways_metrics(template: dict[str,
         assert needed in text, needed
     assert text.count("ApproximateNumberOfMessagesVisible") == 5
     assert "ApproximateBacklogSize" in text and "DeliveryToS3.DataFreshness" in text
+
+
+def test_every_dead_letter_queue_is_on_the_dashboard_and_in_stats(template: dict[str, Any]) -> None:
+    # GIVEN the dead-letter queues (every queue that is some queue's redrive target, or a function's DLQ)
+    resources = template["Resources"]
+    dlqs = {
+        ref_name(r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])
+        for r in of_type(resources, "AWS::SQS::Queue").values()
+        if "RedrivePolicy" in r["Properties"]
+    } | {
+        ref_name(f["Properties"]["DeadLetterQueue"]["TargetArn"])
+        for f in functions(resources).values()
+        if "DeadLetterQueue" in f["Properties"]
+    }
+
+    # WHEN the dashboard, the stats output and the operator's read permission are read
+    dashboard = json.dumps(resources["GatewayDashboard"]["Properties"]["DashboardBody"])
+    listed = json.dumps(template["Outputs"]["DeadLetterQueueUrls"]["Value"])
+    statement = next(
+        s
+        for s in resources["OperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+        if s.get("Sid") == "ReadDeadLetterDepths"
+    )
+    readable = {ref_name(arn) for arn in statement["Resource"]}
+
+    # THEN each is graphed, listed for `stats` and readable by the operator
+    assert {q for q in dlqs if f"${{{q}.QueueName}}" not in dashboard} == set()
+    assert {q for q in dlqs if q not in listed} == set()
+    assert dlqs - readable == set()
