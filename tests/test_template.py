@@ -1231,7 +1231,7 @@ def test_the_dashboard_and_alarms_watch_the_gateways_metrics(template: dict[str,
     text = json.dumps(body)
     for needed in ("'p50'", "'p95'", "Failures", "ModelMs", "OverheadMs", "QueueMs", "WebhookFailures"):
         assert needed in text, needed
-    assert text.count("ApproximateNumberOfMessagesVisible") == 5
+    assert text.count("ApproximateNumberOfMessagesVisible") == 6  # one per dead-letter queue
     assert "ApproximateBacklogSize" in text and "DeliveryToS3.DataFreshness" in text
 
 

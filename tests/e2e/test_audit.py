@@ -140,6 +140,6 @@ def test_stats_prints_the_dashboards_figures_of_the_running_runtime(api: Any, op
     # THEN the service's latency and model time are there, and every dead-letter queue's depth
     (figures,) = found
     assert figures["latency_p50_ms"] is not None and figures["mean_model_ms"] is not None
-    assert len(operator_json["dead_letter_queues"]) == 5
+    assert len(operator_json["dead_letter_queues"]) == 6  # input, webhook, shadow, batch, notifications, sweeper
     text = operator.run("stats", "--since", "1h")
     assert text.returncode == 0 and "fraud-score" in text.stdout and "dead-letter queues:" in text.stdout
