@@ -754,7 +754,9 @@ def _grants(function: dict[str, Any]) -> dict[str, set[str]]:
     return granted
 
 
-def test_of_the_api_functions_only_cancel_prediction_ends_predictions(resources: dict[str, Any]) -> None:
+def test_of_the_api_functions_results_only_reads_and_new_prediction_never_stops_executions(
+    resources: dict[str, Any],
+) -> None:
     # GIVEN what each API function may do
     results, submit, cancel = (
         _grants(resources[name]) for name in ("ResultsFunction", "NewPredictionFunction", "CancelPredictionFunction")
@@ -769,8 +771,12 @@ def test_of_the_api_functions_only_cancel_prediction_ends_predictions(resources:
     }
     assert results["dynamodb:Query"] == {"*/index/by-parent", "*/index/by-owner"}
     assert not ending & set(results)
-    # AND new-prediction creates and renews (UpdateItem) but ends nothing
-    assert "dynamodb:UpdateItem" in submit and not ending & set(submit)
+    # AND new-prediction creates and renews (UpdateItem); it ends only predictions whose input came
+    # inline (their webhook, event, hand-over to process-input and shadows), and stops nothing
+    assert "dynamodb:UpdateItem" in submit and "states:StopExecution" not in submit
+    assert submit["sqs:SendMessage"] == {"<WebhookQueue>", "<WebhookDLQ>", "<InputQueue>", "<ShadowQueue>"}
+    assert submit["events:PutEvents"] == {"<EventBus>"}
+    assert {r.rsplit("/", 2)[-2] for r in submit["s3:PutObject"]} == {"uploads", "inputs", "outputs", "failures"}
     # AND cancel-prediction updates records, stops only this stack's ensemble executions, queues only
     # webhooks, puts events on the gateway's bus, only reads objects (the decision record's digests
     # of an input and output), and counts a cancelled batch item into its batch (its outcome entry
@@ -810,8 +816,14 @@ def test_shadows_are_queued_where_they_start_and_dispatched_by_a_function_that_e
     # WHEN the functions that may queue shadows are picked out
     queueing = {name for name, granted in grants.items() if "<ShadowQueue>" in granted.get("sqs:SendMessage", set())}
 
-    # THEN they are the two that dispatch predictions and steps, and each is told the queue's URL
-    assert queueing == {"ProcessInputFunction", "GetTransformCallFunction", "BatchDriverFunction"}
+    # THEN they are those that dispatch predictions (new-prediction: inputs given inline), steps and
+    # batch items, and each is told the queue's URL
+    assert queueing == {
+        "ProcessInputFunction",
+        "GetTransformCallFunction",
+        "BatchDriverFunction",
+        "NewPredictionFunction",
+    }
     for name in queueing:
         variables = resources[name]["Properties"]["Environment"]["Variables"]
         assert ref_name(variables["SHADOW_QUEUE_URL"]) == "ShadowQueue", name
@@ -1065,6 +1077,8 @@ def test_every_function_that_finishes_predictions_may_publish_their_events_and_n
             "SweeperFunction",
             "CancelPredictionFunction",
             "BatchDriverFunction",
+            # A prediction with its input inline may end in the request (a real-time answer).
+            "NewPredictionFunction",
         }
     )
     for name in publishing:
@@ -1187,6 +1201,7 @@ def test_the_functions_that_end_predictions_may_put_decision_records_on_the_stre
         "CancelPredictionFunction",
         "ShadowDispatchFunction",
         "WebhookDeliveryFunction",
+        "NewPredictionFunction",
     }
     # AND only on the audit stream
     for name, grants in putting.items():

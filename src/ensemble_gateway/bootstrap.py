@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         AuditSink,
         BatchQueue,
         BatchStore,
+        DispatchQueue,
         EventPublisher,
         GatewayPorts,
         MetricsSink,
@@ -65,6 +66,7 @@ def build_ports(settings: Settings, logger: object = None) -> GatewayPorts:
             retention_days=settings.retention_days,
             default_max_bytes=settings.max_upload_bytes,
             allow_loopback_http_webhooks=settings.allow_loopback_webhooks,
+            inline_input_max_bytes=settings.inline_input_max_bytes,
         ),
         predictions=DynamoPredictionStore(settings.predictions_table),
         catalog=DynamoServiceCatalog(settings.services_table),
@@ -84,6 +86,16 @@ def build_event_publisher(settings: Settings) -> EventPublisher | None:
     from .adapters.eventbridge import EventBridgePublisher
 
     return EventBridgePublisher(settings.event_bus_name)
+
+
+def build_dispatch_queue(settings: Settings) -> DispatchQueue | None:
+    """process-input's queue (``INPUT_QUEUE_URL``), for inline predictions handed over; None where
+    it is not configured."""
+    if not settings.input_queue_url:
+        return None
+    from .adapters.messaging import SqsDispatchQueue
+
+    return SqsDispatchQueue(settings.input_queue_url)
 
 
 def build_shadow_queue(settings: Settings) -> ShadowQueue | None:
@@ -145,6 +157,7 @@ def build_use_cases(settings: Settings, logger: object = None) -> UseCases:
         batch_queue=batch_queue,
         bucket=settings.bucket,
         batch_source_buckets=settings.batch_source_buckets,
+        dispatch_queue=build_dispatch_queue(settings),
     )
 
 

@@ -27,6 +27,11 @@ class Settings(BaseModel):
     webhook_dlq_url: str = Field(alias="WEBHOOK_DLQ_URL")
     # The queue of shadow dispatches (the functions that start shadows); unset: no shadow is started.
     shadow_queue_url: str | None = Field(alias="SHADOW_QUEUE_URL", default=None)
+    # process-input's queue (S3 sends the uploads' events there): a prediction with its input inline
+    # whose dispatch could not be completed at once is handed to process-input through it.
+    input_queue_url: str | None = Field(alias="INPUT_QUEUE_URL", default=None)
+    # The largest JSON input POST /predictions takes inline (``input``); 0: inline inputs are refused.
+    inline_input_max_bytes: int = Field(alias="INLINE_INPUT_MAX_BYTES", default=256 * 1024, ge=0, le=5 * 1024 * 1024)
     # The batches and the batch driver's queue; unset: the gateway has no batches (POST /batches is a 404).
     batches_table: str | None = Field(alias="BATCHES_TABLE", default=None)
     batch_queue_url: str | None = Field(alias="BATCH_QUEUE_URL", default=None)

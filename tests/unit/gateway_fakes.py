@@ -659,6 +659,21 @@ class FakeBatchQueue:
         return jobs
 
 
+class FakeDispatchQueue:
+    """process-input's queue for hand-overs: keeps each prediction ID, or refuses the next
+    ``fail_next`` as an unreachable queue does."""
+
+    def __init__(self) -> None:
+        self.handed_over: list[str] = []
+        self.fail_next = 0
+
+    def enqueue(self, prediction_id: str) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise ConnectionError("queue unreachable")
+        self.handed_over.append(prediction_id)
+
+
 class FakeShadowQueue:
     """The shadow queue: keeps each job (through JSON, as SQS carries it), or refuses the next
     ``fail_next`` as an unreachable queue does."""
@@ -826,6 +841,7 @@ class World:
     metrics: FakeMetricsSink | None = None
     batch_store: FakeBatchStore | None = None
     batch_queue: FakeBatchQueue = field(default_factory=FakeBatchQueue)
+    dispatch_queue: FakeDispatchQueue = field(default_factory=FakeDispatchQueue)
 
     def run_batch_ticks(self, limit: int = 10_000) -> int:
         """Play the batch-driver function: run every queued tick (and those they queue); how many."""
@@ -897,6 +913,7 @@ def make_world(
     shadow_queue = FakeShadowQueue()
     batch_store = FakeBatchStore(clock)
     batch_queue = FakeBatchQueue()
+    dispatch_queue = FakeDispatchQueue()
     ports = GatewayPorts(
         config=GatewayConfig(
             region="us-east-1",
@@ -927,6 +944,7 @@ def make_world(
             batch_queue=batch_queue,
             bucket=BUCKET,
             batch_source_buckets=("client-data",),
+            dispatch_queue=dispatch_queue,
         )
     )
     return World(
@@ -946,4 +964,5 @@ def make_world(
         metrics=metrics_sink,
         batch_store=batch_store,
         batch_queue=batch_queue,
+        dispatch_queue=dispatch_queue,
     )

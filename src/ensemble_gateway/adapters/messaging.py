@@ -32,6 +32,21 @@ class SqsWebhookQueue(LazyClient):
         self.client.send_message(QueueUrl=self.dead_letter_url, MessageBody=json.dumps(job, default=str))
 
 
+class SqsDispatchQueue(LazyClient):
+    """process-input's queue, for predictions to dispatch again (``{"dispatch": {"prediction_id"}}``)
+    beside the S3 events of uploads."""
+
+    service_name = "sqs"
+
+    def __init__(self, queue_url: str, client: Any = None) -> None:
+        super().__init__(client)
+        self.queue_url = queue_url
+
+    def enqueue(self, prediction_id: str) -> None:
+        body = json.dumps({"dispatch": {"prediction_id": prediction_id}})
+        self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
+
+
 class SqsShadowQueue(LazyClient):
     """The shadow queue: one message per shadow to dispatch (the shadow-dispatch function's)."""
 

@@ -151,6 +151,13 @@ class NewPredictionRequest(BaseModel):
         description=f"At most {MAX_METADATA_ENTRIES} entries, echoed back; keys 1-64 characters, "
         f"values at most {MAX_METADATA_VALUE}.",
     )
+    input: Any = Field(
+        default=None,
+        description="The input itself, as JSON (any value but null), for a service accepting JSON: the prediction "
+        "starts at once, with no upload form. Stored as compact UTF-8 JSON (the digest and size in `input` are of "
+        "those bytes), at most the gateway's InlineInputMaxBytes (default 256 KiB) and the service's max_bytes. "
+        "Leave it out to upload the input instead.",
+    )
 
 
 class UploadDocument(BaseModel):
@@ -172,8 +179,10 @@ class NewPredictionResponse(BaseModel):
     created_at: datetime
     metadata: dict[str, str] = Field(default_factory=dict)
     # None when an idempotent replay names a prediction whose input was already accepted (or whose
-    # upload window closed): an accepted input cannot be replaced.
+    # upload window closed): an accepted input cannot be replaced; None too for an input given inline.
     upload: UploadDocument | None
+    # The accepted input (its digest, size, type) when it came inline; None until an upload is accepted.
+    input: InputInfo | None = None
 
 
 class ResultDocument(BaseModel):

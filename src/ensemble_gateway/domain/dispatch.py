@@ -129,7 +129,21 @@ class Dispatch:
             service = ports.catalog.get(claimed.service)
         self._dispatch_and_mark(claimed, service, input_size=input_size)
 
-    def _dispatch_and_mark(self, claimed: Prediction, service: Service | None, *, input_size: int | None) -> None:
+    def start_accepted(self, claimed: Prediction, service: Service, body: bytes) -> None:
+        """Dispatch a prediction created RUNNING with its input accepted and its dispatch held by
+        the caller (an input given inline), as process-input does once it has accepted an upload;
+        ``body`` is that input, in memory (no S3 read).
+
+        Raises
+        ------
+        Exception
+            An AWS error part-way: the caller still holds the dispatch and hands it on.
+        """
+        self._dispatch_and_mark(claimed, service, input_size=len(body), body=body)
+
+    def _dispatch_and_mark(
+        self, claimed: Prediction, service: Service | None, *, input_size: int | None, body: bytes | None = None
+    ) -> None:
         if not claimed.is_step:
             accepted = self._accept_input(claimed)
             if accepted is None:
@@ -141,7 +155,7 @@ class Dispatch:
             if resolved is None:
                 return
             claimed, served = resolved
-        dispatched = self.dispatch_claimed(claimed, served, input_size=input_size)
+        dispatched = self.dispatch_claimed(claimed, served, input_size=input_size, body=body)
         # A real-time answer finished the prediction, marking it dispatched in the same write.
         realtime = served is not None and served.model is not None and served.model.invocation == "realtime"
         if dispatched and not realtime:
@@ -285,12 +299,12 @@ class Dispatch:
         ports.workflows.start(
             service.ensemble.state_machine_arn,
             prediction.prediction_id,
-            self.execution_input(prediction, service, input_size),
+            self.execution_input(prediction, service, input_size, body=body),
         )
         ports.log("started ensemble", prediction_id=prediction.prediction_id, service=service.name)
 
     def execution_input(
-        self, prediction: Prediction, service: Service, input_size: int | None = None
+        self, prediction: Prediction, service: Service, input_size: int | None = None, *, body: bytes | None = None
     ) -> dict[str, Any]:
         """The state machine input: references, the fan-out lists, and every step's context.
 
@@ -298,7 +312,7 @@ class Dispatch:
         any step of this execution without reading the catalog or the ensemble's record: the
         owner, metadata and retention, the step specs, every target's catalog entry as it was when
         the execution started, and the request itself when it is JSON of at most
-        ``INLINE_REQUEST_LIMIT`` bytes.
+        ``INLINE_REQUEST_LIMIT`` bytes (``body`` when the caller has it, else read from S3).
         """
         assert service.ensemble is not None
         fanout, targets, assignments, shadow_targets = self.step_targets(prediction, service)
@@ -306,8 +320,9 @@ class Dispatch:
         context = EnsembleContext.of(prediction, service, targets, fan_out_members, assignments, shadow_targets)
         if input_size is not None and input_size <= INLINE_REQUEST_LIMIT and is_json_type(prediction.content_type):
             assert prediction.input_uri is not None
+            raw = body if body is not None else self.ports.objects.read(prediction.input_uri)
             with contextlib.suppress(ValueError):
-                context.request = json.loads(self.ports.objects.read(prediction.input_uri))
+                context.request = json.loads(raw)
                 context.request_inline = True
         return {
             "prediction_id": prediction.prediction_id,

@@ -21,6 +21,13 @@ class InvalidRequestError(GatewayError):
     code = "InvalidRequest"
 
 
+class InputTooLargeError(InvalidRequestError):
+    """An input given inline is larger than the gateway takes inline (HTTP 413)."""
+
+    http_status = 413
+    code = "InputTooLarge"
+
+
 class UnauthenticatedError(GatewayError):
     """No valid credentials came with the request (HTTP 401)."""
 

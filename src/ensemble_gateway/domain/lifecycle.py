@@ -68,6 +68,7 @@ if TYPE_CHECKING:
         AuditSink,
         BatchQueue,
         BatchStore,
+        DispatchQueue,
         EventPublisher,
         MetricsSink,
         ModelRuntime,
@@ -140,6 +141,7 @@ def compose(
     batch_queue: BatchQueue | None = None,
     bucket: str | None = None,
     batch_source_buckets: tuple[str, ...] = (),
+    dispatch_queue: DispatchQueue | None = None,
 ) -> UseCases:
     """Build the use cases over ``ports`` and register the notifier of every callback kind.
 
@@ -162,6 +164,9 @@ def compose(
         The gateway's bucket (the driver copies manifests and objects there; never a source).
     batch_source_buckets
         The buckets a batch's ``manifest_uri`` and its lines' ``s3_uri`` may name.
+    dispatch_queue
+        process-input's queue, where an inline prediction whose dispatch failed part-way is handed
+        over; None: such a prediction is FAILED with the reason.
     """
     auditing = Auditing(ports, audit_sink)
     metering = Metering(ports, metrics)
@@ -200,7 +205,7 @@ def compose(
     return UseCases(
         ports=ports,
         notifiers=notifiers,
-        intake=Intake(ports, notifiers),
+        intake=Intake(ports, notifiers, dispatch=dispatch, completion=completion, dispatch_queue=dispatch_queue),
         dispatch=dispatch,
         completion=completion,
         ensembles=ensembles,

@@ -275,6 +275,17 @@ class WebhookQueue(Protocol):
     def dead_letter(self, job: Mapping[str, Any]) -> None: ...
 
 
+class DispatchQueue(Protocol):
+    def enqueue(self, prediction_id: str) -> None:
+        """Hand a RUNNING prediction whose dispatch is not held to process-input, which dispatches it.
+
+        Raises
+        ------
+        Exception
+            The queue did not take it (the caller fails the prediction with the reason).
+        """
+
+
 class ShadowQueue(Protocol):
     def enqueue(self, job: Mapping[str, Any]) -> None:
         """Queue one shadow dispatch (``{"shadow_id": ...}``) for the shadow-dispatch function.
@@ -391,6 +402,8 @@ class GatewayConfig:
     retention_days: int = 30
     default_max_bytes: int = 10 * 1024 * 1024
     allow_loopback_http_webhooks: bool = False
+    # The largest JSON input a request may carry inline (``input``); 0: inline inputs are refused.
+    inline_input_max_bytes: int = 256 * 1024
 
 
 @dataclass

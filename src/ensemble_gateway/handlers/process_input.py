@@ -1,4 +1,8 @@
-"""process-input: S3 ``ObjectCreated`` → SQS batches; start each uploaded prediction once."""
+"""process-input: S3 ``ObjectCreated`` → SQS batches; start each uploaded prediction once.
+
+The same queue carries ``{"dispatch": {"prediction_id": ...}}``: a prediction whose input came
+inline and whose dispatch new-prediction could not complete, dispatched here (claimed, once).
+"""
 
 from __future__ import annotations
 
@@ -21,9 +25,17 @@ if TYPE_CHECKING:
 processor = BatchProcessor(event_type=EventType.SQS)
 
 
-def uploaded_objects(body: str) -> list[tuple[str, str, int | None]]:
+def handed_over(message: dict[str, Any]) -> str | None:
+    """The prediction ID of a hand-over message (``{"dispatch": {"prediction_id": ...}}``), else None."""
+    dispatch = message.get("dispatch")
+    if isinstance(dispatch, dict) and isinstance(dispatch.get("prediction_id"), str):
+        return dispatch["prediction_id"]
+    return None
+
+
+def uploaded_objects(body: str | dict[str, Any]) -> list[tuple[str, str, int | None]]:
     """(bucket, key, size) of every ``ObjectCreated`` record in an S3 notification message body."""
-    message = json.loads(body)
+    message = json.loads(body) if isinstance(body, str) else body
     if message.get("Event") == "s3:TestEvent":
         return []
     objects = []
@@ -47,7 +59,12 @@ def default_dependencies() -> Dispatch:
 def record_handler(record: SQSRecord, dispatching: Dispatch | None = None) -> None:
     """Start the prediction of every upload announced in ``record`` (``dispatching``: the use case)."""
     dispatching = dispatching or default_dependencies()
-    for bucket, key, size in uploaded_objects(record.body):
+    message = json.loads(record.body)
+    prediction_id = handed_over(message)
+    if prediction_id is not None:
+        dispatching.dispatch(prediction_id)
+        return
+    for bucket, key, size in uploaded_objects(message):
         dispatching.input_uploaded(bucket, key, size)
 
 
