@@ -186,7 +186,7 @@ def test_moto_s_asl_parser_accepts_every_generated_definition(shape: str):
 # -- the explicit shapes ---------------------------------------------------------------------------------
 
 
-def test_vehicle_claim_runs_three_branches_then_the_decision_then_complete():
+def test_vehicle_claim_runs_three_branches_then_the_decision_which_ends_the_execution():
     # GIVEN the vehicle claim
     # WHEN its machine is generated
     _, _, definition = build(VEHICLE, "decision")
@@ -198,12 +198,39 @@ def test_vehicle_claim_runs_three_branches_then_the_decision_then_complete():
     assert parallel["ResultPath"] is None
     assert parallel["Catch"] == [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "FailEnsemble"}]
     assert [branch["StartAt"] for branch in parallel["Branches"]] == ["cost", "damage", "fraud"]
-    # ... then the decision's task, which goes straight to Complete naming it
+    # ... then the decision's task, which ends the execution (its success finishes the ensemble):
+    # no Complete task, in every attempt
     decision = states[parallel["Next"]]
     assert decision["Parameters"]["Payload"]["step"] == "decision"
-    assert decision["Next"] == "Complete"
-    assert states["Complete"]["Parameters"]["Payload"]["output_step"] == "decision"
+    assert decision["Parameters"]["Payload"]["finishes_ensemble"] is True
+    attempts = [state for _, state, _ in states_of(definition) if _step_of(state) == "decision"]
+    assert len(attempts) == 3 and all(state["End"] is True and "Next" not in state for state in attempts)
+    assert "Complete" not in states and "CompleteFailed" not in states
     assert final_step(definition) == "decision"
+    # ... four steps in five state transitions: the Parallel, its three tasks, the decision
+    entered = 1 + len(parallel["Branches"]) + 1
+    assert entered / len(VEHICLE) == 1.25
+
+
+@pytest.mark.parametrize(
+    "extra", [{"optional": True, "default": {}}, {"when": {"path": "$.steps.fraud.p", "greater_than": 0.1}}]
+)
+def test_an_output_step_that_may_end_without_output_keeps_the_complete_task(extra: dict[str, Any]) -> None:
+    # GIVEN the vehicle claim whose decision is optional, or runs only on a condition
+    steps = {**VEHICLE, "decision": {**VEHICLE["decision"], **extra}}
+    # WHEN its machine is generated
+    _, _, definition = build(steps, "decision")
+    states = definition["States"]
+    # THEN the decision goes on to Complete (its success is not the only way on)
+    decision = states[states[definition["StartAt"]]["Next"]]
+    assert decision["Next"] == "Complete"
+    assert "finishes_ensemble" not in decision["Parameters"]["Payload"]
+    assert states["Complete"]["Parameters"]["Payload"]["output_step"] == "decision"
+
+
+def _step_of(state: dict[str, Any]) -> str | None:
+    payload = (state.get("Parameters") or {}).get("Payload") or {}
+    return payload.get("step") if payload.get("action") == "call" else None
 
 
 def test_complaint_triage_runs_the_chain_beside_the_fan_out_without_a_choice():
@@ -375,8 +402,9 @@ def test_a_fan_out_step_is_a_map_over_its_members_in_the_current_form():
 
 
 def test_complete_fail_ensemble_and_failed_end_every_machine():
-    # GIVEN the vehicle claim
-    _, _, definition = build(VEHICLE, "decision")
+    # GIVEN a chain whose output is a mapping (so Complete computes it)
+    chain = {"a": call("s"), "b": call("s", {"x": "$.steps.a"})}
+    _, _, definition = build(chain, {"first": "$.steps.a", "second": "$.steps.b"})
     states = definition["States"]
     retry = [{"ErrorEquals": list(TRANSIENT_LAMBDA_ERRORS), "IntervalSeconds": 1, "MaxAttempts": 3, "BackoffRate": 2.0}]
 
@@ -389,7 +417,6 @@ def test_complete_fail_ensemble_and_failed_end_every_machine():
             "action": "complete",
             "ensemble_prediction_id.$": "$.prediction_id",
             "execution.$": "$$.Execution.Input",
-            "output_step": "decision",
         },
     }
     assert complete["ResultPath"] is None
@@ -636,7 +663,7 @@ def test_completing_output_steps_lists_what_every_complete_task_names():
         },
     }
 
-    # WHEN / THEN
-    assert completing_output_steps(named) == ["decision"]
+    # WHEN / THEN (the vehicle claim's decision ends the execution itself: no completing task)
+    assert completing_output_steps(named) == []
     assert completing_output_steps(mapped) == []
     assert completing_output_steps(hand_written) == ["a", "b"]

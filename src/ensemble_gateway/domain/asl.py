@@ -243,9 +243,17 @@ def final_step(definition: Mapping[str, Any]) -> str | None:
     ``action: complete``) with that step as its ``output_step``: once the step succeeds nothing else
     can run, so the gateway may finish the ensemble right away instead of a Lambda hop later. A
     fan-out qualifies too: a top-level Map over ``$.fanout.<step>`` running that step, followed by
-    the completing task (the ensemble finishes when every member has succeeded).
+    the completing task (the ensemble finishes when every member has succeeded). Or a top-level
+    callback task that ends the execution with ``finishes_ensemble`` in its payload (generated
+    machines whose output step runs last: there is no completing task at all).
     """
     states = definition.get("States", {})
+    for state in states.values():
+        # A generated machine whose output step ends the execution (no Complete task after it).
+        if isinstance(state, Mapping) and is_callback_task(state) and state.get("End") is True:
+            payload = _payload(state)
+            if payload.get("finishes_ensemble") is True and payload.get("step"):
+                return str(payload["step"])
     completing = {
         name: _payload(state).get("output_step")
         for name, state in states.items()
