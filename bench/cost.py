@@ -28,6 +28,7 @@ Public us-east-1 prices (on-demand list prices from the AWS pricing pages; see P
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -51,6 +52,9 @@ from .trace import Call, Invocation
 #   S3            https://aws.amazon.com/s3/pricing/               Standard: PUT/COPY/POST/LIST $0.005 per 1,000,
 #                 GET/SELECT/HEAD and others $0.0004 per 1,000
 #   API Gateway   https://aws.amazon.com/api-gateway/pricing/      REST API $3.50 per 1M requests (first 333M)
+#   Data Firehose https://aws.amazon.com/firehose/pricing/         Direct PUT $0.029 per GB ingested (first
+#                 500 TB/month), each record rounded up to 5 KB; dynamic partitioning $0.020 per GB
+#                 (its per-object delivery charge is amortised over a buffer of records: left out)
 PRICES: dict[str, float] = {
     "lambda_request": 0.20 / 1e6,
     "lambda_gb_second_arm64": 0.0000133334,
@@ -62,7 +66,16 @@ PRICES: dict[str, float] = {
     "s3_put_class": 0.005 / 1e3,
     "s3_get_class": 0.0004 / 1e3,
     "apigw_rest_request": 3.50 / 1e6,
+    "firehose_gb_ingested": 0.029,
+    "firehose_dynamic_partitioning_gb": 0.020,
 }
+# The local runtime writes decision records to the data bucket under audit/ in the stream's layout
+# (moto's Firehose ignores partitioning); on AWS each is one Firehose record: priced as that.
+AUDIT_PREFIX = "audit/"
+FIREHOSE_RECORD_ROUNDING_BYTES = 5 * 1024
+# A shadow's prediction ID (domain/records.py shadow_prediction_id): its traffic is the operator's
+# choice of the moment, priced apart from the prediction's own cost.
+SHADOW_ID = re.compile(r"-h[0-9a-f]{20}$")
 DYNAMODB_BEFORE_NOV_2024 = {"dynamodb_wru": 1.25 / 1e6, "dynamodb_rru": 0.25 / 1e6}
 LAMBDA_MEMORY_GB = 0.5  # template.yaml Globals: MemorySize 512, arm64
 S3_PUT_CLASS = {
@@ -82,17 +95,40 @@ SERVICES = [
     ("vehicle-claim", "ensemble, 4 steps"),
     ("complaint-triage", "ensemble, fan-out"),
 ]
-TARGET_TRANSITIONS_PER_STEP = 2.0
+TARGET_TRANSITIONS_PER_STEP = 1.25
 TARGET_CALLS_PER_STEP = 8.0
+# Issue 19: vehicle-claim at most $200 per million predictions, model compute excluded.
+TARGET_DOLLARS = {"vehicle-claim": 200.0, "vehicle-claim inline": 200.0}
+
+
+def _is_shadow_invocation(invocation: Invocation) -> bool:
+    ids = invocation.info.get("prediction_ids") or []
+    return invocation.function == "shadow-dispatch" or (bool(ids) and all(SHADOW_ID.search(i) for i in ids))
+
+
+def shadow_share(calls: list[Call], invocations: list[Invocation]) -> tuple[list[Call], list[Invocation]]:
+    """The calls and invocations of the prediction's shadows (shadow-dispatch, the shadows'
+    notifications and their SageMaker side)."""
+    shadow_invocations = [i for i in invocations if _is_shadow_invocation(i)]
+    ids = {i.id for i in shadow_invocations}
+    shadow_calls = [
+        c
+        for c in calls
+        if c.invocation in ids or (c.source != "function" and SHADOW_ID.search(str(c.info.get("prediction_id") or "")))
+    ]
+    return shadow_calls, shadow_invocations
 
 
 def _billable(calls: list[Call], invocations: list[Invocation]) -> tuple[list[Call], list[Invocation]]:
-    """Drop what is not per prediction or not on AWS: the sweeper, idle polls, local-only queues."""
+    """Drop what is not per prediction or not on AWS: the sweeper, idle polls, local-only queues,
+    and the shadows (priced apart, see ``shadow_share``)."""
+    shadow_calls, shadow_invocations = shadow_share(calls, invocations)
+    dropped_calls = {id(c) for c in shadow_calls}
     sweeper = {i.id for i in invocations if i.function == "sweeper"}
-    kept_invocations = [i for i in invocations if i.function != "sweeper"]
+    kept_invocations = [i for i in invocations if i.function != "sweeper" and i not in shadow_invocations]
     kept = []
     for call in calls:
-        if call.invocation in sweeper:
+        if call.invocation in sweeper or id(call) in dropped_calls:
             continue
         if call.service == "sqs" and call.info.get("local_only"):
             continue
@@ -131,8 +167,16 @@ def account(
     gateway_calls = [c for c in calls if c.source == "function"]
     sqs_requests = sum(1 for c in calls if c.service == "sqs") + s3_notifications
     sns_publishes = sum(1 for c in calls if c.service == "sns" and c.operation == "Publish")
-    s3_put = sum(1 for c in calls if c.service == "s3" and c.operation in S3_PUT_CLASS) + client_uploads
-    s3_get = sum(1 for c in calls if c.service == "s3" and c.operation not in S3_PUT_CLASS) + client_downloads
+    audit = [c for c in calls if c.service == "s3" and str(c.info.get("key") or "").startswith(AUDIT_PREFIX)]
+    audit_ids = {id(c) for c in audit}
+    calls_without_audit = [c for c in calls if id(c) not in audit_ids]
+    audit_gb = sum(math.ceil(max(1, int(c.info.get("bytes") or 1)) / FIREHOSE_RECORD_ROUNDING_BYTES) for c in audit)
+    audit_gb *= FIREHOSE_RECORD_ROUNDING_BYTES / 1024**3
+    audit_bytes_gb = sum(int(c.info.get("bytes") or 0) for c in audit) / 1024**3
+    s3_put = sum(1 for c in calls_without_audit if c.service == "s3" and c.operation in S3_PUT_CLASS) + client_uploads
+    s3_get = (
+        sum(1 for c in calls_without_audit if c.service == "s3" and c.operation not in S3_PUT_CLASS) + client_downloads
+    )
     rru = sum(float(c.info.get("rru", 0)) for c in calls)
     wru = sum(float(c.info.get("wru", 0)) for c in calls)
     dynamodb_calls = sum(1 for c in calls if c.service == "dynamodb")
@@ -146,6 +190,8 @@ def account(
         "sns": sns_publishes * PRICES["sns_publish"],
         "s3": s3_put * PRICES["s3_put_class"] + s3_get * PRICES["s3_get_class"],
         "api_gateway": api_requests * PRICES["apigw_rest_request"],
+        "firehose_audit": audit_gb * PRICES["firehose_gb_ingested"]
+        + audit_bytes_gb * PRICES["firehose_dynamic_partitioning_gb"],
     }
     dynamodb_before = wru * DYNAMODB_BEFORE_NOV_2024["dynamodb_wru"] + rru * DYNAMODB_BEFORE_NOV_2024["dynamodb_rru"]
 
@@ -199,6 +245,7 @@ def account(
         "sns_publishes": sns_publishes,
         "s3_put_class": s3_put,
         "s3_get_class": s3_get,
+        "audit_records": len(audit),
         "dollars": dollars,
         "dollars_total": sum(dollars.values()),
         "dollars_total_dynamodb_pre_nov_2024": sum(dollars.values()) - dollars["dynamodb"] + dynamodb_before,
@@ -224,16 +271,31 @@ def _mean_dict(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def measure(env: BenchEnv, recorder: Any, service: str, data: bytes, content_type: str) -> dict[str, Any]:
-    submission, hook, calls, invocations = env.traced_prediction(recorder, service, data, content_type, download=True)
+def measure(
+    env: BenchEnv, recorder: Any, service: str, data: bytes, content_type: str, *, inline: bool = False
+) -> dict[str, Any]:
+    submission, hook, calls, invocations = env.traced_prediction(
+        recorder, service, data, content_type, download=True, inline=inline
+    )
     record = env.record(submission.prediction_id)
     is_ensemble = record is not None and env.service(service).kind == "ensemble"
     history = env.execution_history(service, submission.prediction_id) if is_ensemble else []
     child_ids = {c.prediction_id for c in env.children(submission.prediction_id)} if is_ensemble else set()
-    result = account(calls, invocations, history, child_ids)
+    # Inline: the input is in the POST, no client upload to S3.
+    result = account(calls, invocations, history, child_ids, client_uploads=0 if inline else 1)
+    shadow_calls, shadow_invocations = shadow_share(calls, invocations)
+    result["shadow_invocations"] = len(shadow_invocations)
+    result["shadow_calls"] = len(shadow_calls)
     result["status"] = hook.status
     result["prediction_id"] = submission.prediction_id
     return result
+
+
+def variants() -> list[tuple[str, str, str, bool]]:
+    """(label, service, kind, inline): every service with an upload, and again with its input inline."""
+    found = [(service, service, kind, False) for service, kind in SERVICES]
+    found += [(f"{service} inline", service, f"{kind}, input inline", True) for service, kind in SERVICES]
+    return found
 
 
 def run(env: BenchEnv, quick: bool = False) -> dict[str, Any]:
@@ -241,12 +303,12 @@ def run(env: BenchEnv, quick: bool = False) -> dict[str, Any]:
     say(f"Cost per prediction: {runs} sequential prediction(s) per service, every AWS call recorded")
     per_service: dict[str, Any] = {}
     with env.recorder() as recorder:
-        for service, kind in SERVICES:
+        for label, service, kind, inline in variants():
             samples = env.samples(service)
             measured = []
             for index in range(runs):
                 data, content_type = samples[index % len(samples)]
-                measured.append(measure(env, recorder, service, data, content_type))
+                measured.append(measure(env, recorder, service, data, content_type, inline=inline))
             statuses = Counter(m["status"] for m in measured)
             per_step = [m["per_step"] for m in measured if m["per_step"]]
             mean = _mean_dict(
@@ -266,7 +328,8 @@ def run(env: BenchEnv, quick: bool = False) -> dict[str, Any]:
             mean["statuses"] = dict(statuses)
             mean["dollars_per_million"] = mean["dollars_total"] * 1e6
             mean["dollars_per_million_by_service"] = {k: v * 1e6 for k, v in mean["dollars"].items()}
-            per_service[service] = mean
+            mean["inline"] = inline
+            per_service[label] = mean
     _print(per_service)
     ensembles = {s: v["per_step"] for s, v in per_service.items() if v.get("per_step")}
     return {
@@ -288,6 +351,12 @@ def run(env: BenchEnv, quick: bool = False) -> dict[str, Any]:
             "aws_calls_per_step_max": TARGET_CALLS_PER_STEP,
             "met": {
                 s: bool(p["transitions_target_met"] and p["gateway_calls_target_met"]) for s, p in ensembles.items()
+            },
+            "dollars_per_million_max": TARGET_DOLLARS,
+            "dollars_met": {
+                s: per_service[s]["dollars_per_million"] <= limit
+                for s, limit in TARGET_DOLLARS.items()
+                if s in per_service
             },
         },
     }
@@ -330,6 +399,16 @@ def _print(per_service: dict[str, Any]) -> None:
         ]
     )
     say(table(["$ per 1M predictions (excl. model)", *names], money, digits=2))
+    for label, limit in TARGET_DOLLARS.items():
+        if label in per_service:
+            total = per_service[label]["dollars_per_million"]
+            say(f"Target: {label} <= ${limit:g} / 1M: ${total:.2f} -> {'met' if total <= limit else 'NOT met'}")
+    say(
+        "Decision records are priced as Firehose records (the local runtime writes them to S3); shadows' "
+        "traffic is left out (shadow invocations per prediction: "
+        + ", ".join(f"{n} {per_service[n].get('shadow_invocations', 0):.1f}" for n in names)
+        + ")."
+    )
     say()
     steps = [(n, per_service[n]["per_step"]) for n in names if per_service[n].get("per_step")]
     if steps:
@@ -355,7 +434,7 @@ def _print(per_service: dict[str, Any]) -> None:
                     "gateway calls",
                     "+integrations",
                     "all/steps",
-                    "target met (<=2, <=8)",
+                    f"target met (<={TARGET_TRANSITIONS_PER_STEP:g}, <={TARGET_CALLS_PER_STEP:g})",
                 ],
                 step_rows,
                 digits=2,

@@ -277,10 +277,27 @@ class BenchEnv:
             self._local.api = client
         return client
 
-    def submit(self, service: str, data: bytes, content_type: str, *, webhook: bool = True) -> Submission:
-        """POST /predictions with a webhook, then upload through the presigned POST."""
+    def submit(
+        self, service: str, data: bytes, content_type: str, *, webhook: bool = True, inline: bool = False
+    ) -> Submission:
+        """POST /predictions with a webhook, then upload through the presigned POST; or, ``inline``,
+        one POST carrying the (JSON) input: its start is then the POST (``uploaded_at`` = submitted)."""
         api = self._client()
         submission = Submission(service=service, submitted_at=time.time())
+        if inline:
+            submission.uploaded_at = submission.upload_started_at = submission.submitted_at
+            try:
+                accepted = api.submit(
+                    service,
+                    content_type=content_type,
+                    webhook_url=self.receiver.url if webhook else None,
+                    extra={"input": json.loads(data)},
+                )
+                submission.accepted_at = time.time()
+                submission.prediction_id = accepted["prediction_id"]
+            except Exception as error:
+                submission.error = f"{type(error).__name__}: {error}"
+            return submission
         try:
             accepted = api.submit(
                 service, content_type=content_type, webhook_url=self.receiver.url if webhook else None
@@ -295,13 +312,20 @@ class BenchEnv:
         return submission
 
     def traced_prediction(
-        self, recorder: Recorder, service: str, data: bytes, content_type: str, *, download: bool = False
+        self,
+        recorder: Recorder,
+        service: str,
+        data: bytes,
+        content_type: str,
+        *,
+        download: bool = False,
+        inline: bool = False,
     ) -> tuple[Submission, Webhook, list[Call], list[Invocation]]:
         """One prediction on a quiet runtime, to its webhook (and its result downloaded): what it
         submitted, the webhook, and every call and invocation recorded meanwhile."""
         self.settle()
         mark = recorder.mark()
-        submission = self.submit(service, data, content_type)
+        submission = self.submit(service, data, content_type, inline=inline)
         if submission.error:
             raise RuntimeError(f"{service}: submission failed: {submission.error}")
         hook = self.receiver.wait_for(submission.prediction_id, timeout=120)
