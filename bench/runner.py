@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, tuple[str, bool]] = {
     "dag_layout": ("bench.dag_layout", False),
     "cost": ("bench.cost", True),
     "aws_latency": ("bench.aws_latency", True),
+    "peer": ("bench.peer", True),
     "overhead": ("bench.overhead", True),
     "burst": ("bench.burst", True),
 }

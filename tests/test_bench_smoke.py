@@ -128,6 +128,45 @@ def test_aws_latency(bench_results: tuple[Path, dict[str, Any]]) -> None:
     assert result["target"]["service"] == "vehicle-claim" and isinstance(result["target"]["met"], bool)
 
 
+def test_peer(bench_results: tuple[Path, dict[str, Any]]) -> None:
+    result = _load(bench_results, "peer")
+    services = result["services"]
+    assert set(services) == {"fraud-score", "repair-cost", "vehicle-claim", "complaint-triage"}
+    for name, service in services.items():
+        for key in ("ours_dollars_per_million", "ccc_dollars_per_million", "cost_ratio"):
+            assert _positive(service[key]), (name, key)
+        for key in ("ours_modelled_ms", "ccc_modelled_ms", "latency_ratio"):
+            assert _positive(service[key]), (name, key)
+        # Our pieces cover the trace exactly: they add up to what cost.account prices.
+        check = service["partition_check"]
+        assert check["unattributed_calls"] == 0
+        assert check["pieces_dollars_total"] == pytest.approx(check["account_dollars_total"], rel=1e-9)
+        for entry in service["ccc_path"]:
+            assert entry["ref_kind"] in (None, "published", "assumption"), entry
+    # An async model's path is CCC's own: the same bill and the same path, by construction.
+    assert services["fraud-score"]["cost_ratio"] == pytest.approx(1.0)
+    assert services["fraud-score"]["latency_ratio"] == pytest.approx(1.0)
+    for name in ("vehicle-claim", "complaint-triage"):
+        service = services[name]
+        steps = service["ccc_steps"]
+        assert len(steps) >= 3
+        for step in steps:
+            if step["model"] == "skipped":
+                continue
+            # The step Lambda, process-input, the notification; an S3 event and SNS each time.
+            assert step["lambda_invocations"] == 3 and step["sns_publishes"] == 1, (name, step)
+            assert step["s3_reads_back"] >= 1 and step["sqs_requests"] >= 1, (name, step)
+        assert service["ccc_counts"]["lambda_requests"] > service["ours_counts"]["lambda_invocations_total"]
+        # The critical path holds a step input's S3 event, an SNS hop for every step on it (ours:
+        # the async ones only) and the final Lambda's hop.
+        hops, ours_hops = service["ccc_hops"], service["ours_hops"]
+        assert hops.get("S3 ObjectCreated -> SQS", 0) >= 2, name
+        assert hops.get("SNS -> Lambda", 0) > ours_hops.get("SNS -> Lambda", 0), name
+        assert hops.get("Step Functions -> Lambda", 0) >= ours_hops.get("Step Functions -> Lambda", 0), name
+        assert any(entry["label"] == "Step Functions -> Lambda (final)" for entry in service["ccc_path"]), name
+    assert all(entry["kind"] and entry["text"] for entry in result["assumptions"].values())
+
+
 def test_dag_layout(bench_results: tuple[Path, dict[str, Any]]) -> None:
     result = _load(bench_results, "dag_layout")
     # The shipped ensembles lay out exactly; the shape nested Parallels cannot express costs time.
