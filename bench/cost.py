@@ -101,22 +101,63 @@ TARGET_CALLS_PER_STEP = 8.0
 TARGET_DOLLARS = {"vehicle-claim": 200.0, "vehicle-claim inline": 200.0}
 
 
-def _is_shadow_invocation(invocation: Invocation) -> bool:
-    ids = invocation.info.get("prediction_ids") or []
-    return invocation.function == "shadow-dispatch" or (bool(ids) and all(SHADOW_ID.search(i) for i in ids))
+def shadow_ids_of(calls: list[Call]) -> set[str]:
+    """The shadow predictions the calls name."""
+    ids = {str(c.info.get("prediction_id", "")) for c in calls}
+    return {i for i in ids if SHADOW_ID.search(i)}
+
+
+def is_shadow_call(call: Call, shadows: set[str]) -> bool:
+    pid = str(call.info.get("prediction_id", ""))
+    return pid in shadows or (call.name == "sqs:SendMessage" and "Shadow" in str(call.info.get("queue", "")))
+
+
+def shadow_work(calls: list[Call], shadows: set[str]) -> set[int]:
+    """A primary's shadow start: the shadows' records and queue messages, and the update that
+    records their versions on the primary (the primary's next write after the last message)."""
+    marked: set[int] = set()
+    pending = False
+    for call in sorted(calls, key=lambda c: c.t0):
+        if is_shadow_call(call, shadows):
+            marked.add(id(call))
+            pending = call.name == "sqs:SendMessage" or pending
+        elif pending and call.name == "dynamodb:UpdateItem":
+            marked.add(id(call))
+            pending = False
+    return marked
 
 
 def shadow_share(calls: list[Call], invocations: list[Invocation]) -> tuple[list[Call], list[Invocation]]:
-    """The calls and invocations of the prediction's shadows (shadow-dispatch, the shadows'
-    notifications and their SageMaker side)."""
-    shadow_invocations = [i for i in invocations if _is_shadow_invocation(i)]
-    ids = {i.id for i in shadow_invocations}
-    shadow_calls = [
-        c
-        for c in calls
-        if c.invocation in ids or (c.source != "function" and SHADOW_ID.search(str(c.info.get("prediction_id") or "")))
+    """The calls and invocations of the prediction's shadows: shadow-dispatch, the shadows'
+    notifications and SageMaker side, and the primary's calls that start them."""
+    shadows = shadow_ids_of(calls + [c for i in invocations for c in i.calls])
+    shadow_invocations = [
+        i
+        for i in invocations
+        if i.function == "shadow-dispatch"
+        or (i.info.get("prediction_ids") and set(i.info["prediction_ids"]) <= shadows)
     ]
-    return shadow_calls, shadow_invocations
+    ids = {i.id for i in shadow_invocations}
+    marked = {
+        id(c)
+        for c in calls
+        if c.invocation in ids
+        or (c.source != "function" and is_shadow_call(c, shadows))
+        # The shadow queue's receives and deletes (shadow-dispatch's event source).
+        or (c.source == "event-source" and "Shadow" in str(c.info.get("queue", "")))
+    }
+    found = [c for c in calls if id(c) in marked]
+    for invocation in invocations:
+        # A call the recorder attributes to a shadow invocation, listed under another.
+        attributed = {id(c) for c in invocation.calls if c.invocation in ids} - marked
+        found += [c for c in invocation.calls if id(c) in attributed]
+        marked |= attributed
+        if invocation.id not in ids:
+            # An invocation's own list may hold calls the flat list does not (recorded apart).
+            work = shadow_work(invocation.calls, shadows)
+            found += [c for c in invocation.calls if id(c) in work and id(c) not in marked]
+            marked |= work
+    return found, shadow_invocations
 
 
 def _billable(calls: list[Call], invocations: list[Invocation]) -> tuple[list[Call], list[Invocation]]:

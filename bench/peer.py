@@ -166,6 +166,9 @@ class Bill:
     s3_put_class: float = 0.0
     s3_get_class: float = 0.0
     api_requests: float = 0.0
+    # Decision records (S3 under audit/ locally): Firehose records on AWS, as cost.account prices them.
+    audit_gb: float = 0.0
+    audit_bytes_gb: float = 0.0
     calls: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: Bill) -> Bill:
@@ -184,6 +187,11 @@ class Bill:
                 self.sqs_requests += 1
             elif c.service == "sns" and c.operation == "Publish":
                 self.sns_publishes += 1
+            elif c.service == "s3" and str(c.info.get("key") or "").startswith(cost.AUDIT_PREFIX):
+                size = int(c.info.get("bytes") or 0)
+                rounding = cost.FIREHOSE_RECORD_ROUNDING_BYTES
+                self.audit_gb += math.ceil(max(1, size) / rounding) * rounding / 1024**3
+                self.audit_bytes_gb += size / 1024**3
             elif c.service == "s3":
                 if c.operation in cost.S3_PUT_CLASS:
                     self.s3_put_class += 1
@@ -210,6 +218,8 @@ class Bill:
             "sns": self.sns_publishes * p["sns_publish"],
             "s3": self.s3_put_class * p["s3_put_class"] + self.s3_get_class * p["s3_get_class"],
             "api_gateway": self.api_requests * p["apigw_rest_request"],
+            "firehose_audit": self.audit_gb * p["firehose_gb_ingested"]
+            + self.audit_bytes_gb * p["firehose_dynamic_partitioning_gb"],
         }
 
     def total(self) -> float:
@@ -305,25 +315,8 @@ class Traced:
         return {i for i in ids if SHADOW_ID.search(i)}
 
 
-def _is_shadow_call(call: Call, shadows: set[str]) -> bool:
-    pid = str(call.info.get("prediction_id", ""))
-    return pid in shadows or (call.name == "sqs:SendMessage" and "Shadow" in str(call.info.get("queue", "")))
-
-
-def _shadow_work(calls: list[Call], shadows: set[str]) -> set[int]:
-    """A primary's shadow start: the shadows' records and queue messages, and the update that
-    records their versions on the primary (the primary's next write after the last message)."""
-    marked: set[int] = set()
-    ordered = sorted(calls, key=lambda c: c.t0)
-    pending = False
-    for call in ordered:
-        if _is_shadow_call(call, shadows):
-            marked.add(id(call))
-            pending = call.name == "sqs:SendMessage" or pending
-        elif pending and call.name == "dynamodb:UpdateItem":
-            marked.add(id(call))
-            pending = False
-    return marked
+_is_shadow_call = cost.is_shadow_call
+_shadow_work = cost.shadow_work
 
 
 def _finishing_window(inv: Invocation, top: str) -> list[Call]:
@@ -412,14 +405,25 @@ def partition(t: Traced) -> Pieces:
     seen: set[int] = set()
     jobs = sagemaker_jobs(t.calls)
 
+    # The shadows' share is cost's own (so that the pieces without it add up to cost.account).
+    shadow_calls, shadow_invocations = cost.shadow_share(t.calls, t.invocations)
+    shadow_call_ids = {id(c) for c in shadow_calls}
+
     def put(bill: Bill, calls: list[Call]) -> None:
+        if bill is not bills["shadows"]:
+            bills["shadows"].add_calls([c for c in calls if id(c) in shadow_call_ids])
+            seen.update(id(c) for c in calls)
+            calls = [c for c in calls if id(c) not in shadow_call_ids]
         bill.add_calls(calls)
         seen.update(id(c) for c in calls)
 
+    shadow_invocation_ids = {i.id for i in shadow_invocations}
     for inv in t.invocations:
         ids = set(inv.info.get("prediction_ids", []))
         child = _child_of(inv, top)
-        if inv.function == "new-prediction":
+        if inv.id in shadow_invocation_ids:
+            target = bills["shadows"]
+        elif inv.function == "new-prediction":
             target = bills["submit"]
         elif inv.function == "process-input" and top in ids:
             target = bills[CLIENT_UPLOAD]
@@ -443,7 +447,7 @@ def partition(t: Traced) -> Pieces:
             # ``other``, shared by both designs, and reported.
             target = bills["other"]
             others.append(f"{inv.function} {inv.trigger} {sorted(ids)}")
-        moved = _shadow_work(inv.calls, shadows)
+        moved = {id(c) for c in inv.calls if id(c) in shadow_call_ids}
         window = _finishing_window(inv, top) if t.kind == "ensemble" and target is not bills["finish"] else []
         window_ids = {id(c) for c in window}
         window_ms = Work.of(inv, window, tail=False).billed_ms if window else 0.0
@@ -469,7 +473,9 @@ def partition(t: Traced) -> Pieces:
             continue
         queue = str(call.info.get("queue", ""))
         pid = str(call.info.get("prediction_id", ""))
-        if call.source == "event-source":
+        if id(call) in shadow_call_ids:
+            target = bills["shadows"]
+        elif call.source == "event-source":
             target = (
                 bills["shadows"]
                 if "Shadow" in queue
@@ -715,7 +721,8 @@ class Ccc:
 
 def model_ccc(t: Traced, pieces: Pieces, templates: dict[str, SingleModelPath], means: dict[str, float]) -> Ccc:
     """CCC's bill of ``t``: the shared pieces as traced, each step and the finish as CCC does them."""
-    shared = ("submit", CLIENT_UPLOAD, "orchestration", "result", "shadows", "other")
+    # Shadows are left out of both bills, as cost.account leaves them out (the operator's choice).
+    shared = ("submit", CLIENT_UPLOAD, "orchestration", "result", "other")
     bills = {k: dataclasses.replace(pieces.bills[k], calls=Counter(pieces.bills[k].calls)) for k in shared}
     if t.kind != "ensemble":
         bills["model"] = pieces.bills["model"]
@@ -980,8 +987,9 @@ def compare(t: Traced, templates: dict[str, SingleModelPath]) -> dict[str, Any]:
     ccc_summary = aws_latency.summarise_path(ccc_path, {})
     ours_summary = aws_latency.summarise_path(ours_path, graph.times)
     pieces_total = Bill()
-    for bill in [*pieces.bills.values(), *pieces.steps.values()]:
-        pieces_total.add(bill)
+    for name, bill in [*pieces.bills.items(), *(("step", b) for b in pieces.steps.values())]:
+        if name != "shadows":  # left out of cost.account's total too
+            pieces_total.add(bill)
     return {
         "prediction_id": t.prediction_id,
         "ours": {

@@ -62,11 +62,12 @@ def test_cold_start(bench_results: tuple[Path, dict[str, Any]]) -> None:
 def test_cost(bench_results: tuple[Path, dict[str, Any]]) -> None:
     result = _load(bench_results, "cost")
     services = result["services"]
-    assert set(services) == {"fraud-score", "repair-cost", "vehicle-claim", "complaint-triage"}
+    names = {"fraud-score", "repair-cost", "vehicle-claim", "complaint-triage"}
+    assert set(services) == names | {f"{name} inline" for name in names}
     for name, service in services.items():
         assert service["statuses"] == {"COMPLETED": 1.0} or service["statuses"] == {"COMPLETED": 1}, name
-        # new-prediction, process-input, webhook-delivery at least (+ notifications when async)
-        assert service["lambda_invocations_total"] >= 3
+        # new-prediction, webhook-delivery at least (+ process-input for an upload, notifications when async)
+        assert service["lambda_invocations_total"] >= (2 if service["inline"] else 3)
         assert service["aws_calls_total"] > 0 and service["dynamodb_calls"] > 0
         assert service["dynamodb_wru"] > 0 and service["dynamodb_rru"] > 0
         assert service["api_requests"] == 1
@@ -76,7 +77,13 @@ def test_cost(bench_results: tuple[Path, dict[str, Any]]) -> None:
         assert services[name]["state_transitions"] > 0
         assert per_step["steps"] >= 3 and _positive(per_step["transitions"]) and _positive(per_step["gateway_calls"])
     assert services["fraud-score"]["state_transitions"] == 0
-    assert set(result["targets"]["met"]) == {"vehicle-claim", "complaint-triage"}
+    assert set(result["targets"]["met"]) == {n for n in services if n.startswith(("vehicle-claim", "complaint-triage"))}
+    # An inline input has no S3 event and no client upload: fewer S3 PUT-class requests
+    for name in names:
+        inline, uploaded = services[f"{name} inline"], services[name]
+        assert inline["s3_event_notifications"] == 0 < uploaded["s3_event_notifications"]
+        assert inline["s3_put_class"] < uploaded["s3_put_class"]
+        assert "process-input" not in inline["lambda_invocations"]
 
 
 def test_overhead(bench_results: tuple[Path, dict[str, Any]]) -> None:
