@@ -491,8 +491,11 @@ def partition(t: Traced) -> Pieces:
         else:
             target = bills["result"]
         put(target, [call])
-    function_calls = {id(c) for c in t.calls if c.source == "function"}
-    unattributed = len(function_calls - seen)
+    # Calls of the flat trace no invocation lists (the recorder's window cut an invocation):
+    # shared, in ``other``, and counted.
+    stray = [c for c in t.calls if c.source == "function" and id(c) not in seen]
+    put(bills["other"], stray)
+    unattributed = len(stray)
     return Pieces(bills, dict(steps), dict(step_invocations), completes + windows, unattributed, others)
 
 
@@ -885,6 +888,11 @@ def ccc_latency(
         _ccc_step_chain(chain, by_child[child])
         chain.end(f"sfn{done}", "SendTaskSuccess -> task succeeded")
     terminal = g.node("terminal", 0.0)
+    if complete is None:
+        # Our machine ends with its output step (no Complete task): CCC's final Lambda is the
+        # state after that step's success.
+        succeeded = [i for i, e in events.items() if e["type"] == "TaskSucceeded" and f"sfn{i}" in g.times]
+        complete = max(succeeded) if succeeded else None
     if complete is None or ccc.finish is None:
         return math.nan, []
     chain = _Chain(g, f"sfn{complete}", "ccc:final")
