@@ -238,6 +238,43 @@ def test_api_stage_is_throttled_and_traced(transformed: dict[str, Any]) -> None:
     assert settings[("/*", "*")]["ThrottlingRateLimit"] == 100
 
 
+API_FUNCTIONS = {"NewPredictionFunction", "ResultsFunction", "CancelPredictionFunction", "BatchesFunction"}
+
+
+def test_snapstart_is_a_parameter_of_the_api_functions_which_api_gateway_invokes_through_an_alias(
+    template: dict[str, Any], transformed: dict[str, Any]
+) -> None:
+    # GIVEN the SnapStart parameter, off by default
+    parameter = template["Parameters"]["SnapStart"]
+    assert parameter["Default"] == "None"
+    assert set(parameter["AllowedValues"]) == {"None", "PublishedVersions"}
+    resources = transformed["Resources"]
+    lambdas = of_type(resources, "AWS::Lambda::Function")
+    # THEN exactly the API functions apply it
+    applying = {name for name, f in lambdas.items() if "SnapStart" in f["Properties"]}
+    assert applying == API_FUNCTIONS
+    aliases = {
+        a["Properties"]["FunctionName"]["Ref"]: name for name, a in of_type(resources, "AWS::Lambda::Alias").items()
+    }
+    for name in API_FUNCTIONS:
+        assert lambdas[name]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}, name
+        # AND each has an alias on a published version, replaced versions deleted (no snapshots pile up)
+        version = resources[aliases[name]]["Properties"]["FunctionVersion"]["Fn::GetAtt"][0]
+        assert resources[version]["Type"] == "AWS::Lambda::Version"
+        assert resources[version]["DeletionPolicy"] == "Delete"
+    # AND API Gateway invokes the aliases (SnapStart never applies to $LATEST), with permission on them
+    paths = resources["GatewayApi"]["Properties"]["Body"]["paths"]
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            uri = operation["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+            assert any("${" + alias + "}" in uri for alias in aliases.values()), (method, path, uri)
+    permissions = of_type(resources, "AWS::Lambda::Permission")
+    from_api = [
+        p["Properties"] for p in permissions.values() if p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+    ]
+    assert from_api and all(ref_name(p["FunctionName"]) in aliases.values() for p in from_api)
+
+
 def test_sqs_event_sources_report_partial_batch_failures(transformed: dict[str, Any]) -> None:
     # GIVEN the event source mappings after the transform
     mappings = of_type(transformed["Resources"], "AWS::Lambda::EventSourceMapping")

@@ -33,6 +33,7 @@ from .models import (
     PredictionStatus,
     Service,
     StepTiming,
+    empty_list,
 )
 
 MAX_METADATA_ENTRIES = 16
@@ -300,7 +301,7 @@ class ServiceDocument(BaseModel):
     # how many steps a prediction of it has (the CLI's progress line).
     steps: list[str] | None = None
     versions: list[ServingVersionDocument] = Field(
-        default_factory=list,
+        default_factory=empty_list,
         description="The versions serving predictions, each with its share of traffic (percent).",
     )
     traffic: dict[str, int] = Field(

@@ -28,6 +28,16 @@ PREDICTION_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SERVICE_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
+def empty_list() -> list[Any]:
+    """A new empty list: the default factory of list fields.
+
+    Why not ``list`` itself: pydantic inspects every default factory's signature, and for the
+    builtin it parses the text signature with ``tokenize`` (~4 ms over the domain's models at
+    every cold start); a plain function's signature costs microseconds.
+    """
+    return []
+
+
 def utcnow() -> datetime:
     """Return the current time, timezone-aware, truncated to milliseconds."""
     now = datetime.now(UTC)
@@ -189,7 +199,7 @@ class StepOutcome(BaseModel):
     inline: bool = False
     # The shadow versions the step was also sent to (copied from its record): the lineage of a
     # finished ensemble reads the shadows' outcomes of these steps only.
-    shadow_versions: list[str] = Field(default_factory=list)
+    shadow_versions: list[str] = Field(default_factory=empty_list)
     # When the model had the step's input and when it answered (see Prediction): the lineage's
     # per-step attribution (queue time, model time, gateway overhead) reads them.
     model_started_at: datetime | None = None
@@ -258,7 +268,7 @@ class Prediction(BaseModel):
     audit_pending: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
-    webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
+    webhook_attempts: list[dict[str, Any]] = Field(default_factory=empty_list)
     # Epoch seconds; DynamoDB TTL deletes the record some time after it (lazily: filter on it).
     expires_at: int | None = None
     # A step (child): whether the ensemble goes on without it when it fails, and whether its success
@@ -278,7 +288,7 @@ class Prediction(BaseModel):
     # A prediction that has shadows: their outcomes, by shadow prediction ID (see ShadowOutcome).
     shadow_outcomes: dict[str, ShadowOutcome] = Field(default_factory=dict)
     # The shadow versions this prediction was also sent to (set when they were started).
-    shadow_versions: list[str] = Field(default_factory=list)
+    shadow_versions: list[str] = Field(default_factory=empty_list)
     # A step (at any depth) of an ensemble that is itself a shadow: like the shadow, it never
     # starts shadows of its own.
     in_shadow: bool = False
@@ -370,7 +380,7 @@ class EnsembleStep(BaseModel):
     # ``all``/``any``/``not``; see domain/conditions.py). False: the step is SKIPPED.
     when: dict[str, Any] | None = None
     # Steps this one runs after even though its mapping reads nothing of theirs.
-    after: list[str] = Field(default_factory=list)
+    after: list[str] = Field(default_factory=empty_list)
 
     @field_validator("accept")
     @classmethod
@@ -467,11 +477,11 @@ class Rollout(BaseModel):
     versions: dict[str, VersionRecord] = Field(default_factory=dict)
     traffic: dict[str, int] = Field(default_factory=dict)
     sticky_key: str | None = None
-    shadow: list[str] = Field(default_factory=list)
+    shadow: list[str] = Field(default_factory=empty_list)
     requested: dict[str, int] | None = None
     requested_sticky_key: str | None = None
-    previous: list[dict[str, Any]] = Field(default_factory=list)
-    history: list[VersionEvent] = Field(default_factory=list)
+    previous: list[dict[str, Any]] = Field(default_factory=empty_list)
+    history: list[VersionEvent] = Field(default_factory=empty_list)
 
 
 class Service(BaseModel):
@@ -505,7 +515,7 @@ class Service(BaseModel):
     # their S3 references and hashes: opt in only where the data may live as long as the audit.
     audit_payloads: bool = False
     # Catalog tasks this model serves; ensembles fan out over the active models of a task.
-    tasks: list[str] = Field(default_factory=list)
+    tasks: list[str] = Field(default_factory=empty_list)
     model: ModelTarget | None = None
     ensemble: EnsembleSpec | None = None
 
@@ -677,7 +687,7 @@ class Client(BaseModel):
     api_key_hash: str | None = None
     principal_arn: str | None = None
     # The newest first. During a rotation two are valid and webhooks carry both signatures.
-    webhook_secrets: list[str] = Field(default_factory=list)
+    webhook_secrets: list[str] = Field(default_factory=empty_list)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -767,7 +777,7 @@ class Batch(BaseModel):
     due_at: datetime | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
-    webhook_attempts: list[dict[str, Any]] = Field(default_factory=list)
+    webhook_attempts: list[dict[str, Any]] = Field(default_factory=empty_list)
     expires_at: int | None = None
 
     @property

@@ -53,8 +53,10 @@ def model_failure_message(reason: str) -> str:
     return match.group("message")
 
 
+# Built on demand (defer_build): every function imports this module through the lifecycle, only
+# notifications parses InferenceResult, and it builds the three models at its cold start.
 class RequestParameters(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     content_type: str | None = Field(default=None, alias="contentType")
     endpoint_name: str | None = Field(default=None, alias="endpointName")
@@ -62,7 +64,7 @@ class RequestParameters(BaseModel):
 
 
 class ResponseParameters(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     content_type: str | None = Field(default=None, alias="contentType")
     output_location: str | None = Field(default=None, alias="outputLocation")
@@ -71,7 +73,7 @@ class ResponseParameters(BaseModel):
 class InferenceResult(BaseModel):
     """One SageMaker ``InferenceResult`` notification (``Completed`` or ``Failed``)."""
 
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, defer_build=True)
 
     inference_id: str = Field(alias="inferenceId")
     invocation_status: str = Field(alias="invocationStatus")

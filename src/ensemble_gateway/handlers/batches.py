@@ -24,6 +24,7 @@ from ..domain.api import (
 )
 from ..domain.request_json import check_idempotency_key
 from ..observability import count, logger, metrics, traced
+from ..snapstart import register_hooks
 from .api import authenticate, empty_body, json_object_body, json_response, make_resolver, resolve, unreadable_body
 
 if TYPE_CHECKING:
@@ -50,6 +51,10 @@ class Dependencies:
 def default_dependencies() -> Dependencies:
     """This process's (built once, at the first request)."""
     return Dependencies(authenticator=authenticator(), batches=batches())
+
+
+# SnapStart (the template's parameter): built, with the clients its requests use, before the snapshot.
+register_hooks(default_dependencies, ("dynamodb", "s3", "sqs"))
 
 
 @app.post("/batches", summary="Submit a batch: one prediction per line of a JSON Lines manifest")

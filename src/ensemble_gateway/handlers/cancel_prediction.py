@@ -16,6 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from ..bootstrap import authenticator, cancellation, read_model
 from ..domain.api import PredictionDocument, ResultDocument, ShadowDocument, StepDocument, build
 from ..observability import count, logger, metrics, traced
+from ..snapstart import register_hooks
 from .api import authenticate, empty_body, json_response, make_resolver, resolve, unreadable_body
 
 if TYPE_CHECKING:
@@ -44,6 +45,10 @@ class Dependencies:
 def default_dependencies() -> Dependencies:
     """This process's (built once, at the first request)."""
     return Dependencies(authenticator=authenticator(), cancellation=cancellation(), read_model=read_model())
+
+
+# SnapStart (the template's parameter): built, with the clients its requests use, before the snapshot.
+register_hooks(default_dependencies, ("dynamodb", "s3", "stepfunctions", "sqs", "firehose", "events"))
 
 
 @app.post("/predictions/<prediction_id>/cancel", summary="End a prediction that has not ended: CANCELLED")

@@ -20,6 +20,7 @@ from ..domain.api import (
 )
 from ..domain.request_json import check_idempotency_key
 from ..observability import count, logger, metrics, traced
+from ..snapstart import register_hooks
 from .api import authenticate, empty_body, json_object_body, json_response, make_resolver, resolve, unreadable_body
 
 if TYPE_CHECKING:
@@ -53,6 +54,10 @@ class Dependencies:
 def default_dependencies() -> Dependencies:
     """This process's (built once, at the first request)."""
     return Dependencies(authenticator=authenticator(), intake=intake())
+
+
+# SnapStart (the template's parameter): built, with the clients its requests use, before the snapshot.
+register_hooks(default_dependencies, ("dynamodb", "s3"))
 
 
 @app.post("/predictions", summary="Submit a prediction request")

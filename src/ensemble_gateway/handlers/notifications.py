@@ -6,7 +6,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from ..bootstrap import completion
-from ..domain.notifications import InferenceResult
+from ..domain.api import build
+from ..domain.notifications import InferenceResult, RequestParameters, ResponseParameters
 from ..observability import logger, traced
 
 if TYPE_CHECKING:
@@ -14,6 +15,10 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from ..domain.completion import Completion
+
+
+# Built at cold start: the models of every message this function parses (see domain/notifications.py).
+build(InferenceResult, RequestParameters, ResponseParameters)
 
 
 def default_dependencies() -> Completion:

@@ -12,6 +12,7 @@ from ..bootstrap import authenticator, listing, read_model
 from ..domain.api import PredictionDocument, PredictionListDocument, ResultDocument, ShadowDocument, StepDocument, build
 from ..domain.listing import ListRequest
 from ..observability import logger, traced
+from ..snapstart import register_hooks
 from .api import authenticate, json_response, make_resolver, resolve
 
 if TYPE_CHECKING:
@@ -40,6 +41,10 @@ class Dependencies:
 def default_dependencies() -> Dependencies:
     """This process's (built once, at the first request)."""
     return Dependencies(authenticator=authenticator(), read_model=read_model(), listing=listing())
+
+
+# SnapStart (the template's parameter): built, with the clients its requests use, before the snapshot.
+register_hooks(default_dependencies, ("dynamodb", "s3"))
 
 
 @app.get("/predictions/<prediction_id>", summary="Status, lineage and result of a prediction")
