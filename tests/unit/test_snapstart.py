@@ -138,7 +138,7 @@ print(json.dumps({{"hooks": [kind for kind, _, _ in registered], "clients": sort
 
 # The API functions (the template's SnapStart parameter) -> the clients their requests use.
 API_HANDLERS = {
-    "new_prediction": ["dynamodb", "s3"],
+    "new_prediction": ["dynamodb", "s3", "sagemaker-runtime", "sqs", "stepfunctions"],
     "results": ["dynamodb", "s3"],
     "cancel_prediction": ["dynamodb", "events", "firehose", "s3", "sqs", "stepfunctions"],
     "batches": ["dynamodb", "s3", "sqs"],

@@ -57,7 +57,8 @@ def default_dependencies() -> Dependencies:
 
 
 # SnapStart (the template's parameter): built, with the clients its requests use, before the snapshot.
-register_hooks(default_dependencies, ("dynamodb", "s3"))
+# An input given inline is dispatched in the request: the model, workflow and queue clients too.
+register_hooks(default_dependencies, ("dynamodb", "s3", "sagemaker-runtime", "stepfunctions", "sqs"))
 
 
 @app.post("/predictions", summary="Submit a prediction request")
