@@ -144,6 +144,10 @@ class LocalRuntime:
         Seconds between sweeper runs (None: the template's schedule).
     log
         Receives one readable line per event worth telling.
+    model_processes
+        Run each endpoint's model in worker processes of its own, as SageMaker containers do (a
+        crash or a memory-hungry model cannot take the gateway down, and model code does not
+        compete for this process's GIL); False runs models on threads of this process.
     """
 
     def __init__(
@@ -157,8 +161,10 @@ class LocalRuntime:
         host_models: bool = True,
         log: Callable[[str], None] | None = None,
         extra_environment: dict[str, str] | None = None,
+        model_processes: bool = True,
     ) -> None:
         self.root = root or project_root()
+        self.model_processes = model_processes
         self.api_port = api_port
         self.aws_port = aws_port
         self.parameter_overrides = parameter_overrides or {}
@@ -213,12 +219,12 @@ class LocalRuntime:
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> LocalRuntime:
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-
         from .. import bootstrap
+        from . import inprocess
+        from .moto_dispatch import dispatcher_app
 
         self.registry = FunctionRegistry({}, REGION, on_invoke=self._on_invoke)
-        moto_app = DomainDispatcherApplication(create_backend_app)
+        moto_app = dispatcher_app()
         app: Any = StopExecutionMiddleware(AtomicDynamoDBMiddleware(moto_app))
         self.lambda_invoke = LambdaInvokeMiddleware(app, self.registry)
         app = self.lambda_invoke
@@ -227,7 +233,9 @@ class LocalRuntime:
             from .sagemaker import LocalSageMakerRuntime
             from .sagemaker_control import LocalSageMakerControlPlane
 
-            self.sagemaker = LocalSageMakerRuntime(self.client, region=REGION, logger=self.log)
+            self.sagemaker = LocalSageMakerRuntime(
+                self.client, region=REGION, logger=self.log, model_processes=self.model_processes
+            )
             app = self.sagemaker.middleware(app)
             # CreateModel / CreateEndpoint … host models in the runtime above, without a restart.
             self.sagemaker_control = LocalSageMakerControlPlane(
@@ -254,6 +262,8 @@ class LocalRuntime:
         )
         aws_server.start()
         self._servers.append(aws_server)
+        # This process's own boto3 calls (deployer, handlers, pollers, models) skip loopback HTTP.
+        inprocess.register(self.aws_url, app)
         self._configure_moto()
         deployer = LocalDeployer(
             self.root / "template.yaml",
@@ -558,6 +568,9 @@ class LocalRuntime:
             self.sagemaker.shutdown()
         if self.sagemaker_control is not None:
             self.sagemaker_control.shutdown()
+        from . import inprocess
+
+        inprocess.unregister(self.aws_url)
         for server in reversed(self._servers):
             server.stop()
         self._threads.clear()

@@ -3,6 +3,7 @@
 - ``runtime``: ``LocalSageMakerRuntime``, the WSGI front (``InvokeEndpoint``, ``InvokeEndpointAsync``),
   S3 inputs and outputs, SNS notifications.
 - ``workers``: invocations as jobs, and each endpoint's bounded worker pool.
+- ``processes``: models served from worker processes of their own (a crash is a ``ModelError``).
 - ``hosting``: one model's code imported, requirements checked, model loaded (``ModelLoadError``).
 - ``toolkit``: the inference toolkit's request sequence, pure.
 - ``frameworks``: the scikit-learn, XGBoost, PyTorch, Hugging Face and bare-toolkit defaults.

@@ -19,7 +19,9 @@ model's code where it was raised (no traceback dump).
 
 Local differences, on purpose:
 
-- One process hosts every endpoint. An endpoint's own modules (``code/*.py``) are importable
+- Without worker processes (``model_processes``, see ``processes``), one process hosts every
+  endpoint; with them, each worker process loads one endpoint as below. An endpoint's own
+  modules (``code/*.py``) are importable
   while its entry point is imported and while ``model_fn`` runs (so pickled custom classes load),
   and are then kept private to that endpoint, so two endpoints may both have a ``utils.py``; an
   import of them first made later, inside ``predict_fn`` say, is not supported.

@@ -7,7 +7,8 @@ boto3 reaches it through ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``.
 
 Each endpoint hosts one model directory in the SageMaker inference-toolkit layout, served with
 the defaults of its framework's container (``hosting``, ``toolkit``, ``frameworks``), loaded when
-the endpoint is added, with its own bounded pool of worker threads (``workers``).
+the endpoint is added, with its own bounded pool of worker threads (``workers``), whose models run
+on those threads or, with ``model_processes``, in a worker process each (``processes``).
 
 What SageMaker does and this runtime copies: the rest-json errors botocore parses
 (``ValidationError``; ``ModelError`` 424 with ``OriginalStatusCode``, ``OriginalMessage`` and
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from .endpoint import FRAMEWORKS, LocalEndpoint
 from .hosting import ModelHost
+from .processes import ProcessModelHost
 from .toolkit import ModelError
 from .workers import AsyncJob, EndpointWorkers, Job, Outcome
 
@@ -136,6 +138,10 @@ class LocalSageMakerRuntime:
         The region reported in notifications and log stream ARNs.
     logger : callable, optional
         Receives one readable line per load and per invocation (default: this module's logger).
+    model_processes : bool
+        Run each endpoint's model in worker processes (``processes``), one per worker of its pool,
+        as a container's workers are: a model that crashes its process fails the invocation with a
+        ``ModelError``, not the runtime. False (the default here): on the pool's threads.
     """
 
     def __init__(
@@ -143,8 +149,11 @@ class LocalSageMakerRuntime:
         client_factory: Callable[[str], Any],
         region: str = "us-east-1",
         logger: Callable[[str], None] | None = None,
+        *,
+        model_processes: bool = False,
     ) -> None:
         self._client_factory = client_factory
+        self.model_processes = model_processes
         self.region = region
         self._logger = logger or _log.info
         self.account_id = os.environ.get("MOTO_ACCOUNT_ID", _DEFAULT_ACCOUNT_ID)
@@ -186,11 +195,14 @@ class LocalSageMakerRuntime:
         started = time.monotonic()
         host = ModelHost(endpoint)
         host.load()
+        # With worker processes this load only checks the model (its errors are reported here);
+        # each worker process loads its own copy, and this one is dropped with ``host``.
+        serving: ModelHost | ProcessModelHost = ProcessModelHost(endpoint) if self.model_processes else host
         with self._lock:
             if self._closed:
                 raise RuntimeError("the local SageMaker runtime is shut down")
             previous = self._endpoints.get(endpoint.name)
-            self._endpoints[endpoint.name] = EndpointWorkers(endpoint, host, self._run_job)
+            self._endpoints[endpoint.name] = EndpointWorkers(endpoint, serving, self._run_job)
         if previous is not None:
             previous.close(drop_queued=False)  # the old pool finishes what it accepted, then stops
         elapsed = int((time.monotonic() - started) * 1000)
@@ -235,7 +247,8 @@ class LocalSageMakerRuntime:
             return self._idle.wait_for(lambda: self._pending == 0, timeout)
 
     def shutdown(self) -> None:
-        """Stop the pools. Queued jobs are dropped; model code still running is left behind."""
+        """Stop the pools. Queued jobs are dropped; model code still running on a thread is left
+        behind, in a worker process it is stopped."""
         with self._lock:
             self._closed = True
             pools = list(self._endpoints.values())
@@ -251,6 +264,8 @@ class LocalSageMakerRuntime:
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
         for pool in pools:
             pool.join(deadline)
+        for pool in pools:
+            pool.release()  # model code still running in a worker process is stopped, not left behind
         with self._idle:
             self._pending = 0
             self._idle.notify_all()

@@ -18,6 +18,7 @@ from typing import Any
 
 from .endpoint import LocalEndpoint
 from .hosting import ModelHost
+from .processes import ProcessModelHost
 from .toolkit import ModelError
 
 __all__ = ["AsyncJob", "EndpointWorkers", "Job", "Outcome"]
@@ -103,15 +104,23 @@ class EndpointWorkers:
     ----------
     endpoint : LocalEndpoint
         The endpoint served.
-    host : ModelHost
-        Its model, loaded already.
+    host : ModelHost or ProcessModelHost
+        Its model, loaded already (in this process, or served by worker processes, which are
+        stopped once the pool's threads have ended).
     run : callable
         Runs one job on a worker thread: ``run(pool, job)``.
     """
 
-    def __init__(self, endpoint: LocalEndpoint, host: ModelHost, run: Callable[[EndpointWorkers, Job], None]) -> None:
+    def __init__(
+        self,
+        endpoint: LocalEndpoint,
+        host: ModelHost | ProcessModelHost,
+        run: Callable[[EndpointWorkers, Job], None],
+    ) -> None:
         self.endpoint = endpoint
         self.host = host
+        self._running = endpoint.max_concurrency
+        self._running_lock = threading.Lock()
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.closed = False
         self._closing = threading.Lock()
@@ -127,11 +136,24 @@ class EndpointWorkers:
         while True:
             job = self.jobs.get()
             if job is None:
+                self._worker_ended()
                 return
             try:
                 self._run(self, job)
             except Exception:  # a worker must survive anything
                 _log.exception("local SageMaker worker of %s failed", self.endpoint.name)
+
+    def _worker_ended(self) -> None:
+        with self._running_lock:
+            self._running -= 1
+            last = self._running == 0
+        if last:
+            self.release()
+
+    def release(self) -> None:
+        """Stop the model's worker processes, if it has any (the last thread does it on its way out)."""
+        if isinstance(self.host, ProcessModelHost):
+            self.host.close()
 
     def submit(self, job: Job) -> bool:
         """Queue ``job``; False when this pool was closed (replaced, removed or shut down) meanwhile."""
