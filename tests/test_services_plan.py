@@ -54,7 +54,9 @@ def test_plan_asl_prints_the_generated_state_machine(offline: None, capsys: pyte
     code, out, _ = plan(capsys, str(EXAMPLES / "catalog.json"), "--asl", "--service", "vehicle-claim")
     assert code == 0
     definition = json.loads(out[out.index("\n{") + 1 :])
-    assert definition["StartAt"] and "Complete" in definition["States"]
+    # (vehicle-claim's decision ends the execution: the machine has no Complete task)
+    assert definition["StartAt"] and "FailEnsemble" in definition["States"]
+    assert definition["States"]["decision"]["End"] is True
     assert "${" not in json.dumps(definition)
 
 
