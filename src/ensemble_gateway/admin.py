@@ -111,8 +111,9 @@ def list_clients(directory: DynamoClientDirectory) -> list[Client]:
         response = table.client.scan(**request)
         for raw in response.get("Items", []):
             item = table.deserialize(raw)
-            # Alias items (an API key's hash, a principal, a reserved name) only point at a client.
-            if "document" in item:
+            # Alias items (an API key's hash, a principal, a reserved name) point at a client (and
+            # may carry a copy of its document: see DynamoClientDirectory._by_alias).
+            if "document" in item and "target" not in item:
                 clients.append(Client.model_validate_json(item["document"]))
         if "LastEvaluatedKey" not in response:
             return sorted(clients, key=lambda client: (client.name, client.client_id))

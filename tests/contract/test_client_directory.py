@@ -66,3 +66,32 @@ def test_a_client_put_with_a_new_key_and_principal_is_not_found_by_the_old_ones(
     assert clients.by_principal(f"{ROLE}-2") == replaced
     assert clients.by_api_key_hash(hash_api_key("old-key")) is None
     assert clients.by_principal(ROLE) is None
+
+
+def test_a_client_is_found_by_its_key_or_principal_in_one_read(clients: Any) -> None:
+    # GIVEN a client with an API key and a principal, put, then put again changed
+    from ensemble_gateway.adapters.dynamodb import DynamoClientDirectory
+
+    clients.put(client("c1", api_key_hash=hash_api_key("key-1"), principal_arn=ROLE))
+    changed = client("c1", api_key_hash=hash_api_key("key-1"), principal_arn=ROLE).model_copy(
+        update={"name": "renamed"}
+    )
+    clients.put(changed)
+    reads: list[Any] = []
+    if isinstance(clients, DynamoClientDirectory):
+        original = clients.table.get_item
+
+        def counting(key: Any) -> Any:
+            reads.append(key)
+            return original(key)
+
+        clients.table.get_item = counting  # type: ignore[method-assign]
+
+    # WHEN it is looked up by key and by principal
+    # THEN the current client is found, with one read each (on DynamoDB)
+    assert clients.by_api_key_hash(hash_api_key("key-1")) == changed
+    assert clients.by_principal(ROLE) == changed
+    if isinstance(clients, DynamoClientDirectory):
+        assert len(reads) == 2
+    # AND an alias is never taken for a client of its own
+    assert clients.get(f"apikey#{hash_api_key('key-1')}") is None

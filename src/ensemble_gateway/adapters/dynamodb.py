@@ -668,13 +668,22 @@ class DynamoClientDirectory:
 
     def get(self, client_id: str) -> Client | None:
         item = self.table.get_item({"client_id": client_id})
-        if item is None or "document" not in item:
-            return None
+        if item is None or "document" not in item or "target" in item:
+            return None  # (an alias item is no client)
         return Client.model_validate_json(item["document"])
 
     def _by_alias(self, alias: str) -> Client | None:
+        """One read: an alias item carries a copy of its client's document (written by ``put``
+        with it), so that every API request authenticates with one GetItem, not two. An alias
+        written before it carried the copy is followed to its client."""
         item = self.table.get_item({"client_id": alias})
-        return self.get(item["target"]) if item else None
+        if item is None:
+            return None
+        if "document" in item:
+            found = Client.model_validate_json(item["document"])
+            if found.client_id == item["target"]:
+                return found
+        return self.get(item["target"])
 
     def by_api_key_hash(self, api_key_hash: str) -> Client | None:
         return self._by_alias(f"apikey#{api_key_hash}")
@@ -684,11 +693,16 @@ class DynamoClientDirectory:
 
     def put(self, client: Client) -> None:
         previous = self.get(client.client_id)
-        items = [{"client_id": client.client_id, "document": client.model_dump_json()}]
+        document = client.model_dump_json()
+        items = [{"client_id": client.client_id, "document": document}]
         if client.api_key_hash:
-            items.append({"client_id": f"apikey#{client.api_key_hash}", "target": client.client_id})
+            items.append(
+                {"client_id": f"apikey#{client.api_key_hash}", "target": client.client_id, "document": document}
+            )
         if client.principal_arn:
-            items.append({"client_id": f"principal#{client.principal_arn}", "target": client.client_id})
+            items.append(
+                {"client_id": f"principal#{client.principal_arn}", "target": client.client_id, "document": document}
+            )
         for item in items:
             self.table.client.put_item(TableName=self.table.table_name, Item=self.table.serialize(item))
         # A replaced API key or principal must stop finding the client: its alias goes (if it
