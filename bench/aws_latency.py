@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -190,6 +190,33 @@ def _api_ms(call: Call) -> float:
     return API_P50.get(call.name, API_DEFAULT_MS)
 
 
+def sagemaker_jobs(calls: list[Call]) -> dict[int, str]:
+    """The inference each SageMaker worker call belongs to (call id -> prediction ID).
+
+    A worker reads an input, runs the model, writes the output and publishes; a shadow reads its
+    primary's input, so the recorder tags its read with the primary: the job's publish (its
+    ``InferenceId``) says whose job it was.
+    """
+    owner: dict[int, str] = {}
+    by_thread: dict[str, list[Call]] = defaultdict(list)
+    for c in calls:
+        if c.source == "sagemaker":
+            by_thread[c.thread].append(c)
+    for thread_calls in by_thread.values():
+        job: list[Call] = []
+        for c in sorted(thread_calls, key=lambda c: c.t0):
+            if c.name == "s3:GetObject" and job:
+                owner.update((id(j), str(job[0].info.get("prediction_id", ""))) for j in job)
+                job = []
+            job.append(c)
+            if c.name == "sns:Publish":
+                pid = str(c.info.get("prediction_id") or (job[0].info.get("prediction_id", "")))
+                owner.update((id(j), pid) for j in job)
+                job = []
+        owner.update((id(j), str(job[0].info.get("prediction_id", ""))) for j in job)
+    return owner
+
+
 def build_graph(
     prediction_id: str,
     uploaded_at: float,
@@ -230,6 +257,7 @@ def build_graph(
         return max(eligible, key=lambda c: c.t0) if eligible else None
 
     publishes = [c for c in calls if c.service == "sns" and c.operation == "Publish"]
+    owners = sagemaker_jobs(calls)
     webhook_sends = [c for c in calls if c.service == "sqs" and c.operation == "SendMessage" and c.source == "function"]
 
     # SageMaker async jobs: InvokeEndpointAsync → pick-up → input read → model → output write → publish.
@@ -237,9 +265,7 @@ def build_graph(
         if call.name != "sagemaker-runtime:InvokeEndpointAsync":
             continue
         target = call.info.get("prediction_id")
-        job = sorted(
-            (c for c in calls if c.source == "sagemaker" and c.info.get("prediction_id") == target), key=lambda c: c.t0
-        )
+        job = sorted((c for c in calls if c.source == "sagemaker" and owners.get(id(c)) == target), key=lambda c: c.t0)
         previous = call_end.get(id(call))
         if previous is None:
             continue

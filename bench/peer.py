@@ -343,31 +343,7 @@ def _finishing_window(inv: Invocation, top: str) -> list[Call]:
     return ordered[start : end + 1]
 
 
-def sagemaker_jobs(calls: list[Call]) -> dict[int, str]:
-    """The inference each SageMaker worker call belongs to (call id -> prediction ID).
-
-    A worker reads an input, runs the model, writes the output and publishes; a shadow reads its
-    primary's input, so the recorder tags its read with the primary: the job's publish (its
-    ``InferenceId``) says whose job it was.
-    """
-    owner: dict[int, str] = {}
-    by_thread: dict[str, list[Call]] = defaultdict(list)
-    for c in calls:
-        if c.source == "sagemaker":
-            by_thread[c.thread].append(c)
-    for thread_calls in by_thread.values():
-        job: list[Call] = []
-        for c in sorted(thread_calls, key=lambda c: c.t0):
-            if c.name == "s3:GetObject" and job:
-                owner.update((id(j), str(job[0].info.get("prediction_id", ""))) for j in job)
-                job = []
-            job.append(c)
-            if c.name == "sns:Publish":
-                pid = str(c.info.get("prediction_id") or (job[0].info.get("prediction_id", "")))
-                owner.update((id(j), pid) for j in job)
-                job = []
-        owner.update((id(j), str(job[0].info.get("prediction_id", ""))) for j in job)
-    return owner
+sagemaker_jobs = aws_latency.sagemaker_jobs
 
 
 @dataclass
