@@ -83,7 +83,8 @@ class _Worker:
         from_child_read, from_child_write = os.pipe()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", __name__, str(to_child_read), str(from_child_write)],
+                # -c, not -m: the package imports this module, so runpy would warn on every start.
+                [sys.executable, "-c", _CHILD_MAIN, str(to_child_read), str(from_child_write)],
                 pass_fds=(to_child_read, from_child_write),
                 stdin=subprocess.DEVNULL,
                 close_fds=True,
@@ -239,7 +240,8 @@ class ProcessModelHost:
             worker.close()
 
 
-if __name__ == "__main__":
+def child_main() -> None:
+    """A worker process's entry point: serve the pipes named on the command line."""
     # A gateway that stopped at once (a second Ctrl-C) closes the pipes under a busy child: that
     # child ends quietly, with no traceback on the terminal the two share.
     with contextlib.suppress(EOFError, OSError):
@@ -247,3 +249,9 @@ if __name__ == "__main__":
             multiprocessing.connection.Connection(int(sys.argv[1]), writable=False),
             multiprocessing.connection.Connection(int(sys.argv[2]), readable=False),
         )
+
+
+_CHILD_MAIN = f"from {__name__} import child_main; child_main()"
+
+if __name__ == "__main__":
+    child_main()
