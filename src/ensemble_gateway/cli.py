@@ -1190,6 +1190,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     limit = service.get("max_bytes") if service else None
     if isinstance(limit, int) and len(data) > limit:
         raise CliError(f"{path} is {len(data):,} bytes; service '{args.service}' takes at most {limit:,}")
+    extra: dict[str, Any] | None = None
+    if args.inline:
+        extra = {"input": _inline_input(path, data, content_type)}
     accepted = api.submit(
         args.service,
         content_type=content_type,
@@ -1197,10 +1200,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
         webhook_url=args.webhook,
         metadata=dict(args.metadata) if args.metadata else None,
         idempotency_key=args.idempotency_key,
+        extra=extra,
     )
     prediction_id = accepted["prediction_id"]
     upload = accepted.get("upload")
-    if upload is None:
+    if args.inline:
+        pass  # the input came with the request: stored and started, nothing to upload
+    elif upload is None:
         # An idempotent replay of a prediction whose input was accepted (or whose window closed).
         print(
             f"prediction {prediction_id} was already submitted with this idempotency key: nothing uploaded again",
@@ -1223,6 +1229,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 exit_code=EXIT_INTERRUPTED,
             ) from None
     return _follow(api, local, prediction_id, args, service)
+
+
+def _inline_input(path: Path, data: bytes, content_type: str) -> Any:
+    """The file's JSON value, for ``predict --inline`` (which sends only JSON)."""
+    from .domain.media_types import is_json_type
+
+    if not is_json_type(content_type):
+        raise CliError(f"--inline sends JSON only and {path} is {content_type}: leave out --inline to upload it")
+    try:
+        value = json.loads(data)
+    except ValueError as error:
+        raise CliError(f"{path} is not valid JSON ({error}): --inline sends the file's JSON value") from None
+    if value is None:
+        raise CliError(f"{path} holds JSON null, which cannot be sent inline: leave out --inline to upload it")
+    return value
 
 
 def cmd_upload(args: argparse.Namespace) -> int:
@@ -1842,6 +1863,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="the same key and request within 24 h give the same prediction (a retry creates no second one)",
     )
     predict.add_argument("--webhook", metavar="URL", help="https URL to notify when done")
+    predict.add_argument(
+        "--inline",
+        action="store_true",
+        help="send a JSON file in the request itself: one request, no upload (up to the gateway's "
+        "InlineInputMaxBytes, default 256 KiB)",
+    )
     predict.add_argument("--json", action="store_true", help="print the prediction's document as JSON")
     predict.set_defaults(func=cmd_predict)
 

@@ -234,6 +234,28 @@ def test_predict_sends_metadata_accept_and_an_idempotency_key(cli: Cli, inputs: 
     assert "already submitted with this idempotency key" in again.stderr
 
 
+def test_predict_inline_sends_the_json_in_one_request_and_refuses_what_is_not_json(
+    cli: Cli, inputs: dict[str, Path], elsewhere: Path
+) -> None:
+    # GIVEN a JSON input, and a CSV one
+    csv = elsewhere / "rows.csv"
+    csv.write_text("a,b\n1,2\n")
+
+    # WHEN the JSON one is predicted inline, and the CSV one too
+    done = cli.run("predict", "echo", str(inputs["hello"]), "--inline", "--wait", "--json")
+    refused = cli.run("predict", "echo", str(csv), "--inline")
+
+    # THEN the first completed with its input recorded as sent (no upload form was used)
+    assert done.returncode == 0, done
+    document = json.loads(done.stdout)
+    assert document["status"] == "COMPLETED"
+    assert document["input"]["size"] > 0 and len(document["input"]["sha256"]) == 64
+    assert "already submitted" not in done.stderr
+    # AND the second is refused in one line, exit 2, before any request
+    assert refused.returncode == 2, refused
+    assert refused.stderr.startswith("error: --inline sends JSON only") and refused.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("kind", ["missing", "directory"])
 def test_an_unreadable_input_is_refused_before_any_prediction_is_created(
     runtime: Any, cli: Cli, elsewhere: Path, inputs: dict[str, Path], kind: str
