@@ -419,7 +419,7 @@ class LocalRuntime:
         busy = sum(1 for poller in pollers if poller.busy.is_set())
         input_queue = self.stack.physical.get("InputQueue")
         webhook_queue = self.stack.outputs.get("WebhookQueueUrl")
-        uploads = inputs = events = webhooks = 0
+        uploads = events = webhooks = 0
         sqs = self.client("sqs")
         for url in {poller.queue_url for poller in pollers}:
             attributes = sqs.get_queue_attributes(
@@ -437,7 +437,6 @@ class LocalRuntime:
             if url == input_queue:
                 # An upload being handled may already be RUNNING: counted as an event, not twice.
                 uploads += waiting
-                inputs += waiting + handling
                 events += handling
             elif url == webhook_queue:
                 webhooks += waiting + handling
@@ -445,6 +444,10 @@ class LocalRuntime:
                 events += waiting + handling
         running = self._top_level("RUNNING")
         pending = self._top_level("PENDING_UPLOAD")
+        # Uploaded but not yet taken by process-input (its event queued or being handled): an
+        # upload object says so. Counting queue messages instead mistook an event still being
+        # deleted for another prediction's upload.
+        uploaded = sum(1 for prediction_id in pending if self._has_upload(prediction_id))
         return InFlight(
             running=tuple(running),
             uploads_queued=uploads,
@@ -452,8 +455,18 @@ class LocalRuntime:
             events_queued=events,
             busy_pollers=busy,
             # A queued upload's prediction is still PENDING_UPLOAD until process-input takes it.
-            awaiting_upload=max(0, len(pending) - inputs),
+            awaiting_upload=len(pending) - uploaded,
         )
+
+    def _has_upload(self, prediction_id: str) -> bool:
+        assert self.stack is not None
+        from ..domain.records import upload_key
+
+        try:
+            self.client("s3").head_object(Bucket=self.stack.outputs["BucketName"], Key=upload_key(prediction_id))
+        except Exception:  # 404 (or anything else): no upload to wait for
+            return False
+        return True
 
     def _top_level(self, status: str) -> list[str]:
         """IDs of the top-level predictions in ``status`` (ensemble steps are their parents' work)."""
