@@ -265,11 +265,6 @@ class LocalSession:
             if not said_start:
                 said_start = True
                 self._tell(f"draining: {_describe(left)}; new predictions get 503; up to {seconds:g} s")
-                if left.awaiting_upload:
-                    self._tell(
-                        f"not drained: {_count(left.awaiting_upload, 'accepted prediction')} still waiting for "
-                        "an upload (lost when the runtime stops)"
-                    )
             else:
                 self._tell(f"draining: {_describe(left)} ({elapsed:.0f} s)")
 
@@ -277,6 +272,13 @@ class LocalSession:
         if not said_start:
             progress(report.started_with, 0.0)
         left = report.left
+        if left.awaiting_upload:
+            # Counted at the end: a request inside the API when intake closed may still have
+            # created its prediction after the drain's first look.
+            self._tell(
+                f"not drained: {_count(left.awaiting_upload, 'accepted prediction')} still waiting for "
+                "an upload (lost when the runtime stops)"
+            )
         if report.outcome == "drained" and report.started_with.idle:
             self._tell(f"drained in {report.seconds:.1f} s: nothing was in flight")
         elif report.outcome == "drained":
