@@ -135,12 +135,12 @@ def test_a_realtime_call_that_times_out_is_not_repeated(runtime_server: Scripted
     runtime_server.script = [Answer(200, delay=1.5), OK]
 
     # WHEN the gateway invokes it (read timeout shortened from 65 s for the test)
-    started = time.monotonic()
     with pytest.raises(ReadTimeoutError):
         invoke(realtime(runtime_server.url, Sleeps(), read_timeout=0.3))
 
-    # THEN it gave up after one read timeout and did not call the model again
-    assert time.monotonic() - started < 1.2
+    # THEN it gave up at the read timeout (the error: the answer had not come) and, once the
+    # late answer has been sent, the model was still called only once (a wall-clock bound here
+    # failed on a loaded machine: speed is bench/'s business)
     time.sleep(1.5)
     assert len(runtime_server.paths) == 1
 
